@@ -1,0 +1,3 @@
+module github.com/stokehq/stoke
+
+go 1.26
