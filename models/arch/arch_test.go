@@ -129,7 +129,9 @@ func TestBadModels(t *testing.T) {
 		want string
 	}{
 		{"ok", func(map[string]gguf.Value, map[string][]uint64) {}, ""},
-		{"unknown arch", func(kv map[string]gguf.Value, _ map[string][]uint64) { kv["general.architecture"] = gguf.String("mamba") }, `unsupported architecture "mamba"`},
+		{"unknown arch", func(kv map[string]gguf.Value, _ map[string][]uint64) {
+			kv["general.architecture"] = gguf.String("mamba")
+		}, `unsupported architecture "mamba"`},
 		{"missing key", func(kv map[string]gguf.Value, _ map[string][]uint64) { delete(kv, "llama.block_count") }, "llama.block_count is missing"},
 		{"absurd dim", func(kv map[string]gguf.Value, _ map[string][]uint64) {
 			kv["llama.embedding_length"] = gguf.Uint64(1 << 40)
