@@ -94,7 +94,7 @@ var table = map[Type]info{
 	I64:     {"I64", 1, 8, false},
 	F64:     {"F64", 1, 8, false},
 	IQ1_M:   {"IQ1_M", QK_K, QK_K/8 + QK_K/16 + QK_K/32, false},
-	TQ1_0:   {"TQ1_0", QK_K, 2 + 4*13 + QK_K/64, false},
+	TQ1_0:   {"TQ1_0", QK_K, 2 + (QK_K-4*QK_K/64)/5 + QK_K/64, false},
 	TQ2_0:   {"TQ2_0", QK_K, 2 + QK_K/4, false},
 	MXFP4:   {"MXFP4", 32, 1 + 16, false},
 }

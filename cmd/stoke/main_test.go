@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func stoke(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := mainErr(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestSynthInspectRun(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "tiny.gguf")
+	if _, e, code := stoke(t, "synth", "--out", model, "--params", "2M", "--dtype", "q4_k", "--seed", "5"); code != 0 {
+		t.Fatalf("synth: exit %d: %s", code, e)
+	}
+	out, e, code := stoke(t, "inspect", model)
+	if code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, e)
+	}
+	for _, want := range []string{"general.architecture", "llama", "blk.0.ffn_down.weight", "Q4_K", "token_embd.weight"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect output lacks %q", want)
+		}
+	}
+
+	out, e, code = stoke(t, "run", "-m", model, "-p", "Hello there", "-n", "12", "--temp", "0", "--json")
+	if code != 0 {
+		t.Fatalf("run: exit %d: %s", code, e)
+	}
+	var res struct {
+		PromptTokens []int32 `json:"prompt_tokens"`
+		Tokens       []int32 `json:"tokens"`
+		Text         string  `json:"text"`
+		PromptTPS    float64 `json:"prompt_tokens_per_s"`
+		TPS          float64 `json:"tokens_per_s"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("run --json output is not JSON: %v\n%s", err, out)
+	}
+	if len(res.PromptTokens) == 0 || res.PromptTPS <= 0 {
+		t.Errorf("run --json: %+v", res)
+	}
+	if len(res.Tokens) > 12 {
+		t.Errorf("asked for 12 tokens, got %d", len(res.Tokens))
+	}
+
+	// streaming mode ends with the speed line
+	out, e, code = stoke(t, "run", "-m", model, "-p", "Hi", "-n", "4", "--seed", "3")
+	if code != 0 || !strings.Contains(out, "tok/s") || !strings.HasPrefix(out, "Hi") {
+		t.Fatalf("run: exit %d, out %q, err %q", code, out, e)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.gguf")
+	os.WriteFile(bad, []byte("GGUF\x03\x00\x00\x00 truncated"), 0o644)
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"nope"}, 2, "unknown command"},
+		{[]string{"run", "--temp", "-1", "-m", bad}, 2, "temperature"},
+		{[]string{"run", "-m", filepath.Join(dir, "missing.gguf")}, 1, "no such file"},
+		{[]string{"run", "-m", bad}, 1, "gguf"},
+		{[]string{"inspect"}, 2, "exactly one"},
+		{[]string{"inspect", bad}, 1, "gguf"},
+		{[]string{"synth", "--out", filepath.Join(dir, "x.gguf"), "--dtype", "q2_k"}, 2, "dtype"},
+		{[]string{"synth", "--params", "lots"}, 2, "--out"},
+	}
+	for _, c := range cases {
+		_, e, code := stoke(t, c.args...)
+		if code != c.code || !strings.Contains(e, c.msg) {
+			t.Errorf("stoke %q: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, e, c.code, c.msg)
+		}
+	}
+}
+
+func TestParseCount(t *testing.T) {
+	for in, want := range map[string]int64{"1B": 1e9, "125M": 125e6, "15e6": 15e6, "2k": 2000, "0.5b": 5e8} {
+		if got, err := parseCount(in); err != nil || got != want {
+			t.Errorf("parseCount(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "x", "-1M", "0", "9999B"} {
+		if _, err := parseCount(in); err == nil {
+			t.Errorf("parseCount(%q) accepted", in)
+		}
+	}
+}

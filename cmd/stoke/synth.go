@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/stokehq/stoke/models/dtype"
+	"github.com/stokehq/stoke/models/synth"
+)
+
+func cmdSynth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("synth", stderr)
+	out := fs.String("out", "", "output GGUF `file` (required)")
+	params := fs.String("params", "100M", "target parameter count (e.g. 15M, 1B, 7B)")
+	dt := fs.String("dtype", "q8_0", "weight type: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k")
+	archName := fs.String("arch", "llama", "architecture")
+	seed := fs.Uint64("seed", 1, "RNG seed (same seed, same bytes)")
+	ctxLen := fs.Int("ctx", 0, "context_length to record (0: default)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usagef("--out is required")
+	}
+	p, err := parseCount(*params)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	t, err := dtype.Parse(*dt)
+	if err != nil || !t.Computable() || t == dtype.Q8_K {
+		return usagef("--dtype %q is not a weight type Stoke can compute with", *dt)
+	}
+	c := synth.Config{Arch: *archName, Params: p, Type: t, Seed: *seed, Context: *ctxLen}
+	sc, err := synth.Shape(c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "stoke synth: %s %s: dim %d, %d layers, %d heads (%d kv), ffn %d, vocab %d\n",
+		sc.Arch, t, sc.Dim, sc.Layers, sc.Heads, sc.KVHeads, sc.FFN, sc.Vocab)
+	if err := synth.Write(*out, c); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n", *out)
+	return nil
+}
+
+// parseCount reads "1B", "125M", "15e6" or a plain integer.
+func parseCount(s string) (int64, error) {
+	mult := 1.0
+	u := strings.ToUpper(strings.TrimSpace(s))
+	switch {
+	case strings.HasSuffix(u, "B"):
+		mult, u = 1e9, strings.TrimSuffix(u, "B")
+	case strings.HasSuffix(u, "M"):
+		mult, u = 1e6, strings.TrimSuffix(u, "M")
+	case strings.HasSuffix(u, "K"):
+		mult, u = 1e3, strings.TrimSuffix(u, "K")
+	}
+	v, err := strconv.ParseFloat(u, 64)
+	if err != nil || !(v > 0) || v*mult > 1e12 {
+		return 0, fmt.Errorf("parameter count %q: want a positive number like 15M or 1B", s)
+	}
+	return int64(v * mult), nil
+}

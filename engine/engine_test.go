@@ -1,0 +1,188 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stokehq/stoke/engine"
+	"github.com/stokehq/stoke/models/dtype"
+	"github.com/stokehq/stoke/models/synth"
+)
+
+var (
+	synthMu    sync.Mutex
+	synthPaths = map[string]string{}
+)
+
+// synthModel writes (once per test binary) a small synthetic model.
+func synthModel(t testing.TB, c synth.Config) string {
+	t.Helper()
+	synthMu.Lock()
+	defer synthMu.Unlock()
+	key := fmt.Sprintf("%+v", c)
+	if p, ok := synthPaths[key]; ok {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "stoke-engine-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "m.gguf")
+	if err := synth.Write(p, c); err != nil {
+		t.Fatal(err)
+	}
+	synthPaths[key] = p
+	return p
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, p := range synthPaths {
+		os.RemoveAll(filepath.Dir(p))
+	}
+	os.Exit(code)
+}
+
+// TestBatchedPrefillEqualsDecode: a prompt evaluated in one batch, in odd
+// chunks and one token at a time must give the same logits (to float
+// rounding), for every weight type and both KV cache types.
+func TestBatchedPrefillEqualsDecode(t *testing.T) {
+	for _, dt := range []dtype.Type{dtype.F32, dtype.F16, dtype.BF16, dtype.Q4_0, dtype.Q4_1, dtype.Q5_0, dtype.Q5_1, dtype.Q8_0, dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+		t.Run(dt.String(), func(t *testing.T) {
+			m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dt, Seed: 3}))
+			prompt := m.Tok.Encode("The quick brown fox jumps over the lazy dog, then naps.", true, true)
+			for _, kv := range []dtype.Type{dtype.F32, dtype.F16} {
+				one := session(t, m, engine.Options{KVType: kv, Batch: 64})
+				want, err := one.EvalAll(prompt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append([]float32(nil), want...)
+				odd := session(t, m, engine.Options{KVType: kv, Batch: 5})
+				got, err := odd.EvalAll(prompt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := maxAbsDiff(got, want); d > 1e-4 {
+					t.Errorf("kv %s: chunked prefill differs by %.2e", kv, d)
+				}
+				seq := session(t, m, engine.Options{KVType: kv})
+				v := m.Config.Vocab
+				// Mat-vec and mat-mat sum in different orders; with an F16
+				// cache a 1-ulp difference in a key can round to a
+				// different half (a relative step of 2⁻¹¹), so allow more.
+				tol := 1e-4
+				if kv == dtype.F16 {
+					tol = 2e-3
+				}
+				for i, tok := range prompt {
+					l, err := seq.Eval([]int32{tok})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if d := maxAbsDiff(l, want[i*v:(i+1)*v]); d > tol {
+						t.Fatalf("kv %s: token %d decoded alone differs from prefill by %.2e", kv, i, d)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestContextErrors(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q8_0, Seed: 3}))
+	s := session(t, m, engine.Options{Context: 16})
+	long := make([]int32, 17)
+	for i := range long {
+		long[i] = 300
+	}
+	if _, err := s.Eval(long); !errors.Is(err, engine.ErrContextFull) {
+		t.Fatalf("17 tokens in a 16-token context: err %v", err)
+	}
+	if _, err := s.Generate(context.Background(), long[:16], engine.GenerateParams{}, nil); !errors.Is(err, engine.ErrContextFull) {
+		t.Fatalf("a 16-token prompt leaves no room in 16: err %v", err)
+	}
+	if _, err := s.Eval([]int32{int32(m.Config.Vocab)}); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("out-of-range token: err %v", err)
+	}
+	// generation stops cleanly with "length" when the context fills
+	res, err := s.Generate(context.Background(), long[:10], engine.GenerateParams{IgnoreEOS: true, Sampler: engine.SamplerParams{TopP: 1, RepeatPenalty: 1}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Finish != engine.FinishLength || s.Pos() != 16 || len(res.Tokens) != 7 {
+		t.Fatalf("finish %q pos %d tokens %d, want length, 16, 7", res.Finish, s.Pos(), len(res.Tokens))
+	}
+}
+
+func TestSeededGenerationIsDeterministic(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3}))
+	gen := func(seed uint64) string {
+		s := session(t, m, engine.Options{})
+		p := engine.GenerateParams{MaxTokens: 24, IgnoreEOS: true, Sampler: engine.DefaultSampler()}
+		p.Sampler.Temperature = 1.5
+		p.Sampler.Seed = seed
+		var streamed strings.Builder
+		res, err := s.Generate(context.Background(), m.Tok.Encode("Hello", true, true), p, func(tk engine.Token) error {
+			streamed.WriteString(tk.Text)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if streamed.String() != res.Text {
+			t.Fatalf("streamed %q != result %q", streamed.String(), res.Text)
+		}
+		return fmt.Sprint(res.Tokens)
+	}
+	a, b, c := gen(11), gen(11), gen(12)
+	if a != b {
+		t.Fatalf("same seed, different tokens:\n%s\n%s", a, b)
+	}
+	if a == c {
+		t.Fatalf("different seeds gave the same 24 tokens at temperature 1.5: %s", a)
+	}
+}
+
+func TestGenerateCancel(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q8_0, Seed: 3}))
+	s := session(t, m, engine.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	res, err := s.Generate(ctx, m.Tok.Encode("Hi", true, true), engine.GenerateParams{MaxTokens: 100, IgnoreEOS: true, Sampler: engine.SamplerParams{TopP: 1, RepeatPenalty: 1}}, func(engine.Token) error {
+		if n++; n == 3 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || res == nil || len(res.Tokens) != 3 {
+		t.Fatalf("err %v, tokens %v", err, res)
+	}
+}
+
+// TestDecodeStepAllocatesNothing: the per-token path (forward pass for one
+// token) must not allocate.
+func TestDecodeStepAllocatesNothing(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Seed: 3}))
+	for _, kv := range []dtype.Type{dtype.F32, dtype.F16} {
+		s := session(t, m, engine.Options{KVType: kv, Context: 256})
+		if _, err := s.Eval([]int32{1, 2, 3}); err != nil {
+			t.Fatal(err)
+		}
+		tok := []int32{42}
+		allocs := testing.AllocsPerRun(50, func() {
+			if _, err := s.Eval(tok); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("kv %s: a decode step allocates %.1f times", kv, allocs)
+		}
+	}
+}

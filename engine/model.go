@@ -1,0 +1,130 @@
+// Package engine runs a model: it binds a GGUF file's tensors to a family
+// description, owns the KV cache and scratch buffers of a session, and runs
+// the forward pass, the sampler and the generation loop.
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/stokehq/stoke/models/arch"
+	"github.com/stokehq/stoke/models/dtype"
+	"github.com/stokehq/stoke/models/gguf"
+	"github.com/stokehq/stoke/models/tokenizer"
+)
+
+// Model is a loaded, immutable model: weights (mmapped), hyperparameters and
+// tokenizer. Sessions created from it hold all mutable state, so one Model
+// can serve many sessions.
+type Model struct {
+	Path   string
+	File   *gguf.File
+	Config arch.Config
+	W      *arch.Weights
+	Tok    *tokenizer.Tokenizer
+
+	// Vectors (norm weights, biases) as float32, decoded once at load.
+	outNorm, outNormB []float32
+	layers            []layerVecs
+	freqFactors       []float32
+}
+
+type layerVecs struct {
+	attnNorm, attnNormB, qb, kb, vb, ob  []float32
+	qNorm, kNorm                         []float32
+	ffnNorm, ffnNormB, gateB, upB, downB []float32
+}
+
+// Load opens a GGUF file and binds it. The weights stay in the mmapped file:
+// loading costs no RSS for weights until they are read.
+func Load(path string) (*Model, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := FromFile(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m.Path = path
+	return m, nil
+}
+
+// FromFile binds an opened GGUF file. The model takes ownership of f.
+func FromFile(f *gguf.File) (*Model, error) {
+	cfg, err := arch.ConfigFromGGUF(f)
+	if err != nil {
+		return nil, err
+	}
+	w, err := arch.Bind(f, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		return nil, err
+	}
+	if tok.VocabSize() > cfg.Vocab {
+		return nil, fmt.Errorf("engine: tokenizer has %d tokens but token_embd has %d rows", tok.VocabSize(), cfg.Vocab)
+	}
+	m := &Model{File: f, Config: cfg, W: w, Tok: tok}
+	m.outNorm = vec(w.OutputNorm)
+	m.outNormB = vec(w.OutputNormB)
+	m.freqFactors = vec(w.RoPEFreqs)
+	m.layers = make([]layerVecs, len(w.Layers))
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		m.layers[i] = layerVecs{
+			attnNorm: vec(l.AttnNorm), attnNormB: vec(l.AttnNormB),
+			qb: vec(l.QB), kb: vec(l.KB), vb: vec(l.VB), ob: vec(l.OB),
+			qNorm: vec(l.QNorm), kNorm: vec(l.KNorm),
+			ffnNorm: vec(l.FFNNorm), ffnNormB: vec(l.FFNNormB),
+			gateB: vec(l.GateB), upB: vec(l.UpB), downB: vec(l.DownB),
+		}
+	}
+	return m, nil
+}
+
+// Close unmaps the file. Sessions must not be used afterwards.
+func (m *Model) Close() error { return m.File.Close() }
+
+// vec decodes an F32 vector tensor (arch.Bind guarantees the type); nil for
+// an absent optional tensor.
+func vec(t *arch.Tensor) []float32 {
+	if t == nil {
+		return nil
+	}
+	if t.Type != dtype.F32 {
+		panic("engine: vector tensor " + t.Name + " is not F32")
+	}
+	v := make([]float32, len(t.Data)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
+	}
+	return v
+}
+
+// ParamCount is the number of weights in the model's tensors.
+func (m *Model) ParamCount() int64 {
+	var n int64
+	for _, t := range m.File.Tensors {
+		p := int64(1)
+		for _, d := range t.Shape {
+			p *= int64(d)
+		}
+		n += p
+	}
+	return n
+}
+
+// WeightBytes is the size of the tensor data: the bytes a dense decode step
+// reads (plus the KV cache).
+func (m *Model) WeightBytes() int64 {
+	var n int64
+	for _, t := range m.File.Tensors {
+		n += int64(t.Size)
+	}
+	return n
+}

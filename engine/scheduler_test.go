@@ -1,0 +1,129 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stokehq/stoke/engine"
+	"github.com/stokehq/stoke/models/dtype"
+	"github.com/stokehq/stoke/models/synth"
+)
+
+func greedyParams(n int) engine.GenerateParams {
+	return engine.GenerateParams{MaxTokens: n, IgnoreEOS: true, Sampler: engine.SamplerParams{TopP: 1, RepeatPenalty: 1}}
+}
+
+// TestSchedulerMatchesSequential: many concurrent requests, batched
+// together with staggered prompts, each get exactly the tokens a lone
+// session produces for the same prompt.
+func TestSchedulerMatchesSequential(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q8_0, Seed: 3}))
+	const clients = 24
+	prompts := make([][]int32, clients)
+	want := make([][]int32, clients)
+	for i := range prompts {
+		prompts[i] = m.Tok.Encode(fmt.Sprintf("Request %d: %s", i, strings.Repeat("tell me a story ", i%5+1)), true, true)
+		s := session(t, m, engine.Options{Context: 256})
+		res, err := s.Generate(context.Background(), prompts[i], greedyParams(10+i%7), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = res.Tokens
+	}
+	sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: 6, Context: 256, Queue: clients, Batch: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var streamed []int32
+			var text strings.Builder
+			res, err := sc.Generate(context.Background(), prompts[i], greedyParams(10+i%7), func(tk engine.Token) error {
+				if tk.ID >= 0 { // -1 carries text held back until the end
+					streamed = append(streamed, tk.ID)
+				}
+				text.WriteString(tk.Text)
+				return nil
+			})
+			switch {
+			case err != nil:
+				errs[i] = err
+			case !slices.Equal(res.Tokens, want[i]):
+				errs[i] = fmt.Errorf("client %d: got %v, want %v", i, res.Tokens, want[i])
+			case !slices.Equal(streamed, want[i]):
+				errs[i] = fmt.Errorf("client %d: streamed %v, want %v", i, streamed, want[i])
+			case text.String() != res.Text:
+				errs[i] = fmt.Errorf("client %d: streamed text %q, result %q", i, text.String(), res.Text)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	st := sc.Stats()
+	if st.Active != 0 || st.Queued != 0 || st.GenTokens == 0 {
+		t.Errorf("after all requests: %+v", st)
+	}
+	// prefix reuse: the same prompt again hits a slot that holds it
+	res, err := sc.Generate(context.Background(), prompts[3], greedyParams(10+3%7), nil)
+	if err != nil || !slices.Equal(res.Tokens, want[3]) {
+		t.Errorf("repeat request: %v %v, want %v", res, err, want[3])
+	}
+}
+
+func TestSchedulerCancelFreesSlot(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q8_0, Seed: 3}))
+	sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: 1, Context: 512, Queue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		var once sync.Once
+		_, err := sc.Generate(ctx, m.Tok.Encode("hello", true, true), greedyParams(400), func(engine.Token) error {
+			once.Do(func() { close(started) })
+			return nil
+		})
+		done <- err
+	}()
+	<-started
+	// slot busy, queue of 1: the second request waits, the third is refused
+	go sc.Generate(context.Background(), m.Tok.Encode("queued", true, true), greedyParams(2), nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for sc.Stats().Queued != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := sc.Generate(context.Background(), m.Tok.Encode("x", true, true), greedyParams(2), nil); !errors.Is(err, engine.ErrQueueFull) {
+		t.Errorf("third request: err %v, want ErrQueueFull", err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled request returned %v", err)
+	}
+	for (sc.Stats().Cancelled != 1 || sc.Stats().Active != 0 || sc.Stats().Queued != 0) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if st := sc.Stats(); st.Cancelled != 1 || st.Active != 0 {
+		t.Errorf("after cancel: %+v", st)
+	}
+	if _, err := sc.Generate(context.Background(), make([]int32, 600), greedyParams(1), nil); !errors.Is(err, engine.ErrContextFull) {
+		t.Errorf("over-long prompt: %v", err)
+	}
+}

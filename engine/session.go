@@ -1,0 +1,474 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/stokehq/stoke/kernels/cpu"
+	"github.com/stokehq/stoke/models/arch"
+	"github.com/stokehq/stoke/models/dtype"
+)
+
+// Options configure a session.
+type Options struct {
+	Threads int        // worker threads; ≤ 0 means all cores
+	Context int        // KV cache length in tokens; ≤ 0 means min(model context, DefaultContext)
+	KVType  dtype.Type // F32 (default) or F16
+	Batch   int        // prefill chunk in tokens; ≤ 0 means DefaultBatch
+	Pool    *cpu.Pool  // optional shared pool; Threads is ignored when set
+}
+
+const (
+	// DefaultContext caps the KV cache when the caller does not ask: models
+	// advertise up to 128k tokens, which would cost gigabytes of cache.
+	DefaultContext = 4096
+	// DefaultBatch is the prefill chunk: large enough that each weight row
+	// is reused across many tokens, small enough to keep scratch modest.
+	DefaultBatch = 64
+)
+
+// ErrContextFull is returned when tokens would not fit in the KV cache.
+var ErrContextFull = errors.New("engine: context is full")
+
+// KVCache is one sequence's key/value cache: per layer, K and V for up to
+// Context tokens, [ctx][kvHeads·headDim], in F32 or F16.
+type KVCache struct {
+	ctx      int
+	typ      dtype.Type
+	kvd      int
+	pos      int
+	k32, v32 [][]float32
+	k16, v16 [][]uint16
+}
+
+// NewKVCache allocates a cache of ctx tokens for m.
+func (m *Model) NewKVCache(ctx int, typ dtype.Type) (*KVCache, error) {
+	c := &m.Config
+	if ctx <= 0 || ctx > arch.MaxContext {
+		return nil, fmt.Errorf("engine: context %d is out of range [1, %d]", ctx, arch.MaxContext)
+	}
+	if typ != dtype.F32 && typ != dtype.F16 {
+		return nil, fmt.Errorf("engine: KV cache type %s is not supported (f32, f16)", typ)
+	}
+	kv := &KVCache{ctx: ctx, typ: typ, kvd: c.KVDim()}
+	for range c.Layers {
+		if typ == dtype.F32 {
+			kv.k32 = append(kv.k32, make([]float32, ctx*kv.kvd))
+			kv.v32 = append(kv.v32, make([]float32, ctx*kv.kvd))
+		} else {
+			kv.k16 = append(kv.k16, make([]uint16, ctx*kv.kvd))
+			kv.v16 = append(kv.v16, make([]uint16, ctx*kv.kvd))
+		}
+	}
+	return kv, nil
+}
+
+// KVBytes is the memory a cache of ctx tokens of type typ takes.
+func (m *Model) KVBytes(ctx int, typ dtype.Type) int64 {
+	return int64(2*m.Config.Layers*ctx*m.Config.KVDim()) * int64(typ.TypeSize())
+}
+
+// Pos is the number of tokens in the cache.
+func (kv *KVCache) Pos() int { return kv.pos }
+
+// Context is the cache length in tokens.
+func (kv *KVCache) Context() int { return kv.ctx }
+
+// Reset empties the cache (the memory is reused).
+func (kv *KVCache) Reset() { kv.pos = 0 }
+
+// Truncate drops cached tokens after the first n, so a new prompt sharing
+// a prefix with the previous one reuses the cache.
+func (kv *KVCache) Truncate(n int) {
+	if n < kv.pos {
+		kv.pos = max(n, 0)
+	}
+}
+
+func (kv *KVCache) layer(l int) (k, v cpu.KV) {
+	if kv.typ == dtype.F32 {
+		return cpu.KV{F32: kv.k32[l]}, cpu.KV{F32: kv.v32[l]}
+	}
+	return cpu.KV{F16: kv.k16[l]}, cpu.KV{F16: kv.v16[l]}
+}
+
+// store writes n tokens' keys and values at positions start.. of layer l.
+func (kv *KVCache) store(l, start int, k, v []float32, n int) {
+	off := start * kv.kvd
+	if kv.typ == dtype.F32 {
+		copy(kv.k32[l][off:off+n*kv.kvd], k)
+		copy(kv.v32[l][off:off+n*kv.kvd], v)
+		return
+	}
+	kd, vd := kv.k16[l][off:off+n*kv.kvd], kv.v16[l][off:off+n*kv.kvd]
+	for i := range kd {
+		kd[i] = dtype.F32ToF16(k[i])
+		vd[i] = dtype.F32ToF16(v[i])
+	}
+}
+
+// Seq is one sequence's share of a batched forward pass: its cache, the
+// tokens to append, and where its logits go.
+type Seq struct {
+	KV     *KVCache
+	Tokens []int32
+	// Logits, if non-nil (len vocab), receives the last token's logits.
+	Logits []float32
+	// All, if non-nil (len(Tokens)·vocab), receives every token's logits.
+	All []float32
+}
+
+// Runner runs forward passes: it owns the worker pool and the scratch
+// buffers, sized for a batch of tokens that may come from many sequences.
+// One decode step of a continuous batch reads each weight once for all
+// sequences. A Runner is used by one goroutine at a time.
+type Runner struct {
+	m       *Model
+	pool    *cpu.Pool
+	ownPool bool
+	batch   int
+	rope    *cpu.RoPE
+
+	// scratch, sized for a batch of tokens
+	x, xb, xb2 []float32 // [batch][dim]
+	q, att     []float32 // [batch][qdim]
+	kx, vx     []float32 // [batch][kvdim]
+	hb, hb2    []float32 // [batch][ffn]
+	out        []float32 // [rows wanted][vocab], grown on demand
+	pos        []int     // per token: absolute position
+}
+
+// NewRunner makes a runner for batches of up to batch tokens (≤ 0 means
+// DefaultBatch). pool may be nil: the runner then starts its own with
+// threads workers.
+func (m *Model) NewRunner(batch, threads int, pool *cpu.Pool) *Runner {
+	c := &m.Config
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
+	r := &Runner{m: m, batch: batch, pool: pool}
+	if r.pool == nil {
+		r.pool = cpu.NewPool(threads)
+		r.ownPool = true
+	}
+	r.rope = cpu.NewRoPE(cpu.RoPE{
+		Dims: c.RoPEDims, HeadDim: c.HeadDim, Base: c.RoPEBase, Scale: c.RoPEScale,
+		NeoX: c.RoPE == arch.RoPENeoX, FreqFactors: m.freqFactors,
+	})
+	r.x = make([]float32, batch*c.Dim)
+	r.xb = make([]float32, batch*c.Dim)
+	r.xb2 = make([]float32, batch*c.Dim)
+	r.q = make([]float32, batch*c.QDim())
+	r.att = make([]float32, batch*c.QDim())
+	r.kx = make([]float32, batch*c.KVDim())
+	r.vx = make([]float32, batch*c.KVDim())
+	r.hb = make([]float32, batch*c.FFN)
+	r.hb2 = make([]float32, batch*c.FFN)
+	r.pos = make([]int, batch)
+	return r
+}
+
+// Close stops the runner's pool if it owns one.
+func (r *Runner) Close() {
+	if r.ownPool {
+		r.pool.Close()
+	}
+}
+
+// Batch is the most tokens one Forward call takes.
+func (r *Runner) Batch() int { return r.batch }
+
+// Pool is the runner's worker pool.
+func (r *Runner) Pool() *cpu.Pool { return r.pool }
+
+// Forward appends each sequence's tokens to its cache and computes the
+// logits asked for. The total token count must not exceed Batch(); each
+// sequence must fit its cache and appear at most once.
+func (r *Runner) Forward(seqs []Seq) error {
+	n := 0
+	v := int32(r.m.Config.Vocab)
+	for i := range seqs {
+		sq := &seqs[i]
+		if len(sq.Tokens) == 0 {
+			return errors.New("engine: a sequence has no tokens to evaluate")
+		}
+		if sq.KV.pos+len(sq.Tokens) > sq.KV.ctx {
+			return fmt.Errorf("%w: %d cached + %d new tokens > context %d", ErrContextFull, sq.KV.pos, len(sq.Tokens), sq.KV.ctx)
+		}
+		for _, t := range sq.Tokens {
+			if t < 0 || t >= v {
+				return fmt.Errorf("engine: token id %d is out of range [0, %d)", t, v)
+			}
+		}
+		if sq.Logits != nil && len(sq.Logits) != int(v) || sq.All != nil && len(sq.All) != len(sq.Tokens)*int(v) {
+			return errors.New("engine: logits buffer has the wrong length")
+		}
+		n += len(sq.Tokens)
+	}
+	if n > r.batch {
+		return fmt.Errorf("engine: batch of %d tokens exceeds the runner's %d", n, r.batch)
+	}
+	if n == 0 {
+		return errors.New("engine: no tokens to evaluate")
+	}
+	r.forward(seqs, n)
+	return nil
+}
+
+// Session is a single sequence with its own runner: the simple API for
+// one prompt at a time (CLI, tests, perplexity).
+type Session struct {
+	*KVCache
+	r      *Runner
+	seq    [1]Seq
+	logits []float32
+	all    []float32
+	one    [1]int32
+}
+
+// NewSession allocates a session's cache and runner.
+func (m *Model) NewSession(o Options) (*Session, error) {
+	ctx := o.Context
+	if ctx <= 0 {
+		ctx = min(m.Config.Context, DefaultContext)
+	}
+	kvt := o.KVType
+	if kvt == 0 {
+		kvt = dtype.F32
+	}
+	kv, err := m.NewKVCache(ctx, kvt)
+	if err != nil {
+		return nil, err
+	}
+	r := m.NewRunner(o.Batch, o.Threads, o.Pool)
+	return &Session{KVCache: kv, r: r, logits: make([]float32, m.Config.Vocab)}, nil
+}
+
+// Close releases the session's pool if it owns one.
+func (s *Session) Close() { s.r.Close() }
+
+// Model returns the session's model.
+func (s *Session) Model() *Model { return s.r.m }
+
+// Eval feeds tokens at the current position and returns the logits of the
+// last one. The returned slice is owned by the session and overwritten by
+// the next call.
+func (s *Session) Eval(tokens []int32) ([]float32, error) {
+	if s.pos+len(tokens) > s.ctx {
+		return nil, fmt.Errorf("%w: %d cached + %d new tokens > context %d", ErrContextFull, s.pos, len(tokens), s.ctx)
+	}
+	if len(tokens) == 0 {
+		return nil, errors.New("engine: no tokens to evaluate")
+	}
+	for len(tokens) > 0 {
+		n := min(len(tokens), s.r.batch)
+		s.seq[0] = Seq{KV: s.KVCache, Tokens: tokens[:n]}
+		if n == len(tokens) {
+			s.seq[0].Logits = s.logits
+		}
+		if err := s.r.Forward(s.seq[:]); err != nil {
+			return nil, err
+		}
+		tokens = tokens[n:]
+	}
+	return s.logits, nil
+}
+
+// EvalAll feeds tokens and returns the logits of every one of them, row i
+// being the distribution of the token after tokens[i] ([len(tokens)][vocab]).
+// Used by perplexity and by verifiers that re-run a claimed output.
+func (s *Session) EvalAll(tokens []int32) ([]float32, error) {
+	if s.pos+len(tokens) > s.ctx {
+		return nil, fmt.Errorf("%w: %d cached + %d new tokens > context %d", ErrContextFull, s.pos, len(tokens), s.ctx)
+	}
+	v := s.r.m.Config.Vocab
+	if cap(s.all) < len(tokens)*v {
+		s.all = make([]float32, len(tokens)*v)
+	}
+	out := s.all[:len(tokens)*v]
+	for i := 0; i < len(tokens); {
+		n := min(len(tokens)-i, s.r.batch)
+		s.seq[0] = Seq{KV: s.KVCache, Tokens: tokens[i : i+n], All: out[i*v : (i+n)*v]}
+		if err := s.r.Forward(s.seq[:]); err != nil {
+			return nil, err
+		}
+		i += n
+	}
+	if len(tokens) > 0 {
+		copy(s.logits, out[(len(tokens)-1)*v:])
+	}
+	return out, nil
+}
+
+// matmul computes dst[i] = W·x[i] for n rows, using the mat-vec kernel for
+// a single token so decode streams each weight row exactly once.
+func (r *Runner) matmul(dst []float32, w *arch.Tensor, x []float32, n int) {
+	rows, cols := w.Rows(), w.Cols()
+	if n == 1 {
+		r.pool.MatVec(dst[:rows], w.Data, w.Type, rows, cols, x[:cols])
+		return
+	}
+	r.pool.MatMul(dst[:n*rows], w.Data, w.Type, rows, cols, x[:n*cols], n)
+}
+
+func addBias(x, b []float32, n, width int) {
+	if b == nil {
+		return
+	}
+	for i := range n {
+		cpu.AddInPlace(x[i*width:(i+1)*width], b)
+	}
+}
+
+// forward runs n tokens, the concatenation of seqs' tokens, through the
+// model. Matrix products run once over all n tokens; RoPE, the cache and
+// attention are per sequence.
+func (r *Runner) forward(seqs []Seq, n int) {
+	m := r.m
+	c := &m.Config
+	w := m.W
+	dim, qd, kvd, ffn := c.Dim, c.QDim(), c.KVDim(), c.FFN
+
+	x := r.x[:n*dim]
+	e := w.TokenEmbd
+	rb := e.RowBytes()
+	i := 0
+	for _, sq := range seqs {
+		for j, t := range sq.Tokens {
+			cpu.DequantizeRow(e.Type, e.Data[int(t)*rb:(int(t)+1)*rb], x[i*dim:(i+1)*dim])
+			r.pos[i] = sq.KV.pos + j
+			i++
+		}
+	}
+	xb, xb2 := r.xb[:n*dim], r.xb2[:n*dim]
+	q, att := r.q[:n*qd], r.att[:n*qd]
+	kx, vx := r.kx[:n*kvd], r.vx[:n*kvd]
+	hb, hb2 := r.hb[:n*ffn], r.hb2[:n*ffn]
+	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
+
+	for l := range c.Layers {
+		lw := &w.Layers[l]
+		lv := &m.layers[l]
+
+		// attention
+		r.norm(xb, x, lv.attnNorm, lv.attnNormB, n)
+		r.matmul(q, lw.Q, xb, n)
+		r.matmul(kx, lw.K, xb, n)
+		r.matmul(vx, lw.V, xb, n)
+		addBias(q, lv.qb, n, qd)
+		addBias(kx, lv.kb, n, kvd)
+		addBias(vx, lv.vb, n, kvd)
+		for i := range n {
+			qi, ki := q[i*qd:(i+1)*qd], kx[i*kvd:(i+1)*kvd]
+			if c.QKNorm {
+				for h := range c.Heads {
+					hq := qi[h*c.HeadDim : (h+1)*c.HeadDim]
+					cpu.RMSNorm(hq, hq, lv.qNorm, c.NormEps)
+				}
+				for h := range c.KVHeads {
+					hk := ki[h*c.HeadDim : (h+1)*c.HeadDim]
+					cpu.RMSNorm(hk, hk, lv.kNorm, c.NormEps)
+				}
+			}
+			r.rope.Apply(qi, c.Heads, r.pos[i])
+			r.rope.Apply(ki, c.KVHeads, r.pos[i])
+		}
+		off := 0
+		for _, sq := range seqs {
+			k := len(sq.Tokens)
+			sq.KV.store(l, sq.KV.pos, kx[off*kvd:(off+k)*kvd], vx[off*kvd:(off+k)*kvd], k)
+			kc, vc := sq.KV.layer(l)
+			r.pool.Attention(att[off*qd:(off+k)*qd], q[off*qd:(off+k)*qd], k, sq.KV.pos, kc, vc, c.Heads, c.KVHeads, c.HeadDim, scale)
+			off += k
+		}
+		r.matmul(xb2, lw.O, att, n)
+		addBias(xb2, lv.ob, n, dim)
+		cpu.AddInPlace(x, xb2)
+
+		// feed-forward
+		r.norm(xb, x, lv.ffnNorm, lv.ffnNormB, n)
+		r.matmul(hb2, lw.Up, xb, n)
+		addBias(hb2, lv.upB, n, ffn)
+		if c.Gated {
+			r.matmul(hb, lw.Gate, xb, n)
+			addBias(hb, lv.gateB, n, ffn)
+			r.activate(hb, c.Act)
+			cpu.Mul(hb, hb, hb2)
+		} else {
+			copy(hb, hb2)
+			r.activate(hb, c.Act)
+		}
+		r.matmul(xb2, lw.Down, hb, n)
+		addBias(xb2, lv.downB, n, dim)
+		cpu.AddInPlace(x, xb2)
+	}
+	for _, sq := range seqs {
+		sq.KV.pos += len(sq.Tokens)
+	}
+
+	// Output head, only for the rows whose logits are wanted: gather them
+	// into xb (normalised) and run one product, so a batch of sequences
+	// reads the (large) output matrix once.
+	rows := 0
+	off := 0
+	for _, sq := range seqs {
+		k := len(sq.Tokens)
+		switch {
+		case sq.All != nil:
+			r.norm(xb[rows*dim:(rows+k)*dim], x[off*dim:(off+k)*dim], m.outNorm, m.outNormB, k)
+			rows += k
+		case sq.Logits != nil:
+			r.norm(xb[rows*dim:(rows+1)*dim], x[(off+k-1)*dim:(off+k)*dim], m.outNorm, m.outNormB, 1)
+			rows++
+		}
+		off += k
+	}
+	if rows == 0 {
+		return
+	}
+	vocab := c.Vocab
+	if cap(r.out) < rows*vocab {
+		r.out = make([]float32, rows*vocab)
+	}
+	out := r.out[:rows*vocab]
+	r.matmul(out, w.Output, xb, rows)
+	rows = 0
+	for _, sq := range seqs {
+		switch {
+		case sq.All != nil:
+			k := len(sq.Tokens)
+			copy(sq.All, out[rows*vocab:(rows+k)*vocab])
+			if sq.Logits != nil {
+				copy(sq.Logits, out[(rows+k-1)*vocab:(rows+k)*vocab])
+			}
+			rows += k
+		case sq.Logits != nil:
+			copy(sq.Logits, out[rows*vocab:(rows+1)*vocab])
+			rows++
+		}
+	}
+}
+
+func (r *Runner) norm(dst, x, w, b []float32, n int) {
+	c := &r.m.Config
+	d := c.Dim
+	for i := range n {
+		if c.Norm == arch.LayerNorm {
+			cpu.LayerNorm(dst[i*d:(i+1)*d], x[i*d:(i+1)*d], w, b, c.NormEps)
+		} else {
+			cpu.RMSNorm(dst[i*d:(i+1)*d], x[i*d:(i+1)*d], w, c.NormEps)
+		}
+	}
+}
+
+func (r *Runner) activate(x []float32, a arch.Act) {
+	switch a {
+	case arch.SiLU:
+		cpu.SiLU(x)
+	case arch.GELU:
+		cpu.GELU(x)
+	case arch.ReLU:
+		cpu.ReLU(x)
+	}
+}

@@ -1,0 +1,176 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/stokehq/stoke/models/dtype"
+)
+
+// KV is one key or value cache: ctx positions × nKVHeads heads × headDim
+// values, row-major ([pos][head][i]), held either as float32 or as IEEE 754
+// half precision. Exactly one of the two slices is set.
+type KV struct {
+	F32 []float32
+	F16 []uint16 // binary16 bit patterns
+}
+
+// Len is the number of values the cache holds.
+func (c KV) Len() int {
+	if c.F16 != nil {
+		return len(c.F16)
+	}
+	return len(c.F32)
+}
+
+// Store writes src, which holds len(src)/width positions of width =
+// nKVHeads·headDim values each, into the cache at positions pos, pos+1, …:
+// cache[(pos+j)·width + i] = src[j·width + i]. A half-precision cache gets
+// the values rounded to nearest even (dtype.F32ToF16). It panics if
+// len(src) is not a multiple of width or the positions are outside the
+// cache.
+func (c KV) Store(pos, width int, src []float32) {
+	if width <= 0 || len(src)%width != 0 {
+		panic(fmt.Sprintf("cpu: storing %d values in a cache of %d-value positions", len(src), width))
+	}
+	off := pos * width
+	if c.F16 != nil {
+		d := c.F16[off : off+len(src)]
+		for i, v := range src {
+			d[i] = dtype.F32ToF16(v)
+		}
+		return
+	}
+	copy(c.F32[off:off+len(src)], src)
+}
+
+// Attention computes causal scaled dot-product attention of nTok query
+// tokens against a KV cache, with grouped-query heads:
+//
+//	for token i < nTok at position P = startPos+i, head h < nHeads,
+//	with g = h / (nHeads/nKVHeads) and q_ih = q[(i·nHeads+h)·headDim : +headDim]:
+//	  s_j = scale · Σ_d q_ih[d] · K[j, g, d]            j = 0..P
+//	  p_j = e^{s_j − max s} / Σ_j' e^{s_j' − max s}
+//	  out[(i·nHeads+h)·headDim + d] = Σ_j p_j · V[j, g, d]
+//
+// K and V are the layer's caches (see KV) with positions 0..startPos+nTok−1
+// filled (the new tokens' keys and values included). q and out are nTok ×
+// nHeads × headDim, token-major, and must not overlap. Scores and
+// probabilities are float32 (exponentials computed in float64); the
+// softmax denominator is summed in float64. Work is split over
+// (token, head) pairs; each worker keeps a score buffer as long as the
+// attended context, grown when needed, so calls allocate nothing once warm.
+// Inconsistent shapes panic.
+func (p *Pool) Attention(out, q []float32, nTok, startPos int, k, v KV, nHeads, nKVHeads, headDim int, scale float32) {
+	if nTok < 0 || startPos < 0 || nHeads <= 0 || nKVHeads <= 0 || headDim <= 0 || nHeads%nKVHeads != 0 {
+		panic(fmt.Sprintf("cpu: Attention of %d tokens at %d, %d heads, %d KV heads of %d values", nTok, startPos, nHeads, nKVHeads, headDim))
+	}
+	checkLen("Attention q", len(q), nTok*nHeads*headDim)
+	checkLen("Attention out", len(out), len(q))
+	ctx := startPos + nTok
+	need := ctx * nKVHeads * headDim
+	for _, c := range [2]KV{k, v} {
+		if (c.F32 == nil) == (c.F16 == nil) {
+			panic("cpu: Attention cache must hold exactly one of F32 and F16")
+		}
+		if c.Len() < need {
+			panic(fmt.Sprintf("cpu: Attention cache of %d values is short of %d positions × %d heads × %d", c.Len(), ctx, nKVHeads, headDim))
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if nTok == 0 {
+		return
+	}
+	p.growScratch(ctx)
+	p.att = attentionTask{
+		out: out, q: q, k: k, v: v, start: startPos,
+		heads: nHeads, group: nHeads / nKVHeads, kvHeads: nKVHeads, hd: headDim,
+		scale: scale, scr: p.scr,
+	}
+	p.run(nTok*nHeads, 1, nil, &p.att)
+	p.att = attentionTask{}
+}
+
+type attentionTask struct {
+	out, q                    []float32
+	k, v                      KV
+	start                     int
+	heads, group, kvHeads, hd int
+	scale                     float32
+	scr                       [][]float32
+}
+
+func (a *attentionTask) RunWorker(id, lo, hi int) {
+	hd := a.hd
+	stride := a.kvHeads * hd
+	for pair := lo; pair < hi; pair++ {
+		i, h := pair/a.heads, pair%a.heads
+		n := a.start + i + 1
+		off := (h / a.group) * hd // this KV head's offset within a position
+		qv := a.q[pair*hd : (pair+1)*hd : (pair+1)*hd]
+		o := a.out[pair*hd : (pair+1)*hd : (pair+1)*hd]
+		s := a.scr[id][:n]
+
+		m := float32(math.Inf(-1))
+		for j := range s {
+			b := j*stride + off
+			var d float32
+			if a.k.F16 != nil {
+				d = dotHalf(qv, a.k.F16[b:b+hd])
+			} else {
+				d = Dot(qv, a.k.F32[b:b+hd])
+			}
+			d *= a.scale
+			s[j] = d
+			m = max(m, d)
+		}
+		var sum float64
+		for j, d := range s {
+			e := float32(math.Exp(float64(d - m)))
+			s[j] = e
+			sum += float64(e)
+		}
+		clear(o)
+		for j, w := range s {
+			b := j*stride + off
+			if a.v.F16 != nil {
+				axpyHalf(o, w, a.v.F16[b:b+hd])
+			} else {
+				Axpy(o, w, a.v.F32[b:b+hd])
+			}
+		}
+		Scale(o, float32(1/sum))
+	}
+}
+
+// halfToF32 widens a binary16 value; the common normal case without a call.
+func halfToF32(h uint16) float32 {
+	if e := h & 0x7c00; e != 0 && e != 0x7c00 {
+		return math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)+0x1c000)<<13)
+	}
+	return dtype.F16ToF32(h)
+}
+
+// dotHalf returns Σ_i a[i]·halfToF32(b[i]).
+func dotHalf(a []float32, b []uint16) float32 {
+	b = b[:len(a)]
+	var s0, s1 float32
+	i := 0
+	for ; i+2 <= len(a); i += 2 {
+		s0 += a[i] * halfToF32(b[i])
+		s1 += a[i+1] * halfToF32(b[i+1])
+	}
+	if i < len(a) {
+		s0 += a[i] * halfToF32(b[i])
+	}
+	return s0 + s1
+}
+
+// axpyHalf computes dst[i] += a·halfToF32(x[i]).
+func axpyHalf(dst []float32, a float32, x []uint16) {
+	x = x[:len(dst)]
+	for i, h := range x {
+		dst[i] += a * halfToF32(h)
+	}
+}

@@ -1,0 +1,80 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/stokehq/stoke/models/dtype"
+)
+
+// Lookup tables shared by the row kernels, built once at init. Turning a
+// quant into a float by one load from L1 is cheaper in pure Go than the
+// shifts, masks and int→float conversion it replaces.
+var (
+	// f16Table[h] = dtype.F16ToF32(h) for every half (256 KiB).
+	f16Table [1 << 16]float32
+
+	// nibble pairs: byte b → {lo, hi} as floats, plain and offset by −8.
+	u4Pairs  [256][2]float32 // {b & 15, b >> 4}
+	q40Pairs [256][2]float32 // {(b & 15) − 8, (b >> 4) − 8}
+
+	i8Table  [256]float32 // float32(int8(b))
+	u5Table  [32]float32  // v
+	q50Table [32]float32  // v − 16
+	q6Table  [64]float32  // v − 32
+)
+
+func init() {
+	for h := range f16Table {
+		f16Table[h] = dtype.F16ToF32(uint16(h))
+	}
+	for b := 0; b < 256; b++ {
+		lo, hi := b&15, b>>4
+		u4Pairs[b] = [2]float32{float32(lo), float32(hi)}
+		q40Pairs[b] = [2]float32{float32(lo - 8), float32(hi - 8)}
+		i8Table[b] = float32(int8(b))
+	}
+	for v := 0; v < 32; v++ {
+		u5Table[v] = float32(v)
+		q50Table[v] = float32(v - 16)
+	}
+	for v := 0; v < 64; v++ {
+		q6Table[v] = float32(v - 32)
+	}
+}
+
+// f16at decodes the half at b[0:2].
+func f16at(b []byte) float32 { return f16Table[binary.LittleEndian.Uint16(b)] }
+
+// f32at decodes the float32 at b[0:4].
+func f32at(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }
+
+// sum32 returns Σ x[0:32] in a fixed order. Every kernel that needs a
+// block sum of x uses it (directly or through blockSums), so DotRow and
+// DotRows agree bit for bit.
+func sum32(x *[32]float32) float32 {
+	var s0, s1, s2, s3 float32
+	for j := 0; j < 32; j += 4 {
+		s0 += x[j]
+		s1 += x[j+1]
+		s2 += x[j+2]
+		s3 += x[j+3]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// blockSums sets xs[k] = sum32(x[32k:32k+32]) for k < len(xs).
+func blockSums(x, xs []float32) {
+	for k := range xs {
+		xs[k] = sum32((*[32]float32)(x[32*k:]))
+	}
+}
+
+// xsum returns the sum of 32-element block k of x: precomputed in xs when
+// the caller has it, else computed now.
+func xsum(x, xs []float32, k int) float32 {
+	if xs != nil {
+		return xs[k]
+	}
+	return sum32((*[32]float32)(x[32*k:]))
+}

@@ -1,0 +1,196 @@
+package tokenizer
+
+import "fmt"
+
+// spmSpace is SentencePiece's word-boundary mark ▁ (U+2581); it stands for
+// a space in piece texts.
+const spmSpace = "\u2581"
+
+func (t *Tokenizer) initSPM() {
+	for b := range 256 {
+		t.byteTok[b] = -1
+		if id, ok := t.ids[fmt.Sprintf("<0x%02X>", b)]; ok {
+			t.byteTok[b] = id
+		} else if id, ok := t.ids[string([]byte{byte(b)})]; ok {
+			t.byteTok[b] = id
+		}
+	}
+}
+
+// utf8Len is the length of the UTF-8 sequence a lead byte announces, read
+// from its high nibble as llama.cpp's unicode_len_utf8 does: continuation
+// bytes count 1 and F8..FF count 4, so invalid input still splits into
+// whole symbols.
+func utf8Len(b byte) int {
+	switch b >> 4 {
+	case 0xC, 0xD:
+		return 2
+	case 0xE:
+		return 3
+	case 0xF:
+		return 4
+	}
+	return 1
+}
+
+// spmSymbol is a run of the escaped text, buf[start:end]; merged-away
+// symbols have start == end. prev/next link the live symbols.
+type spmSymbol struct {
+	start, end int32
+	prev, next int32
+}
+
+// spmBigram proposes merging symbol left with its right neighbour right
+// into a piece of the given score and byte size.
+type spmBigram struct {
+	left, right int32
+	score       float32
+	size        int32
+}
+
+// spmEncoder holds the scratch of one Encode call.
+type spmEncoder struct {
+	buf  []byte
+	syms []spmSymbol
+	heap []spmBigram
+}
+
+// before orders the SPM queue: highest score first, then leftmost.
+func (a spmBigram) before(b spmBigram) bool {
+	return a.score > b.score || (a.score == b.score && a.left < b.left)
+}
+
+func (e *spmEncoder) push(b spmBigram) {
+	h := append(e.heap, b)
+	i := len(h) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h[i].before(h[p]) {
+			break
+		}
+		h[i], h[p] = h[p], h[i]
+		i = p
+	}
+	e.heap = h
+}
+
+func (e *spmEncoder) pop() spmBigram {
+	h := e.heap
+	top := h[0]
+	last := len(h) - 1
+	h[0] = h[last]
+	h = h[:last]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].before(h[l]) {
+			m = r
+		}
+		if !h[m].before(h[i]) {
+			break
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+	e.heap = h
+	return top
+}
+
+// tryAdd queues the merge of symbols left and right if their
+// concatenation is a piece of the vocabulary.
+func (e *spmEncoder) tryAdd(t *Tokenizer, left, right int32) {
+	if left < 0 || right < 0 {
+		return
+	}
+	a, b := e.syms[left].start, e.syms[right].end
+	id, ok := t.ids[string(e.buf[a:b])]
+	if !ok {
+		return
+	}
+	var score float32
+	if t.v.Scores != nil {
+		score = t.v.Scores[id]
+	}
+	e.push(spmBigram{left: left, right: right, score: score, size: b - a})
+}
+
+// encode appends the SentencePiece tokens of text to out. It follows
+// llama.cpp's llm_tokenizer_spm_session: spaces become ▁ (and one is put
+// in front when prefix is set), the text is split into UTF-8 characters,
+// and the adjacent pair whose concatenation is the highest-scoring piece
+// (leftmost on ties) is merged until no pair forms a piece. A final symbol
+// that is not a piece is emitted as its bytes' tokens (<0xNN>), or UNK
+// where the vocabulary has no byte token.
+func (e *spmEncoder) encode(t *Tokenizer, text string, prefix bool, out []int32) []int32 {
+	buf := e.buf[:0]
+	if prefix {
+		buf = append(buf, spmSpace...)
+	}
+	for i := 0; i < len(text); i++ {
+		if text[i] == ' ' {
+			buf = append(buf, spmSpace...)
+		} else {
+			buf = append(buf, text[i])
+		}
+	}
+	e.buf = buf
+	if len(buf) == 0 {
+		return out
+	}
+	if len(buf) > 1<<31-1 {
+		panic("tokenizer: text fragment over 2 GiB")
+	}
+
+	syms := e.syms[:0]
+	for off := 0; off < len(buf); {
+		n := min(utf8Len(buf[off]), len(buf)-off)
+		k := int32(len(syms))
+		syms = append(syms, spmSymbol{start: int32(off), end: int32(off + n), prev: k - 1, next: k + 1})
+		off += n
+	}
+	syms[len(syms)-1].next = -1
+	e.syms = syms
+	e.heap = e.heap[:0]
+
+	for i := int32(1); i < int32(len(syms)); i++ {
+		e.tryAdd(t, i-1, i)
+	}
+	for len(e.heap) > 0 {
+		bg := e.pop()
+		l, r := &e.syms[bg.left], &e.syms[bg.right]
+		// Skip proposals whose symbols have since been merged.
+		if l.start == l.end || r.start == r.end || (l.end-l.start)+(r.end-r.start) != bg.size {
+			continue
+		}
+		l.end = r.end
+		r.start = r.end
+		l.next = r.next
+		if r.next >= 0 {
+			e.syms[r.next].prev = bg.left
+		}
+		e.tryAdd(t, l.prev, bg.left)
+		e.tryAdd(t, bg.left, l.next)
+	}
+
+	for i := int32(0); i != -1; i = e.syms[i].next {
+		s := e.syms[i]
+		piece := e.buf[s.start:s.end]
+		if id, ok := t.ids[string(piece)]; ok {
+			out = append(out, id)
+			continue
+		}
+		for _, c := range piece {
+			switch {
+			case t.byteTok[c] >= 0:
+				out = append(out, t.byteTok[c])
+			case t.v.UNK >= 0:
+				out = append(out, t.v.UNK)
+			}
+		}
+	}
+	return out
+}
