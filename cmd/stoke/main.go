@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"inspect":    {"print a GGUF file's metadata and tensor table", cmdInspect},
 	"synth":      {"write a synthetic llama-shaped GGUF model", cmdSynth},
 	"perplexity": {"score a text file (llama.cpp-compatible perplexity)", cmdPerplexity},
+	"bench":      {"measure prompt and generation tokens/s (optionally against llama.cpp)", cmdBench},
 }
 
 func usage(w io.Writer) {

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/stokehq/stoke/bench"
+	"github.com/stokehq/stoke/engine"
+)
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", stderr)
+	model := fs.String("m", "", "GGUF model `file` (default: the synthetic demo model)")
+	threadList := fs.String("threads", "1,2", "comma-separated thread counts")
+	pl := fs.Int("p", 128, "prompt length for the pp test (0 skips it)")
+	gl := fs.Int("n", 64, "generated tokens for the tg test (0 skips it)")
+	repeat := fs.Int("r", 3, "repetitions (after one warm-up)")
+	llama := fs.String("llama-cpp", "", "llama.cpp source `dir`: build its llama-bench and compare on the same file")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var threads []int
+	for _, f := range strings.Split(*threadList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return usagef("--threads %q: want a list like 1,2", *threadList)
+		}
+		threads = append(threads, n)
+	}
+	path := *model
+	var err error
+	if path == "" {
+		if path, err = ensureDemoModel(stderr); err != nil {
+			return err
+		}
+	}
+	m, err := engine.Load(path)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var lb *bench.LlamaBench
+	if *llama != "" {
+		if lb, err = bench.BuildLlamaBench(ctx, *llama, stderr); err != nil {
+			return err
+		}
+	} else if !*asJSON {
+		fmt.Fprintln(stderr, "stoke bench: no --llama-cpp source directory given: measuring Stoke alone")
+	}
+	type row struct {
+		Engine string `json:"engine"`
+		bench.Result
+	}
+	var rows []row
+	for _, t := range threads {
+		o := bench.Options{Threads: t, PromptLen: *pl, GenLen: *gl, Repeat: *repeat}
+		res, err := bench.Throughput(m, o)
+		if err != nil {
+			return err
+		}
+		for _, r := range res {
+			rows = append(rows, row{"stoke", r})
+		}
+		if lb != nil {
+			res, err := lb.Run(ctx, path, o)
+			if err != nil {
+				return err
+			}
+			for _, r := range res {
+				rows = append(rows, row{"llama.cpp", r})
+			}
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"model": path, "params": m.ParamCount(), "weight_bytes": m.WeightBytes(), "results": rows})
+	}
+	fmt.Fprintf(stdout, "model %s: %.0f M params, %.1f MiB of weights\n", path, float64(m.ParamCount())/1e6, float64(m.WeightBytes())/(1<<20))
+	fmt.Fprintf(stdout, "%-10s %-8s %7s %12s %10s %10s\n", "engine", "test", "threads", "tok/s", "± stddev", "vs llama")
+	ref := map[string]float64{}
+	for _, r := range rows {
+		if r.Engine == "llama.cpp" {
+			ref[fmt.Sprint(r.Test, r.Threads)] = r.TokPerSec
+		}
+	}
+	for _, r := range rows {
+		ratio := ""
+		if v, ok := ref[fmt.Sprint(r.Test, r.Threads)]; ok && r.Engine == "stoke" && v > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.TokPerSec/v)
+		}
+		fmt.Fprintf(stdout, "%-10s %-8s %7d %12.2f %10.2f %10s\n", r.Engine, r.Test, r.Threads, r.TokPerSec, r.StdDev, ratio)
+	}
+	return nil
+}
