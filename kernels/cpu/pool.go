@@ -50,7 +50,9 @@ type Pool struct {
 	wtask WorkerTask
 	n     int
 	chunk int
+	_     [64]byte     // next, which every thread hammers, gets a cache line of its own
 	next  atomic.Int64 // next item to claim
+	_     [56]byte
 	// pending counts the woken workers that have not finished the job; its
 	// waitBit is set once the caller blocks on done. One word, so the last
 	// worker's decrement both finishes the job and tells whether to send.
@@ -60,12 +62,11 @@ type Pool struct {
 	gen uint64 // job generation, caller side
 
 	// Kernel task structs and scratch, reused by every call.
-	mv   matVecTask
-	mvr  matVecRowsTask
-	mm   matMulTask
-	att  attentionTask
-	scr  [][]float32 // per-worker float scratch (MatMul rows, attention scores)
-	scr2 [][]float32 // per-worker second scratch
+	mv  matVecTask
+	mvr matVecRowsTask
+	mm  matMulTask
+	att attentionTask
+	scr [][]float32 // per-worker float scratch (MatMul rows, attention scores)
 }
 
 type worker struct {
@@ -77,7 +78,8 @@ type worker struct {
 }
 
 // NewPool starts a pool of threads workers, the calling goroutine included;
-// threads ≤ 0 means runtime.NumCPU().
+// threads ≤ 0 means runtime.NumCPU(). Close the pool when done with it: its
+// goroutines live until then.
 func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.NumCPU()
@@ -86,7 +88,6 @@ func NewPool(threads int) *Pool {
 		threads: threads,
 		done:    make(chan struct{}, 1),
 		scr:     make([][]float32, threads),
-		scr2:    make([][]float32, threads),
 	}
 	p.workers = make([]*worker, threads-1)
 	p.exited.Add(threads - 1)

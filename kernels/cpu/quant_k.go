@@ -58,7 +58,7 @@ func dotQ4_K(row []byte, x, xs []float32) float32 {
 func dotQ5_K(row []byte, x, xs []float32) float32 {
 	nb := len(x) / 256
 	row = row[:176*nb]
-	lut := &u5Table
+	lut := &u5Pairs
 	var sum float32
 	for i := 0; i < nb; i++ {
 		b := (*[176]byte)(row[176*i:])
@@ -71,12 +71,14 @@ func dotQ5_K(row []byte, x, xs []float32) float32 {
 			sh := uint(2 * g)
 			var s0, s1, s2, s3 float32
 			for l := 0; l < 32; l += 2 {
-				h0, h1 := uint32(qh[l])>>sh, uint32(qh[l+1])>>sh
-				q0, q1 := uint32(q[l]), uint32(q[l+1])
-				s0 += lut[(q0&15|(h0&1)<<4)&31] * xb[l]
-				s1 += lut[(q0>>4|(h0&2)<<3)&31] * xb[l+32]
-				s2 += lut[(q1&15|(h1&1)<<4)&31] * xb[l+1]
-				s3 += lut[(q1>>4|(h1&2)<<3)&31] * xb[l+33]
+				// bits 2g and 2g+1 of qh[l] are the fifth bits of the low and
+				// high nibble of q[l]: exactly a u5Pairs h.
+				p := &lut[(uint32(q[l])|(uint32(qh[l])>>sh&3)<<8)&1023]
+				r := &lut[(uint32(q[l+1])|(uint32(qh[l+1])>>sh&3)<<8)&1023]
+				s0 += p[0] * xb[l]
+				s1 += p[1] * xb[l+32]
+				s2 += r[0] * xb[l+1]
+				s3 += r[1] * xb[l+33]
 			}
 			k := 8*i + 2*g
 			qsum += float32(sc[2*g&7])*(s0+s2) + float32(sc[(2*g+1)&7])*(s1+s3)

@@ -13,7 +13,8 @@ import "encoding/binary"
 //
 // where element j < 16 takes the low nibble of qs[j] and element j+16 the
 // high nibble, and for Q5 bit j of qh is the fifth bit of element j. The
-// inner sums use four accumulators; q → float is a table load.
+// inner sums use four accumulators; q → float is a table load (for Q5, one
+// load per byte of qs, indexed by the byte and its two fifth bits).
 
 func dotQ4_0(row []byte, x []float32) float32 {
 	nb := len(x) / 32
@@ -60,19 +61,21 @@ func dotQ4_1(row []byte, x, xs []float32) float32 {
 func dotQ5_0(row []byte, x []float32) float32 {
 	nb := len(x) / 32
 	row = row[:22*nb]
-	lut := &q50Table
+	lut := &q50Pairs
 	var sum float32
 	for i := 0; i < nb; i++ {
 		b := (*[22]byte)(row[22*i:])
 		xb := (*[32]float32)(x[32*i:])
-		qh := binary.LittleEndian.Uint32(b[2:])
+		m := interleaveQH(binary.LittleEndian.Uint32(b[2:]))
 		var s0, s1, s2, s3 float32
 		for j := 0; j < 16; j += 2 {
-			q0, q1 := uint32(b[6+j]), uint32(b[7+j])
-			s0 += lut[(q0&15|(qh>>j&1)<<4)&31] * xb[j]
-			s1 += lut[(q0>>4|(qh>>(j+16)&1)<<4)&31] * xb[j+16]
-			s2 += lut[(q1&15|(qh>>(j+1)&1)<<4)&31] * xb[j+1]
-			s3 += lut[(q1>>4|(qh>>(j+17)&1)<<4)&31] * xb[j+17]
+			p := &lut[(uint32(b[6+j])|(m&3)<<8)&1023]
+			q := &lut[(uint32(b[7+j])|(m&12)<<6)&1023]
+			m >>= 4
+			s0 += p[0] * xb[j]
+			s1 += p[1] * xb[j+16]
+			s2 += q[0] * xb[j+1]
+			s3 += q[1] * xb[j+17]
 		}
 		sum += f16at(b[0:]) * ((s0 + s1) + (s2 + s3))
 	}
@@ -82,19 +85,21 @@ func dotQ5_0(row []byte, x []float32) float32 {
 func dotQ5_1(row []byte, x, xs []float32) float32 {
 	nb := len(x) / 32
 	row = row[:24*nb]
-	lut := &u5Table
+	lut := &u5Pairs
 	var sum float32
 	for i := 0; i < nb; i++ {
 		b := (*[24]byte)(row[24*i:])
 		xb := (*[32]float32)(x[32*i:])
-		qh := binary.LittleEndian.Uint32(b[4:])
+		m := interleaveQH(binary.LittleEndian.Uint32(b[4:]))
 		var s0, s1, s2, s3 float32
 		for j := 0; j < 16; j += 2 {
-			q0, q1 := uint32(b[8+j]), uint32(b[9+j])
-			s0 += lut[(q0&15|(qh>>j&1)<<4)&31] * xb[j]
-			s1 += lut[(q0>>4|(qh>>(j+16)&1)<<4)&31] * xb[j+16]
-			s2 += lut[(q1&15|(qh>>(j+1)&1)<<4)&31] * xb[j+1]
-			s3 += lut[(q1>>4|(qh>>(j+17)&1)<<4)&31] * xb[j+17]
+			p := &lut[(uint32(b[8+j])|(m&3)<<8)&1023]
+			q := &lut[(uint32(b[9+j])|(m&12)<<6)&1023]
+			m >>= 4
+			s0 += p[0] * xb[j]
+			s1 += p[1] * xb[j+16]
+			s2 += q[0] * xb[j+1]
+			s3 += q[1] * xb[j+17]
 		}
 		sum += f16at(b[0:])*((s0+s1)+(s2+s3)) + f16at(b[2:])*xsum(x, xs, i)
 	}

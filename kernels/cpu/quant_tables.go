@@ -18,6 +18,12 @@ var (
 	u4Pairs  [256][2]float32 // {b & 15, b >> 4}
 	q40Pairs [256][2]float32 // {(b & 15) − 8, (b >> 4) − 8}
 
+	// 5-bit pairs: index b | h<<8 (b a byte of nibbles, h two fifth
+	// bits: bit 0 for the low nibble, bit 1 for the high one) →
+	// {b&15 | (h&1)<<4, b>>4 | (h>>1)<<4}, plain and offset by −16.
+	u5Pairs  [1024][2]float32
+	q50Pairs [1024][2]float32
+
 	i8Table  [256]float32 // float32(int8(b))
 	u5Table  [32]float32  // v
 	q50Table [32]float32  // v − 16
@@ -34,6 +40,12 @@ func init() {
 		q40Pairs[b] = [2]float32{float32(lo - 8), float32(hi - 8)}
 		i8Table[b] = float32(int8(b))
 	}
+	for i := 0; i < 1024; i++ {
+		b, h := i&255, i>>8
+		lo, hi := b&15|(h&1)<<4, b>>4|(h>>1)<<4
+		u5Pairs[i] = [2]float32{float32(lo), float32(hi)}
+		q50Pairs[i] = [2]float32{float32(lo - 16), float32(hi - 16)}
+	}
 	for v := 0; v < 32; v++ {
 		u5Table[v] = float32(v)
 		q50Table[v] = float32(v - 16)
@@ -41,6 +53,24 @@ func init() {
 	for v := 0; v < 64; v++ {
 		q6Table[v] = float32(v - 32)
 	}
+}
+
+// interleaveQH returns the 32 fifth bits of a Q5_0/Q5_1 block (bit j of qh
+// belongs to element j, bit j+16 to element j+16) reordered so that bits
+// 2j and 2j+1 are those of elements j and j+16, the pair that shares byte
+// qs[j]: the h of a u5Pairs/q50Pairs index.
+func interleaveQH(qh uint32) uint32 {
+	return spreadBits16(qh) | spreadBits16(qh>>16)<<1
+}
+
+// spreadBits16 moves bit k of the low 16 bits of v to bit 2k.
+func spreadBits16(v uint32) uint32 {
+	v &= 0xffff
+	v = (v | v<<8) & 0x00ff00ff
+	v = (v | v<<4) & 0x0f0f0f0f
+	v = (v | v<<2) & 0x33333333
+	v = (v | v<<1) & 0x55555555
+	return v
 }
 
 // f16at decodes the half at b[0:2].

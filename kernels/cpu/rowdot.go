@@ -79,17 +79,6 @@ func DotRows(t dtype.Type, dst []float32, rows []byte, rowBytes int, x []float32
 	if rowBytes < 0 || len(rows)/max(rowBytes, 1) < len(dst) {
 		panic(fmt.Sprintf("cpu: DotRows: %d bytes hold fewer than %d rows of %d bytes", len(rows), len(dst), rowBytes))
 	}
-	var (
-		buf [xsumMax]float32
-		xs  []float32
-	)
-	if n := len(x) / 32; n <= xsumMax {
-		switch t {
-		case dtype.Q4_1, dtype.Q5_1, dtype.Q4_K, dtype.Q5_K:
-			xs = buf[:n]
-			blockSums(x, xs)
-		}
-	}
 	rb := rowBytes
 	switch t {
 	case dtype.F32:
@@ -108,29 +97,15 @@ func DotRows(t dtype.Type, dst []float32, rows []byte, rowBytes int, x []float32
 		for r := range dst {
 			dst[r] = dotQ4_0(rows[r*rb:r*rb+rb], x)
 		}
-	case dtype.Q4_1:
-		for r := range dst {
-			dst[r] = dotQ4_1(rows[r*rb:r*rb+rb], x, xs)
-		}
+	case dtype.Q4_1, dtype.Q5_1, dtype.Q4_K, dtype.Q5_K:
+		dotRowsWithMins(t, dst, rows, rb, x)
 	case dtype.Q5_0:
 		for r := range dst {
 			dst[r] = dotQ5_0(rows[r*rb:r*rb+rb], x)
 		}
-	case dtype.Q5_1:
-		for r := range dst {
-			dst[r] = dotQ5_1(rows[r*rb:r*rb+rb], x, xs)
-		}
 	case dtype.Q8_0:
 		for r := range dst {
 			dst[r] = dotQ8_0(rows[r*rb:r*rb+rb], x)
-		}
-	case dtype.Q4_K:
-		for r := range dst {
-			dst[r] = dotQ4_K(rows[r*rb:r*rb+rb], x, xs)
-		}
-	case dtype.Q5_K:
-		for r := range dst {
-			dst[r] = dotQ5_K(rows[r*rb:r*rb+rb], x, xs)
 		}
 	case dtype.Q6_K:
 		for r := range dst {
@@ -177,5 +152,37 @@ func DequantizeRow(t dtype.Type, row []byte, dst []float32) {
 		decQ8_K(row, dst)
 	default:
 		panic(fmt.Sprintf("cpu: DequantizeRow: cannot decode %s", t))
+	}
+}
+
+// dotRowsWithMins is DotRows for the types with a per-block min, which
+// need Σ x_j per 32-element block: computed once here (on the stack, when
+// x has at most xsumMax blocks) instead of once per row.
+func dotRowsWithMins(t dtype.Type, dst []float32, rows []byte, rb int, x []float32) {
+	var (
+		buf [xsumMax]float32
+		xs  []float32
+	)
+	if n := len(x) / 32; n <= xsumMax {
+		xs = buf[:n]
+		blockSums(x, xs)
+	}
+	switch t {
+	case dtype.Q4_1:
+		for r := range dst {
+			dst[r] = dotQ4_1(rows[r*rb:r*rb+rb], x, xs)
+		}
+	case dtype.Q5_1:
+		for r := range dst {
+			dst[r] = dotQ5_1(rows[r*rb:r*rb+rb], x, xs)
+		}
+	case dtype.Q4_K:
+		for r := range dst {
+			dst[r] = dotQ4_K(rows[r*rb:r*rb+rb], x, xs)
+		}
+	case dtype.Q5_K:
+		for r := range dst {
+			dst[r] = dotQ5_K(rows[r*rb:r*rb+rb], x, xs)
+		}
 	}
 }

@@ -16,7 +16,9 @@ import (
 // last bit. ggml's reference C rounds every product. So every product whose
 // result is later added or subtracted is written float32(a*b): an explicit
 // conversion forbids the fusion. The decoders are then bit-exact with
-// ggml's dequantize_row_* on every GOARCH.
+// ggml's dequantize_row_* on every GOARCH. On amd64, GOAMD64=v3 makes the
+// compiler emit FMA, so `GOAMD64=v3 go test` checks that no product was
+// left unprotected.
 
 // Dequantize decodes len(dst) elements of type t from src (exactly
 // RowBytes(len(dst)) bytes) — bit-exact with ggml's dequantize_row_*
