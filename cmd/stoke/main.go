@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"synth":      {"write a synthetic llama-shaped GGUF model", cmdSynth},
 	"perplexity": {"score a text file (llama.cpp-compatible perplexity)", cmdPerplexity},
 	"bench":      {"measure prompt and generation tokens/s (optionally against llama.cpp)", cmdBench},
+	"serve":      {"serve a model over an OpenAI-compatible HTTP API", cmdServe},
 }
 
 func usage(w io.Writer) {

@@ -371,30 +371,31 @@ func (w *wireCommon) decode(defaults engine.SamplerParams) (*request, *APIError)
 		r.Seeded = true
 	}
 	if v := w.Temperature; v != nil {
-		if !(*v >= 0 && *v <= 2) {
+		if f := float32(*v); !(f >= 0 && f <= 2) {
 			return nil, invalid("temperature", codeInvalidValue, "temperature is %g; it must be between 0 and 2", *v)
 		}
 		sp.Temperature = float32(*v)
 	}
 	if v := w.TopP; v != nil {
-		if !(*v >= 0 && *v <= 1) {
+		f := float32(*v)
+		if !(f >= 0 && f <= 1) {
 			return nil, invalid("top_p", codeInvalidValue, "top_p is %g; it must be between 0 and 1", *v)
 		}
-		if *v == 0 {
+		if f == 0 {
 			// the nucleus of probability mass 0 is the most likely token
 			sp.TopP, sp.Temperature = 1, 0
 		} else {
-			sp.TopP = float32(*v)
+			sp.TopP = f
 		}
 	}
 	if v := w.PresencePenalty; v != nil {
-		if !(*v >= -2 && *v <= 2) {
+		if f := float32(*v); !(f >= -2 && f <= 2) {
 			return nil, invalid("presence_penalty", codeInvalidValue, "presence_penalty is %g; it must be between -2 and 2", *v)
 		}
 		sp.PresencePenalty = float32(*v)
 	}
 	if v := w.FrequencyPenalty; v != nil {
-		if !(*v >= -2 && *v <= 2) {
+		if f := float32(*v); !(f >= -2 && f <= 2) {
 			return nil, invalid("frequency_penalty", codeInvalidValue, "frequency_penalty is %g; it must be between -2 and 2", *v)
 		}
 		sp.FrequencyPenalty = float32(*v)
@@ -406,13 +407,13 @@ func (w *wireCommon) decode(defaults engine.SamplerParams) (*request, *APIError)
 		sp.TopK = *v
 	}
 	if v := w.MinP; v != nil {
-		if !(*v >= 0 && *v < 1) {
+		if f := float32(*v); !(f >= 0 && f < 1) {
 			return nil, invalid("min_p", codeInvalidValue, "min_p is %g; it must be in [0, 1)", *v)
 		}
 		sp.MinP = float32(*v)
 	}
 	if v := w.RepeatPenalty; v != nil {
-		if !(*v > 0 && *v <= math.MaxFloat32) {
+		if f := float32(*v); !(f > 0 && f <= math.MaxFloat32) {
 			return nil, invalid("repeat_penalty", codeInvalidValue, "repeat_penalty is %g; it must be > 0 (1 disables it)", *v)
 		}
 		sp.RepeatPenalty = float32(*v)
@@ -450,7 +451,8 @@ func unmarshal(body []byte, v any) *APIError {
 		if te.Field == "" {
 			return invalid("", codeInvalidType, "the request body must be a JSON object, not %s", te.Value)
 		}
-		return invalid(te.Field, codeInvalidType, "%s must be of type %s, not %s", te.Field, jsonType(te.Type.String()), te.Value)
+		field := strings.ReplaceAll(te.Field, "wireCommon.", "")
+		return invalid(field, codeInvalidType, "%s must be of type %s, not %s", field, jsonType(te.Type.String()), te.Value)
 	}
 	return invalid("", "", "we could not parse the JSON body of your request: %v", err)
 }

@@ -139,7 +139,7 @@ func NewServer(cfg Config) (*Server, error) {
 		s.handle("POST "+prefix+"/chat/completions", pathChat, s.chatCompletions)
 		s.handle("POST "+prefix+"/completions", pathCompletions, s.completions)
 		s.handle("GET "+prefix+"/models", pathModels, s.models)
-		s.handle("GET "+prefix+"/models/{id}", pathModels, s.model)
+		s.handle("GET "+prefix+"/models/{id...}", pathModels, s.model)
 	}
 	s.handle("GET "+pathHealth, pathHealth, s.health)
 	s.handle("GET "+pathMetrics, pathMetrics, s.serveMetrics)
@@ -349,7 +349,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, t0 time.Time, 
 		what = "prompt"
 	}
 	if len(ids) == 0 {
-		writeError(w, invalid("prompt", codeInvalidValue, "the prompt is empty"))
+		writeError(w, invalid(what, codeInvalidValue, "the prompt is empty"))
 		return
 	}
 	if len(ids) >= s.cfg.ContextTokens {
@@ -363,7 +363,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, t0 time.Time, 
 	m.inFlight.Add(1)
 	defer m.inFlight.Add(-1)
 
-	g := &answer{s: s, w: w, req: req, isChat: isChat, created: time.Now().Unix(), t0: t0, prompt: len(ids)}
+	g := &answer{s: s, w: w, req: req, isChat: isChat, what: what, created: time.Now().Unix(), t0: t0, prompt: len(ids)}
 	if isChat {
 		g.id = "chatcmpl-" + idSuffix()
 	} else {
@@ -399,8 +399,8 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, t0 time.Time, 
 
 func contextExceeded(ctx, n int, param string) *APIError {
 	return invalid(param, codeContextExceeded,
-		"This model's maximum context length is %d tokens. However, your %s resulted in %d tokens. Please reduce the length of the %s.",
-		ctx-1, param, n, param)
+		"This model's maximum context length is %d tokens. However, your %s resulted in %d tokens, leaving no room for a completion. Please reduce the length of the %s.",
+		ctx, param, n, param)
 }
 
 // answer is the state of one response.
@@ -409,6 +409,7 @@ type answer struct {
 	w        http.ResponseWriter
 	req      *request
 	isChat   bool
+	what     string // "messages" or "prompt", for errors
 	id       string
 	created  int64
 	t0       time.Time
@@ -547,10 +548,7 @@ func (g *answer) fail(r *http.Request, err error) {
 		e = &APIError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: codeQueueFull,
 			Message: fmt.Sprintf("The server is busy: all %d slots are generating and %d requests are waiting. Please retry after a short wait.", st.Slots, st.Queued)}
 	case errors.Is(err, engine.ErrContextFull):
-		e = contextExceeded(g.s.cfg.ContextTokens, g.prompt, "messages")
-		if !g.isChat {
-			e = contextExceeded(g.s.cfg.ContextTokens, g.prompt, "prompt")
-		}
+		e = contextExceeded(g.s.cfg.ContextTokens, g.prompt, g.what)
 	case errors.Is(err, engine.ErrClosed):
 		e = &APIError{Status: http.StatusServiceUnavailable, Type: typeServer, Message: "The server is shutting down."}
 	default:
