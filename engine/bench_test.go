@@ -1,10 +1,12 @@
 package engine_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/stokehq/stoke/engine"
@@ -113,5 +115,49 @@ func BenchmarkPrefill(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "tok/s")
 		})
 		m.Close()
+	}
+}
+
+// BenchmarkSchedulerStreams measures aggregate decode tokens/s with 1, 4, 8
+// and 16 concurrent streams under continuous batching: each step reads the
+// weights once for every stream, so the aggregate should grow with streams
+// until compute, not bandwidth, is the limit.
+func BenchmarkSchedulerStreams(b *testing.B) {
+	m, err := engine.Load(benchModel(b, dtype.Q4_0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	const gen = 16
+	for _, streams := range []int{1, 4, 8, 16} {
+		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
+			sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: streams, Context: 128, Batch: 64})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sc.Close()
+			p := engine.GenerateParams{MaxTokens: gen, IgnoreEOS: true, Sampler: engine.SamplerParams{TopP: 1, RepeatPenalty: 1}}
+			total := 0
+			for b.Loop() {
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				for i := range streams {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						res, err := sc.Generate(context.Background(), []int32{1, int32(300 + i)}, p, nil)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						mu.Lock()
+						total += len(res.Tokens)
+						mu.Unlock()
+					}()
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tok/s")
+		})
 	}
 }
