@@ -12,7 +12,6 @@ import (
 // increasing order, become U+0100, U+0101, ... (space is U+0120 'Ġ',
 // newline U+010A 'Ċ').
 var (
-	byteRune   [256]rune   // byte → its character
 	byteUTF8   [256]string // byte → its character's UTF-8
 	runeToByte [324]int16  // character (< U+0144) → byte, -1 if none
 )
@@ -28,7 +27,6 @@ func init() {
 			r = 256 + n
 			n++
 		}
-		byteRune[b] = r
 		byteUTF8[b] = string(r)
 		runeToByte[r] = int16(b)
 	}
@@ -46,6 +44,10 @@ func (t *Tokenizer) initBPE(merges []string) error {
 	}
 	t.merges = make(map[uint64]merge, len(merges))
 	var buf []byte
+	// Vocabularies usually list merge results in rank order (Qwen's merge r
+	// makes token 256+r), so the result id is guessed from the last one
+	// found and checked before falling back to a lookup.
+	guess := 0
 	for rank, m := range merges {
 		// The split is at the first space after the first byte, as in
 		// llama.cpp, so a left half may itself be a space.
@@ -63,10 +65,21 @@ func (t *Tokenizer) initBPE(merges []string) error {
 		}
 		a, okA := t.ids[left]
 		b, okB := t.ids[right]
-		buf = append(append(buf[:0], left...), right...)
-		r, okR := t.ids[string(buf)]
-		if !okA || !okB || !okR {
-			continue // can never apply: its pieces are not all tokens
+		if !okA || !okB {
+			continue // can never apply: its halves are not tokens
+		}
+		r, okR := int32(rank+guess), false
+		if g := t.v.Tokens; int(r) >= 0 && int(r) < len(g) && len(g[r]) == len(left)+len(right) &&
+			g[r][:len(left)] == left && g[r][len(left):] == right {
+			okR = true
+		} else {
+			buf = append(append(buf[:0], left...), right...)
+			if r, okR = t.ids[string(buf)]; okR {
+				guess = int(r) - rank
+			}
+		}
+		if !okR {
+			continue // its result is not a token
 		}
 		k := pairKey(a, b)
 		if _, dup := t.merges[k]; !dup { // the lowest rank wins
@@ -106,7 +119,15 @@ type bpeEncoder struct {
 	syms   []bpeSymbol
 	heap   []bpeBigram
 	word   []byte
+	// seen remembers, for this call, where the tokens of each pre-token
+	// already encoded are in out: text repeats words a lot.
+	seen map[string]span
 }
+
+type span struct{ start, end int32 }
+
+// cacheMaxWord is the longest pre-token (in bytes) that is remembered.
+const cacheMaxWord = 64
 
 func (e *bpeEncoder) push(b bpeBigram) {
 	h := append(e.heap, b)
@@ -166,11 +187,28 @@ func (e *bpeEncoder) tryAdd(t *Tokenizer, left, right int32) {
 // encode appends the byte-level BPE tokens of text to out: the
 // pre-tokenizer splits text, and each piece is encoded on its own.
 func (e *bpeEncoder) encode(t *Tokenizer, text string, out []int32) []int32 {
+	if cap(e.cps) < len(text)+1 {
+		e.cps = make([]cpInfo, 0, len(text)+1)
+	}
 	e.cps = decodeCodepoints(e.cps[:0], text)
 	e.bounds, e.tmp = t.pre.split(e.cps, e.bounds[:0], e.tmp[:0])
+	if e.seen == nil && len(e.bounds) > 64 {
+		e.seen = make(map[string]span)
+	}
 	for i := 1; i < len(e.bounds); i++ {
 		a, b := e.cps[e.bounds[i-1]].off, e.cps[e.bounds[i]].off
-		out = e.encodeWord(t, text[a:b], out)
+		word := text[a:b]
+		if e.seen == nil || len(word) > cacheMaxWord {
+			out = e.encodeWord(t, word, out)
+			continue
+		}
+		if sp, ok := e.seen[word]; ok {
+			out = append(out, out[sp.start:sp.end]...)
+			continue
+		}
+		start := len(out)
+		out = e.encodeWord(t, word, out)
+		e.seen[word] = span{int32(start), int32(len(out))}
 	}
 	return out
 }

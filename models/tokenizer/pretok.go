@@ -105,7 +105,7 @@ var (
 		return runOf(c, i, func(x cpInfo) bool { return isDefaultPunct(x) || x.r == '`' }) - i
 	}
 	// \p{N}+
-	matchNumbers matcher = func(c []cpInfo, i int) int { return runOf(c, i, isClass(cN)) - i }
+	matchNumbers matcher = func(c []cpInfo, i int) int { return runClass(c, i, cN) - i }
 	// \p{N}
 	matchNumber matcher = func(c []cpInfo, i int) int {
 		if c[i].c&cN != 0 {
@@ -204,10 +204,6 @@ func (p *preTokenizer) split(cps []cpInfo, bounds, tmp []int32) ([]int32, []int3
 }
 
 func isDigit(r rune) bool { return r >= '0' && r <= '9' }
-
-func isClass(class uint8) func(cpInfo) bool {
-	return func(x cpInfo) bool { return x.c&class != 0 }
-}
 
 // isDefaultPunct is [\p{P}\$\+<=>\^~\|].
 func isDefaultPunct(x cpInfo) bool {

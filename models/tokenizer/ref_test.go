@@ -1,6 +1,8 @@
 package tokenizer_test
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -194,4 +196,53 @@ func TestGGUFVocab(t *testing.T) {
 			t.Errorf("<think> type %d, want user-defined", ty)
 		}
 	})
+}
+
+// TestBPEGolden compares Qwen3 encodings with ids computed independently
+// (testdata/gen_bpe_golden.py: Python regex pre-tokenization and the
+// textbook BPE loop over the same GGUF vocabulary and merges).
+func TestBPEGolden(t *testing.T) {
+	tok := loadTok(t, "qwen3-tiny-random.gguf")
+	data, err := os.ReadFile("testdata/bpe_qwen3.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden struct {
+		Short []struct {
+			Text string  `json:"text"`
+			IDs  []int32 `json:"ids"`
+		} `json:"short"`
+		Files []struct {
+			File   string `json:"file"`
+			Bytes  int    `json:"bytes"`
+			Count  int    `json:"count"`
+			SHA256 string `json:"sha256"`
+		} `json:"files"`
+	}
+	if err := json.Unmarshal(data, &golden); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range golden.Short {
+		if got := tok.Encode(c.Text, false, false); !slices.Equal(got, c.IDs) {
+			t.Errorf("Encode(%q)\n got %v\nwant %v", c.Text, got, c.IDs)
+		}
+	}
+	for _, c := range golden.Files {
+		text, err := os.ReadFile(sharedFile(t, c.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(text) < c.Bytes {
+			t.Fatalf("%s is shorter than %d bytes", c.File, c.Bytes)
+		}
+		ids := tok.Encode(string(text[:c.Bytes]), false, false)
+		buf := make([]byte, 4*len(ids))
+		for i, id := range ids {
+			binary.LittleEndian.PutUint32(buf[4*i:], uint32(id))
+		}
+		sum := sha256.Sum256(buf)
+		if len(ids) != c.Count || hex.EncodeToString(sum[:]) != c.SHA256 {
+			t.Errorf("%s: %d tokens (sha256 %x), golden %d (%s)", c.File, len(ids), sum, c.Count, c.SHA256)
+		}
+	}
 }

@@ -83,6 +83,8 @@ type Tokenizer struct {
 
 	// SPM: the token for byte b (<0xNN>, else the one-byte piece), -1 if none.
 	byteTok [256]int32
+	// SPM: pairs of adjacent symbols that occur inside a token.
+	spmPairs pairSet
 	// BPE: the token whose text is byte b's GPT-2 unicode character, -1 if none.
 	byteSym      [256]int32
 	merges       map[uint64]merge // (left id, right id) → rank and result
@@ -337,15 +339,19 @@ func (t *Tokenizer) ID(s string) (int32, bool) {
 // tokens written in the text (<|im_start|>, <s>) become their single ids;
 // user-defined tokens (type 4) always do, as in llama.cpp and Hugging Face.
 // Text that is not valid UTF-8 is encoded losslessly (as bytes) and never
-// panics.
+// panics; only a single text fragment over 2 GiB is refused with a panic.
 func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
+	return t.encode(text, addSpecial, parseSpecial, false)
+}
+
+func (t *Tokenizer) encode(text string, addSpecial, parseSpecial, noCut bool) []int32 {
 	out := make([]int32, 0, len(text)/3+4)
 	if addSpecial && t.v.AddBOS {
 		out = append(out, t.v.BOS)
 	}
 	frags := t.partition(text, parseSpecial)
 	if t.spm {
-		var e spmEncoder
+		e := spmEncoder{noCut: noCut}
 		prevSpecial := true // the first fragment gets the space prefix
 		for _, f := range frags {
 			if f.tok >= 0 {

@@ -1,6 +1,8 @@
 package tokenizer_test
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -209,6 +211,39 @@ func TestBPEQwen3(t *testing.T) {
 	}
 	if got := tok.Encode("don't", false, false); len(got) != 2 || tok.Decode(got[1:]) != "'t" {
 		t.Errorf("don't = %v", got)
+	}
+}
+
+// SentencePiece cuts the text where no token can span two symbols and
+// merges the parts on their own; that must equal merging the whole text
+// (llama.cpp's way) token for token.
+func TestSPMCutsMatchWhole(t *testing.T) {
+	texts := []string{
+		"", " ", "▁▁ ▁", "Once upon a time, there was a little girl named Lily.",
+		"  many   spaces\n\n\tand tabs  ", "mixed 中文 ελληνικά русский 😀 text",
+		"\xff\xfe invalid \xe4\xb8 bytes", "<s>Once</s>",
+	}
+	for _, f := range []string{"texts/TinyStories-valid.txt", "texts/war-and-peace.txt"} {
+		if data, err := os.ReadFile(filepath.Join(sharedDir(), "models", f)); err == nil {
+			texts = append(texts, string(data[:min(len(data), 40000)]))
+		}
+	}
+	toks := []*tokenizer.Tokenizer{mustNew(t, synthSPMVocab())}
+	for _, m := range []string{"stories260K.gguf", "llama-2-tiny-random.gguf"} {
+		if _, err := os.Stat(filepath.Join(sharedDir(), "models", m)); err == nil {
+			toks = append(toks, loadTok(t, m))
+		}
+	}
+	for _, tok := range toks {
+		for _, s := range texts {
+			for _, parse := range []bool{false, true} {
+				cut := tok.Encode(s, true, parse)
+				whole := tokenizer.EncodeNoCut(tok, s, true, parse)
+				if !slices.Equal(cut, whole) {
+					t.Errorf("vocab of %d: %.40q: cut %d tokens, whole %d", tok.VocabSize(), s, len(cut), len(whole))
+				}
+			}
+		}
 	}
 }
 
