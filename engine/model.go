@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/stokehq/stoke/models/arch"
 	"github.com/stokehq/stoke/models/dtype"
@@ -28,6 +29,11 @@ type Model struct {
 	outNorm, outNormB []float32
 	layers            []layerVecs
 	freqFactors       []float32
+
+	// neuron-major down projections for the sparse FFN, built on first use
+	downTOnce sync.Once
+	downT     []*arch.Tensor
+	downTErr  error
 }
 
 type layerVecs struct {

@@ -137,6 +137,36 @@ type Runner struct {
 	hb, hb2    []float32 // [batch][ffn]
 	out        []float32 // [rows wanted][vocab], grown on demand
 	pos        []int     // per token: absolute position
+
+	// actThreshold, when set, zeroes FFN activations with |a| ≤ τ_layer
+	// (the dense twin of the sparse FFN); recorder sees every FFN input
+	// and activation (the profiler).
+	actThreshold []float32
+	recorder     FFNRecorder
+	sparse       *sparseState
+	allIdx       []int32      // 0..ffn-1, for dense use of a neuron-major down
+	axpy         cpu.AxpyRows // state of the neuron-major down product
+}
+
+// FFNRecorder observes each token's FFN input x (after the norm, len dim)
+// and activations a (len ffn: act(gate·x) for gated FFNs, act(up·x)
+// otherwise) in every layer; the activation profiler implements it.
+type FFNRecorder interface {
+	Record(layer int, x, a []float32)
+}
+
+// SetRecorder installs (or, with nil, removes) an FFN recorder.
+func (r *Runner) SetRecorder(rec FFNRecorder) { r.recorder = rec }
+
+// SetActThreshold makes dense FFNs zero activations with |a| ≤ tau[layer]:
+// the quality of threshold sparsity, measured without a predictor.
+// nil restores exact dense computation.
+func (r *Runner) SetActThreshold(tau []float32) error {
+	if tau != nil && len(tau) != r.m.Config.Layers {
+		return fmt.Errorf("engine: %d activation thresholds for %d layers", len(tau), r.m.Config.Layers)
+	}
+	r.actThreshold = tau
+	return nil
 }
 
 // NewRunner makes a runner for batches of up to batch tokens (≤ 0 means
@@ -152,10 +182,22 @@ func (m *Model) NewRunner(batch, threads int, pool *cpu.Pool) *Runner {
 		r.pool = cpu.NewPool(threads)
 		r.ownPool = true
 	}
-	r.rope = cpu.NewRoPE(cpu.RoPE{
-		Dims: c.RoPEDims, HeadDim: c.HeadDim, Base: c.RoPEBase, Scale: c.RoPEScale,
-		NeoX: c.RoPE == arch.RoPENeoX, FreqFactors: m.freqFactors,
-	})
+	if !c.NoRoPE {
+		r.rope = cpu.NewRoPE(cpu.RoPE{
+			Dims: c.RoPEDims, HeadDim: c.HeadDim, Base: c.RoPEBase, Scale: c.RoPEScale,
+			NeoX: c.RoPE == arch.RoPENeoX, FreqFactors: m.freqFactors,
+		})
+	}
+	for i := range m.W.Layers {
+		if m.W.Layers[i].Down == nil && r.allIdx == nil {
+			// a file with only the neuron-major down (PowerInfer's): the
+			// dense path sums every neuron's row
+			r.allIdx = make([]int32, c.FFN)
+			for j := range r.allIdx {
+				r.allIdx[j] = int32(j)
+			}
+		}
+	}
 	r.x = make([]float32, batch*c.Dim)
 	r.xb = make([]float32, batch*c.Dim)
 	r.xb2 = make([]float32, batch*c.Dim)
@@ -248,6 +290,9 @@ func (m *Model) NewSession(o Options) (*Session, error) {
 // Close releases the session's pool if it owns one.
 func (s *Session) Close() { s.r.Close() }
 
+// Runner is the session's runner (for sparsity and profiling settings).
+func (s *Session) Runner() *Runner { return s.r }
+
 // Model returns the session's model.
 func (s *Session) Model() *Model { return s.r.m }
 
@@ -336,8 +381,19 @@ func (r *Runner) forward(seqs []Seq, n int) {
 	i := 0
 	for _, sq := range seqs {
 		for j, t := range sq.Tokens {
-			cpu.DequantizeRow(e.Type, e.Data[int(t)*rb:(int(t)+1)*rb], x[i*dim:(i+1)*dim])
+			xi := x[i*dim : (i+1)*dim]
+			cpu.DequantizeRow(e.Type, e.Data[int(t)*rb:(int(t)+1)*rb], xi)
 			r.pos[i] = sq.KV.pos + j
+			if c.PosEmbd {
+				// learned absolute position (bounds checked at bind time:
+				// the cache never exceeds the table)
+				pe := w.PosEmbd
+				prb := pe.RowBytes()
+				row := r.pos[i] + c.PosOffset
+				tmp := r.xb2[:dim]
+				cpu.DequantizeRow(pe.Type, pe.Data[row*prb:(row+1)*prb], tmp)
+				cpu.AddInPlace(xi, tmp)
+			}
 			i++
 		}
 	}
@@ -371,8 +427,10 @@ func (r *Runner) forward(seqs []Seq, n int) {
 					cpu.RMSNorm(hk, hk, lv.kNorm, c.NormEps)
 				}
 			}
-			r.rope.Apply(qi, c.Heads, r.pos[i])
-			r.rope.Apply(ki, c.KVHeads, r.pos[i])
+			if r.rope != nil {
+				r.rope.Apply(qi, c.Heads, r.pos[i])
+				r.rope.Apply(ki, c.KVHeads, r.pos[i])
+			}
 		}
 		off := 0
 		for _, sq := range seqs {
@@ -388,18 +446,46 @@ func (r *Runner) forward(seqs []Seq, n int) {
 
 		// feed-forward
 		r.norm(xb, x, lv.ffnNorm, lv.ffnNormB, n)
+		if r.sparse != nil && n == 1 && r.recorder == nil {
+			r.sparseFFN(l, xb, xb2)
+			cpu.AddInPlace(x, xb2)
+			continue
+		}
 		r.matmul(hb2, lw.Up, xb, n)
 		addBias(hb2, lv.upB, n, ffn)
+		// hb becomes the activation a the profiler and thresholds see:
+		// act(gate), act(gate)⊙act(up) for dReLU, act(up) when not gated
 		if c.Gated {
 			r.matmul(hb, lw.Gate, xb, n)
 			addBias(hb, lv.gateB, n, ffn)
-			r.activate(hb, c.Act)
-			cpu.Mul(hb, hb, hb2)
+			activate(hb, c.Act)
+			if c.DReLU {
+				activate(hb2, c.Act)
+				cpu.Mul(hb, hb, hb2)
+			}
 		} else {
 			copy(hb, hb2)
-			r.activate(hb, c.Act)
+			activate(hb, c.Act)
 		}
-		r.matmul(xb2, lw.Down, hb, n)
+		if r.recorder != nil {
+			for i := range n {
+				r.recorder.Record(l, xb[i*dim:(i+1)*dim], hb[i*ffn:(i+1)*ffn])
+			}
+		}
+		if r.actThreshold != nil {
+			threshold(hb, r.actThreshold[l])
+		}
+		if c.Gated && !c.DReLU {
+			cpu.Mul(hb, hb, hb2)
+		}
+		if lw.Down != nil {
+			r.matmul(xb2, lw.Down, hb, n)
+		} else {
+			dt := lw.DownT
+			for i := range n {
+				r.axpy.Do(r.pool, xb2[i*dim:(i+1)*dim], dt.Data, dt.Type, dim, r.allIdx, hb[i*ffn:(i+1)*ffn])
+			}
+		}
 		addBias(xb2, lv.downB, n, dim)
 		cpu.AddInPlace(x, xb2)
 	}
@@ -462,7 +548,7 @@ func (r *Runner) norm(dst, x, w, b []float32, n int) {
 	}
 }
 
-func (r *Runner) activate(x []float32, a arch.Act) {
+func activate(x []float32, a arch.Act) {
 	switch a {
 	case arch.SiLU:
 		cpu.SiLU(x)
@@ -470,5 +556,15 @@ func (r *Runner) activate(x []float32, a arch.Act) {
 		cpu.GELU(x)
 	case arch.ReLU:
 		cpu.ReLU(x)
+	}
+}
+
+// threshold zeroes activations with |a| ≤ tau: the dense-path twin of the
+// sparse FFN's skip.
+func threshold(a []float32, tau float32) {
+	for i, v := range a {
+		if v <= tau && v >= -tau {
+			a[i] = 0
+		}
 	}
 }

@@ -16,7 +16,12 @@ func cmdSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "", "output GGUF `file` (required)")
 	params := fs.String("params", "100M", "target parameter count (e.g. 15M, 1B, 7B)")
 	dt := fs.String("dtype", "q8_0", "weight type: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k")
-	archName := fs.String("arch", "llama", "architecture")
+	archName := fs.String("arch", "llama", "architecture: llama, bamboo (a dReLU llama, PowerInfer's name) or opt")
+	relu := fs.Bool("relu", false, "ReLU FFN (ReluLLaMA-style for llama; OPT always is), with planted firing statistics")
+	drelu := fs.Bool("drelu", false, "dReLU FFN: ReLU on gate and up (TurboSparse/Bamboo-style), with planted firing statistics")
+	powerInfer := fs.Bool("powerinfer", false, "PowerInfer's layout: magic PWRI, transposed ffn_down_t, predictors fc1/fc2 (implies --relu for llama)")
+	hot := fs.Float64("hot", 0, "fraction of each layer's neurons that fire for most tokens (0: 0.05)")
+	cold := fs.Float64("cold", 0, "mean firing rate of the other neurons (0: 0.02; below 0.06)")
 	seed := fs.Uint64("seed", 1, "RNG seed (same seed, same bytes)")
 	ctxLen := fs.Int("ctx", 0, "context_length to record (0: default)")
 	if _, err := parseFlags(fs, args); err != nil {
@@ -33,13 +38,34 @@ func cmdSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil || !t.Computable() || t == dtype.Q8_K {
 		return usagef("--dtype %q is not a weight type Stoke can compute with", *dt)
 	}
-	c := synth.Config{Arch: *archName, Params: p, Type: t, Seed: *seed, Context: *ctxLen}
+	if *relu && *drelu {
+		return usagef("--relu and --drelu exclude each other")
+	}
+	act := ""
+	switch {
+	case *relu:
+		act = "relu"
+	case *drelu:
+		act = "drelu"
+	case *powerInfer && *archName == "llama":
+		act = "relu"
+	}
+	c := synth.Config{Arch: *archName, Act: act, PowerInfer: *powerInfer, HotFraction: *hot, ColdRate: *cold,
+		Params: p, Type: t, Seed: *seed, Context: *ctxLen}
 	sc, err := synth.Shape(c)
 	if err != nil {
-		return err
+		return usageError{err.Error()}
 	}
-	fmt.Fprintf(stderr, "stoke synth: %s %s: dim %d, %d layers, %d heads (%d kv), ffn %d, vocab %d\n",
-		sc.Arch, t, sc.Dim, sc.Layers, sc.Heads, sc.KVHeads, sc.FFN, sc.Vocab)
+	fmt.Fprintf(stderr, "stoke synth: %s %s %s: dim %d, %d layers, %d heads (%d kv), ffn %d, vocab %d\n",
+		sc.Arch, sc.Act, t, sc.Dim, sc.Layers, sc.Heads, sc.KVHeads, sc.FFN, sc.Vocab)
+	if sc.Act != "silu" {
+		fmt.Fprintf(stderr, "stoke synth: planted firing: %.1f%% hot neurons, cold rate %.3f; ", 100*sc.HotFraction, sc.ColdRate)
+		if sc.PowerInfer {
+			fmt.Fprintf(stderr, "PowerInfer layout, predictor rank %d\n", synth.PredictorRank(sc))
+		} else {
+			fmt.Fprintln(stderr, "dense layout")
+		}
+	}
 	if err := synth.Write(*out, c); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ package arch
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -56,13 +57,29 @@ const (
 // Family is the data that describes one architecture.
 type Family struct {
 	Name string    // general.architecture value
-	RoPE RoPEStyle // rotary pairing
+	RoPE RoPEStyle // rotary pairing (ignored when NoRoPE)
 	Norm Norm
 	Act  Act
 	// Gated: FFN is down(act(gate·x) ⊙ up·x); otherwise down(act(up·x)).
 	Gated bool
+	// DReLU: the activation is applied to the up projection as well:
+	// h = act(gate·x) ⊙ act(up·x) (TurboSparse/Bamboo's dReLU with Act
+	// ReLU; PowerInfer calls it LLM_FFN_SYM). Needs Gated.
+	DReLU bool
 	// QKNorm: per-head RMSNorm on q and k before RoPE (Qwen3).
 	QKNorm bool
+	// NoRoPE: attention uses no rotary embedding at all (OPT).
+	NoRoPE bool
+	// PosEmbd: learned absolute positions. The first hidden state is
+	// token_embd[token] + position_embd[pos+PosOffset] (Weights.PosEmbd).
+	PosEmbd bool
+	// PosOffset is the row of position_embd that position 0 reads: 2 for
+	// OPT, whose HF checkpoints (and so their GGUF conversions) keep the
+	// two padding rows of OPTLearnedPositionalEmbedding.
+	PosOffset int
+	// Biases: every projection and norm carries a bias (OPT). Bind then
+	// requires all of them, so a file missing one fails at load.
+	Biases bool
 }
 
 var families = map[string]Family{}
@@ -104,13 +121,37 @@ type Config struct {
 	ValueDim int    // attention.value_length (defaults to HeadDim)
 	FFN      int    // feed_forward_length
 	Vocab    int    // rows of token_embd
-	Context  int    // context_length (training context)
-	NormEps  float32
+	// Context is context_length (the training context); for PosEmbd
+	// families Bind lowers it to the positions position_embd holds.
+	Context int
+	NormEps float32
 
-	RoPEDims  int     // rope.dimension_count (defaults to HeadDim)
+	RoPEDims  int     // rope.dimension_count (defaults to HeadDim; unused when NoRoPE)
 	RoPEBase  float64 // rope.freq_base (default 10000)
 	RoPEScale float64 // linear position scale: positions are multiplied by this (1/factor)
+
+	// PowerInfer is set for files with PowerInfer's magic "PWRI". Its
+	// converters write them for ReLU models only and its runtime always
+	// applies ReLU on their sparse path, so such a file is read as ReLU
+	// unless KeyActivation says otherwise.
+	PowerInfer bool
+	// SparseThreshold is powerinfer.sparse_threshold (default 0): neuron i
+	// of a layer is computed when its predictor output
+	// (fc2·ReLU(fc1·x))_i is ≥ SparseThreshold.
+	SparseThreshold float32
 }
+
+// Metadata keys read besides the per-architecture hyperparameters.
+const (
+	// KeyActivation overrides a family's FFN activation: "silu", "gelu",
+	// "relu" or "drelu" (ReLU on gate and up; gated families only). Stoke
+	// writes it into synthetic and converted ReLU/dReLU llamas (a ReluLLaMA
+	// or ProSparse converted by llama.cpp is a plain "llama" file that
+	// cannot be told apart from a SwiGLU one otherwise).
+	KeyActivation = "stoke.ffn.activation"
+	// KeySparseThreshold is PowerInfer's predictor threshold (float32).
+	KeySparseThreshold = "powerinfer.sparse_threshold"
+)
 
 // QDim is the width of the concatenated query heads.
 func (c *Config) QDim() int { return c.Heads * c.HeadDim }
@@ -138,7 +179,7 @@ func ConfigFromGGUF(f *gguf.File) (Config, error) {
 	if !ok {
 		return Config{}, fmt.Errorf("arch: unsupported architecture %q (supported: %s)", name, strings.Join(Names(), ", "))
 	}
-	c := Config{Family: fam}
+	c := Config{Family: fam, PowerInfer: f.Magic == gguf.MagicPowerInfer}
 	c.Name, _ = f.String("general.name")
 	p := name + "."
 	var err error
@@ -219,5 +260,47 @@ func ConfigFromGGUF(f *gguf.File) (Config, error) {
 	default:
 		return Config{}, fmt.Errorf("arch: rope scaling type %q is not supported yet (linear is)", st)
 	}
+	if err := c.activation(f); err != nil {
+		return Config{}, err
+	}
+	if v, ok := f.Get(KeySparseThreshold); ok {
+		t, ok := v.Float()
+		if !ok || math.IsNaN(t) || math.IsInf(t, 0) {
+			return Config{}, fmt.Errorf("arch: %s is %s, want a finite number", KeySparseThreshold, v.TypeText())
+		}
+		c.SparseThreshold = float32(t)
+	}
 	return c, nil
+}
+
+// activation applies PowerInfer's implied ReLU and then KeyActivation.
+func (c *Config) activation(f *gguf.File) error {
+	if c.PowerInfer && c.Act == SiLU {
+		c.Act = ReLU
+	}
+	v, ok := f.Get(KeyActivation)
+	if !ok {
+		return nil
+	}
+	s, ok := v.String()
+	if !ok {
+		return fmt.Errorf("arch: %s is %s, want a string", KeyActivation, v.TypeText())
+	}
+	c.DReLU = false
+	switch s {
+	case "silu":
+		c.Act = SiLU
+	case "gelu":
+		c.Act = GELU
+	case "relu":
+		c.Act = ReLU
+	case "drelu":
+		if !c.Gated {
+			return fmt.Errorf("arch: %s = drelu needs a gated FFN, and %s's is not", KeyActivation, c.Family.Name)
+		}
+		c.Act, c.DReLU = ReLU, true
+	default:
+		return fmt.Errorf("arch: %s = %q is not one of silu, gelu, relu, drelu", KeyActivation, s)
+	}
+	return nil
 }

@@ -36,9 +36,9 @@ func (t *Tensor) Rows() int {
 func (t *Tensor) RowBytes() int { return len(t.Data) / t.Rows() }
 
 // Layer holds one transformer block's tensors. The gguf tag names the
-// tensor after the "blk.N." prefix; the shape tag gives the expected GGUF
-// shape in Config dimensions, checked at bind time so the decode loop never
-// meets a mis-shaped tensor.
+// tensor after the "blk.N." prefix (alternates too); the shape tag gives
+// the expected GGUF shape in Config dimensions, "*" for any non-zero size,
+// checked at bind time so the decode loop never meets a mis-shaped tensor.
 type Layer struct {
 	AttnNorm  *Tensor `gguf:"attn_norm.weight" shape:"dim"`
 	AttnNormB *Tensor `gguf:"attn_norm.bias,optional" shape:"dim"`
@@ -58,13 +58,39 @@ type Layer struct {
 	GateB     *Tensor `gguf:"ffn_gate.bias,optional" shape:"ffn"`
 	Up        *Tensor `gguf:"ffn_up.weight" shape:"dim,ffn"`
 	UpB       *Tensor `gguf:"ffn_up.bias,optional" shape:"ffn"`
-	Down      *Tensor `gguf:"ffn_down.weight" shape:"ffn,dim"`
-	DownB     *Tensor `gguf:"ffn_down.bias,optional" shape:"dim"`
+	// Down is the usual down projection: dim rows of ffn elements,
+	// y = Down·h. At least one of Down and DownT is present.
+	Down *Tensor `gguf:"ffn_down.weight,optional" shape:"ffn,dim"`
+	// DownT is PowerInfer's transposed down projection, neuron-major: ffn
+	// rows of dim elements, row i holding neuron i's output weights, so
+	// y = Σ_i h_i·DownT[i] reads only the rows of active neurons.
+	DownT *Tensor `gguf:"ffn_down_t.weight,optional" shape:"dim,ffn"`
+	// DownB: PowerInfer's converter renames every "ffn_down" to
+	// "ffn_down_t", the bias of an OPT included.
+	DownB *Tensor `gguf:"ffn_down.bias,optional,alt:ffn_down_t.bias" shape:"dim"`
+	// FC1 and FC2 are a PowerInfer activation predictor: neuron i is
+	// predicted active when (FC2·ReLU(FC1·x))_i ≥ Config.SparseThreshold.
+	// FC1 is rank rows of dim elements, FC2 ffn rows of rank elements; the
+	// rank differs between layers. Both or neither are present.
+	FC1 *Tensor `gguf:"fc1.weight,optional" shape:"dim,*"`
+	FC2 *Tensor `gguf:"fc2.weight,optional" shape:"*,ffn"`
+}
+
+// PredictorRank is the hidden width of the layer's predictor, 0 when the
+// layer has none.
+func (l *Layer) PredictorRank() int {
+	if l.FC1 == nil {
+		return 0
+	}
+	return l.FC1.Rows()
 }
 
 // Weights holds every tensor the forward pass reads.
 type Weights struct {
-	TokenEmbd   *Tensor `gguf:"token_embd.weight" shape:"dim,vocab"`
+	TokenEmbd *Tensor `gguf:"token_embd.weight" shape:"dim,vocab"`
+	// PosEmbd holds learned absolute positions (families with PosEmbd):
+	// rows of dim elements, position p reading row p+PosOffset.
+	PosEmbd     *Tensor `gguf:"position_embd.weight,optional" shape:"dim,*"`
 	OutputNorm  *Tensor `gguf:"output_norm.weight" shape:"dim"`
 	OutputNormB *Tensor `gguf:"output_norm.bias,optional" shape:"dim"`
 	// Output falls back to the embedding matrix: tied embeddings.
@@ -95,19 +121,81 @@ func Bind(f *gguf.File, c *Config) (*Weights, error) {
 	if err := b.bind(reflect.ValueOf(w).Elem(), ""); err != nil {
 		return nil, err
 	}
+	if err := checkPositions(w, c); err != nil {
+		return nil, err
+	}
 	for i := range w.Layers {
 		if err := b.bind(reflect.ValueOf(&w.Layers[i]).Elem(), "blk."+strconv.Itoa(i)+"."); err != nil {
 			return nil, err
 		}
-		l := &w.Layers[i]
-		if c.Gated && l.Gate == nil {
-			return nil, fmt.Errorf("arch: %s FFN is gated but blk.%d.ffn_gate.weight is missing", c.Family.Name, i)
-		}
-		if c.QKNorm && (l.QNorm == nil || l.KNorm == nil) {
-			return nil, fmt.Errorf("arch: %s needs blk.%d.attn_q_norm/attn_k_norm", c.Family.Name, i)
+		if err := checkLayer(&w.Layers[i], i, c); err != nil {
+			return nil, err
 		}
 	}
+	if c.Biases && w.OutputNormB == nil {
+		return nil, fmt.Errorf("arch: %s has biases everywhere but output_norm.bias is missing", c.Family.Name)
+	}
 	return w, nil
+}
+
+// checkPositions checks the position table of a PosEmbd family and limits
+// c.Context to the positions it holds.
+func checkPositions(w *Weights, c *Config) error {
+	if !c.PosEmbd {
+		return nil
+	}
+	if w.PosEmbd == nil {
+		return fmt.Errorf("arch: %s needs learned positions but position_embd.weight is missing", c.Family.Name)
+	}
+	rows := w.PosEmbd.Rows()
+	if rows <= c.PosOffset {
+		return fmt.Errorf("arch: position_embd.weight has %d rows, want more than the position offset %d", rows, c.PosOffset)
+	}
+	c.Context = min(c.Context, rows-c.PosOffset)
+	return nil
+}
+
+// checkLayer checks what the tags cannot: tensors that depend on the
+// family, alternatives and pairs.
+func checkLayer(l *Layer, i int, c *Config) error {
+	p := "blk." + strconv.Itoa(i) + "."
+	if c.Gated && l.Gate == nil {
+		return fmt.Errorf("arch: %s FFN is gated but %sffn_gate.weight is missing", c.Family.Name, p)
+	}
+	if c.QKNorm && (l.QNorm == nil || l.KNorm == nil) {
+		return fmt.Errorf("arch: %s needs %sattn_q_norm/attn_k_norm", c.Family.Name, p)
+	}
+	if l.Down == nil && l.DownT == nil {
+		return fmt.Errorf("arch: %sffn_down.weight and %sffn_down_t.weight are both missing (one is needed)", p, p)
+	}
+	if (l.FC1 == nil) != (l.FC2 == nil) {
+		return fmt.Errorf("arch: %sfc1.weight and %sfc2.weight come as a pair, and only one is present", p, p)
+	}
+	if l.FC1 != nil && l.FC1.Rows() != l.FC2.Cols() {
+		return fmt.Errorf("arch: predictor rank mismatch: %s has shape %v and %s %v (want [dim, r] and [r, ffn])",
+			l.FC1.Name, l.FC1.Shape, l.FC2.Name, l.FC2.Shape)
+	}
+	if c.Biases {
+		biases := []struct {
+			t    *Tensor
+			name string
+		}{
+			{l.AttnNormB, "attn_norm.bias"}, {l.QB, "attn_q.bias"}, {l.KB, "attn_k.bias"}, {l.VB, "attn_v.bias"},
+			{l.OB, "attn_output.bias"}, {l.FFNNormB, "ffn_norm.bias"}, {l.UpB, "ffn_up.bias"}, {l.DownB, "ffn_down.bias"},
+		}
+		if c.Gated {
+			biases = append(biases, struct {
+				t    *Tensor
+				name string
+			}{l.GateB, "ffn_gate.bias"})
+		}
+		for _, b := range biases {
+			if b.t == nil {
+				return fmt.Errorf("arch: %s has biases everywhere but %s%s is missing", c.Family.Name, p, b.name)
+			}
+		}
+	}
+	return nil
 }
 
 type binder struct {
@@ -135,7 +223,7 @@ func (b *binder) bind(v reflect.Value, prefix string) error {
 			case p == "optional":
 				optional = true
 			case strings.HasPrefix(p, "alt:"):
-				names = append(names, strings.TrimPrefix(p, "alt:"))
+				names = append(names, prefix+strings.TrimPrefix(p, "alt:"))
 			}
 		}
 		var ti *gguf.TensorInfo
@@ -156,7 +244,7 @@ func (b *binder) bind(v reflect.Value, prefix string) error {
 			return err
 		}
 		if !equalShape(ti.Shape, want) {
-			return fmt.Errorf("arch: tensor %s has shape %v, want %v", ti.Name, ti.Shape, want)
+			return fmt.Errorf("arch: tensor %s has shape %v, want %s", ti.Name, ti.Shape, shapeText(want))
 		}
 		if !ti.Type.Computable() {
 			return fmt.Errorf("arch: tensor %s has type %s, which Stoke cannot compute with yet", ti.Name, ti.Type)
@@ -172,9 +260,16 @@ func (b *binder) bind(v reflect.Value, prefix string) error {
 	return nil
 }
 
+// anyDim is the shape tag "*": any non-zero size.
+const anyDim = ^uint64(0)
+
 func (b *binder) shape(spec string) ([]uint64, error) {
 	var s []uint64
 	for _, d := range strings.Split(spec, ",") {
+		if d == "*" {
+			s = append(s, anyDim)
+			continue
+		}
 		n, ok := b.dims[d]
 		if !ok {
 			return nil, fmt.Errorf("arch: internal: unknown dimension %q", d)
@@ -189,9 +284,21 @@ func equalShape(a, b []uint64) bool {
 		return false
 	}
 	for i := range a {
-		if a[i] != b[i] {
+		if a[i] != b[i] && (b[i] != anyDim || a[i] == 0) {
 			return false
 		}
 	}
 	return true
+}
+
+// shapeText prints a wanted shape as fmt prints a slice, "*" for anyDim.
+func shapeText(s []uint64) string {
+	parts := make([]string, len(s))
+	for i, d := range s {
+		parts[i] = "*"
+		if d != anyDim {
+			parts[i] = strconv.FormatUint(d, 10)
+		}
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }

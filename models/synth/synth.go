@@ -12,6 +12,11 @@
 // normal(0, 1), norms 1. The output is gibberish but activations stay
 // finite and sane through many layers. The vocabulary is a real
 // SentencePiece-style one (see Vocab), so any text can be tokenized.
+//
+// Besides SwiGLU llamas it writes the sparse-FFN families: ReLU llamas
+// (Act "relu"), dReLU llamas (Act "drelu", or Arch "bamboo"), OPT (Arch
+// "opt"), each optionally in PowerInfer's layout (PowerInfer), and plants
+// in their FFNs a chosen distribution of neuron firing rates: see Plan.
 package synth
 
 import (
@@ -23,15 +28,33 @@ import (
 
 // Config describes a synthetic model. Zero fields are derived by Shape.
 type Config struct {
-	Arch    string // "llama" (the default; the only one for now)
-	Params  int64  // target parameter count, e.g. 1e9; Shape sets it to the exact count
-	Dim     int    // embedding width
-	Layers  int    // transformer blocks
-	Heads   int    // attention heads
-	KVHeads int    // key/value heads (grouped-query attention)
-	FFN     int    // feed-forward width
-	Vocab   int    // vocabulary size
-	Context int    // context length written to the metadata
+	// Arch is "llama" (the default), "bamboo" (PowerInfer's name for a
+	// dReLU llama) or "opt" (PowerInfer's OPT naming: LayerNorm, biases,
+	// learned positions, ReLU).
+	Arch string
+	// Act is the FFN activation: "silu" (llama's default), "relu" (ReLU on
+	// the gate, as ReluLLaMA/ProSparse; OPT's only choice) or "drelu" (ReLU
+	// on gate and up, as TurboSparse/Bamboo; bamboo's default). ReLU and
+	// dReLU models get planted firing statistics (see Plan).
+	Act string
+	// PowerInfer writes PowerInfer's layout: magic "PWRI", the transposed
+	// blk.N.ffn_down_t instead of ffn_down, powerinfer.sparse_threshold 0
+	// and a predictor blk.N.fc1/fc2 (F16) per layer. Needs ReLU or dReLU.
+	PowerInfer bool
+	// HotFraction is the fraction of each layer's neurons that fire for
+	// most tokens (default 0.05); ColdRate is the mean firing rate of the
+	// others (default 0.02, below MaxColdRate). Planted models only.
+	HotFraction float64
+	ColdRate    float64
+
+	Params  int64 // target parameter count, e.g. 1e9; Shape sets it to the exact count
+	Dim     int   // embedding width
+	Layers  int   // transformer blocks
+	Heads   int   // attention heads
+	KVHeads int   // key/value heads (grouped-query attention)
+	FFN     int   // feed-forward width
+	Vocab   int   // vocabulary size
+	Context int   // context length written to the metadata
 	Type    dtype.Type
 	Seed    uint64
 }
@@ -52,6 +75,11 @@ const (
 	ropeFreqBase  = 10000
 	rmsEpsilon    = 1e-5
 	ffnMultiplier = 8.0 / 3.0
+	// OPT's FFN is 4·Dim wide (ffn_dim = 4·hidden_size in every size).
+	optFFNMultiplier = 4
+	// optPosOffset is the number of padding rows in front of OPT's
+	// position table (HF's OPTLearnedPositionalEmbedding offset).
+	optPosOffset = 2
 )
 
 // Shape returns c with every zero field derived and Params set to the
@@ -69,11 +97,8 @@ const (
 // is TinyLlama's 1,100,048,384 exactly). The smallest derived model (Dim
 // 256, one layer) has about 1.1M parameters.
 func Shape(c Config) (Config, error) {
-	if c.Arch == "" {
-		c.Arch = "llama"
-	}
-	if c.Arch != "llama" {
-		return c, fmt.Errorf("synth: unsupported architecture %q (want llama)", c.Arch)
+	if err := shapeFamily(&c); err != nil {
+		return c, err
 	}
 	if c.Params < 0 || c.Dim < 0 || c.Layers < 0 || c.Heads < 0 || c.KVHeads < 0 || c.FFN < 0 || c.Vocab < 0 || c.Context < 0 {
 		return c, fmt.Errorf("synth: negative size in %+v", c)
@@ -109,7 +134,7 @@ func Shape(c Config) (Config, error) {
 			}
 		}
 		if best == 0 {
-			return c, fmt.Errorf("synth: no llama shape fits %+v", c)
+			return c, fmt.Errorf("synth: no %s shape fits %+v", c.Arch, c)
 		}
 		c.Dim = best
 	}
@@ -120,6 +145,9 @@ func Shape(c Config) (Config, error) {
 		one := c
 		one.Layers = 1
 		perLayer := float64(Count(one) - fixedCount(one))
+		if perLayer <= 0 {
+			return c, fmt.Errorf("synth: internal: empty layer in %+v", one)
+		}
 		l := math.Round((float64(c.Params) - float64(fixedCount(one))) / perLayer)
 		c.Layers = int(min(max(l, 1), MaxLayers))
 	}
@@ -140,9 +168,18 @@ func fill(c *Config) error {
 	}
 	if c.KVHeads == 0 {
 		c.KVHeads = c.Heads / gqaGroup(c.Heads)
+		if c.Arch == "opt" {
+			c.KVHeads = c.Heads
+		}
 	}
 	if c.FFN == 0 {
 		c.FFN = int(math.Ceil(ffnMultiplier*float64(c.Dim)/DimStep)) * DimStep
+		if c.Arch == "opt" {
+			c.FFN = optFFNMultiplier * c.Dim
+		}
+	}
+	if c.Arch == "opt" && c.KVHeads != c.Heads {
+		return fmt.Errorf("synth: OPT has no grouped-query attention (%d heads, %d KV heads)", c.Heads, c.KVHeads)
 	}
 	if c.Dim%c.Heads != 0 || (c.Dim/c.Heads)%2 != 0 {
 		return fmt.Errorf("synth: Dim %d does not split into %d heads of even width", c.Dim, c.Heads)
@@ -153,6 +190,9 @@ func fill(c *Config) error {
 	bs := c.Type.BlockSize()
 	if c.Dim%bs != 0 || c.FFN%bs != 0 {
 		return fmt.Errorf("synth: Dim %d and FFN %d must be multiples of the %s block size %d", c.Dim, c.FFN, c.Type, bs)
+	}
+	if c.planted() && c.Dim < MinPlantedDim {
+		return fmt.Errorf("synth: Dim %d is below the %d a planted model needs", c.Dim, MinPlantedDim)
 	}
 	if c.Vocab < MinVocab {
 		return fmt.Errorf("synth: Vocab %d is below the minimum %d", c.Vocab, MinVocab)
@@ -187,17 +227,25 @@ func vocabFor(c Config) int {
 	return smallVocab
 }
 
-// Count is the parameter count of a shaped config: embeddings, output,
-// final norm and per block the attention, FFN and two norms.
+// Count is the parameter count of a shaped config: the elements of every
+// tensor Tensors lists (for a SwiGLU llama: embeddings, output, final norm
+// and per block the attention, FFN and two norms).
 func Count(c Config) int64 {
-	dim, kv := int64(c.Dim), int64(c.kvDim())
-	perLayer := 2*dim*dim + 2*dim*kv + 3*dim*int64(c.FFN) + 2*dim
-	return fixedCount(c) + int64(c.Layers)*perLayer
+	var n int64
+	for _, t := range Tensors(c) {
+		e := int64(1)
+		for _, d := range t.Shape {
+			e *= int64(d)
+		}
+		n += e
+	}
+	return n
 }
 
 // fixedCount is the part of Count that does not depend on depth.
 func fixedCount(c Config) int64 {
-	return 2*int64(c.Vocab)*int64(c.Dim) + int64(c.Dim)
+	c.Layers = 0
+	return Count(c)
 }
 
 func (c Config) kvDim() int {
@@ -218,30 +266,61 @@ type Tensor struct {
 	Type  dtype.Type
 }
 
-// Tensors lists a shaped config's tensors in file order: token_embd, then
-// per block attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm,
-// ffn_gate, ffn_up, ffn_down, then output_norm and output. Norm vectors
-// are F32; every 2-D weight has c.Type.
+// Tensors lists a shaped config's tensors in file order. For a llama:
+// token_embd, then per block attn_norm, attn_q, attn_k, attn_v,
+// attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down, then output_norm and
+// output. OPT adds position_embd after token_embd and a bias after every
+// norm and projection, and has no ffn_gate. PowerInfer's layout has
+// ffn_down_t (and its bias) in place of ffn_down, then fc1 and fc2. Norms
+// and biases are F32, predictors F16; every other 2-D weight has c.Type.
 func Tensors(c Config) []Tensor {
 	dim, ffn, kv, vocab := uint64(c.Dim), uint64(c.FFN), uint64(c.kvDim()), uint64(c.Vocab)
+	opt := c.Arch == "opt"
 	mat := func(name string, ne0, ne1 uint64) Tensor { return Tensor{name, []uint64{ne0, ne1}, c.Type} }
-	norm := func(name string) Tensor { return Tensor{name, []uint64{dim}, dtype.F32} }
+	vec := func(name string, n uint64) Tensor { return Tensor{name, []uint64{n}, dtype.F32} }
+	norm := func(name string) []Tensor {
+		if opt {
+			return []Tensor{vec(name+".weight", dim), vec(name+".bias", dim)}
+		}
+		return []Tensor{vec(name+".weight", dim)}
+	}
+	proj := func(name string, ne0, ne1 uint64) []Tensor {
+		if opt {
+			return []Tensor{mat(name+".weight", ne0, ne1), vec(name+".bias", ne1)}
+		}
+		return []Tensor{mat(name+".weight", ne0, ne1)}
+	}
 	ts := []Tensor{mat("token_embd.weight", dim, vocab)}
+	if opt {
+		ts = append(ts, mat("position_embd.weight", dim, uint64(c.Context+optPosOffset)))
+	}
 	for i := range c.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
-		ts = append(ts,
-			norm(p+"attn_norm.weight"),
-			mat(p+"attn_q.weight", dim, dim),
-			mat(p+"attn_k.weight", dim, kv),
-			mat(p+"attn_v.weight", dim, kv),
-			mat(p+"attn_output.weight", dim, dim),
-			norm(p+"ffn_norm.weight"),
-			mat(p+"ffn_gate.weight", dim, ffn),
-			mat(p+"ffn_up.weight", dim, ffn),
-			mat(p+"ffn_down.weight", ffn, dim),
-		)
+		ts = append(ts, norm(p+"attn_norm")...)
+		ts = append(ts, proj(p+"attn_q", dim, dim)...)
+		ts = append(ts, proj(p+"attn_k", dim, kv)...)
+		ts = append(ts, proj(p+"attn_v", dim, kv)...)
+		ts = append(ts, proj(p+"attn_output", dim, dim)...)
+		ts = append(ts, norm(p+"ffn_norm")...)
+		if !opt {
+			ts = append(ts, mat(p+"ffn_gate.weight", dim, ffn))
+		}
+		ts = append(ts, proj(p+"ffn_up", dim, ffn)...)
+		if c.PowerInfer {
+			ts = append(ts, mat(p+"ffn_down_t.weight", dim, ffn))
+			if opt {
+				ts = append(ts, vec(p+"ffn_down_t.bias", dim))
+			}
+			r := uint64(PredictorRank(c))
+			ts = append(ts,
+				Tensor{p + "fc1.weight", []uint64{dim, r}, dtype.F16},
+				Tensor{p + "fc2.weight", []uint64{r, ffn}, dtype.F16})
+		} else {
+			ts = append(ts, proj(p+"ffn_down", ffn, dim)...)
+		}
 	}
-	return append(ts, norm("output_norm.weight"), mat("output.weight", dim, vocab))
+	ts = append(ts, norm("output_norm")...)
+	return append(ts, mat("output.weight", dim, vocab))
 }
 
 // fileTypes maps weight dtypes to llama.cpp's general.file_type (its

@@ -1,0 +1,42 @@
+// Package predictor holds Stoke's activation-sparsity machinery: what the
+// engine's profiler records while it runs text, the per-layer predictors that
+// guess which FFN neurons a token will fire, and their training and
+// evaluation. It computes no layer and places no weights.
+//
+// # Profiles
+//
+// A Profile holds, per layer, how often each neuron fired (|a_i| > the
+// layer's threshold) and a bounded reservoir sample of FFN inputs x (after
+// the FFN norm) with their activation magnitudes |a|. Record is called by the
+// engine once per token per layer and allocates nothing. Profiles are written
+// as GGUF sidecars (keys stoke.profile.*, tensors blk.N.profile_count,
+// blk.N.profile_x, blk.N.profile_a).
+//
+// # Predictors
+//
+// A LayerPredictor is the low-rank MLP of Deja Vu and PowerInfer:
+//
+//	s = FC2 · ReLU(FC1 · x + B1) + B2        FC1: Rank×Dim, FC2: FFN×Rank
+//	neuron i is predicted active ⇔ s_i ≥ Threshold
+//
+// stored under PowerInfer's tensor names blk.N.fc1.weight (GGUF shape
+// [Dim, Rank]) and blk.N.fc2.weight ([Rank, FFN]), with the key
+// powerinfer.sparse_threshold. PowerInfer's predictors have no biases; the
+// ones Train produces do (blk.N.fc1.bias, blk.N.fc2.bias) unless
+// TrainOptions.NoBias asks for PowerInfer's exact form.
+//
+// For SwiGLU models, whose activations are never exactly zero, Calibrate
+// picks a per-layer threshold on |a| that makes a target fraction of neurons
+// inactive (TEAL-style); the predictor is then trained to predict which
+// neurons pass it.
+//
+// # Training
+//
+// Train fits one predictor per layer on the profile's samples with Adam on a
+// weighted binary cross-entropy, trying ranks in ascending order and keeping
+// the smallest whose held-out recall reaches the target. Recall is what
+// matters: a missed neuron changes the layer's output, an extra one only
+// costs time. The output threshold is then moved (folded into B2) so that
+// held-out recall meets the target, and precision and predicted sparsity are
+// reported at that threshold.
+package predictor
