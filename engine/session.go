@@ -447,7 +447,7 @@ func (r *Runner) forward(seqs []Seq, n int) {
 		// feed-forward
 		r.norm(xb, x, lv.ffnNorm, lv.ffnNormB, n)
 		if r.sparse != nil && n == 1 && r.recorder == nil {
-			r.sparseFFN(l, xb, xb2)
+			r.sparseFFN(l, x, xb, xb2)
 			cpu.AddInPlace(x, xb2)
 			continue
 		}

@@ -24,6 +24,26 @@ import (
 type Sparsity struct {
 	ActThreshold []float32           // per layer; nil means all zero (ReLU)
 	Predictor    *predictor.Predictor // nil: oracle mode
+	// OnResidual feeds the predictor the residual stream entering the FFN
+	// block (before ffn_norm), as PowerInfer's predictors expect; Stoke's
+	// own predictors are trained on the normalised FFN input.
+	OnResidual bool
+}
+
+// FilePredictor returns the predictor embedded in a PowerInfer-layout
+// file (blk.N.fc1/fc2), ready for Sparsity{Predictor: p, OnResidual: true},
+// or nil when the file has none.
+func (m *Model) FilePredictor() (*predictor.Predictor, error) {
+	var fc1, fc2 []predictor.Tensor
+	for l := range m.W.Layers {
+		lw := &m.W.Layers[l]
+		if lw.FC1 == nil {
+			return nil, nil
+		}
+		fc1 = append(fc1, predictor.Tensor{Type: lw.FC1.Type, Shape: lw.FC1.Shape, Data: lw.FC1.Data})
+		fc2 = append(fc2, predictor.Tensor{Type: lw.FC2.Type, Shape: lw.FC2.Shape, Data: lw.FC2.Data})
+	}
+	return predictor.FromTensors(fc1, fc2, m.Config.SparseThreshold)
 }
 
 // sparseState is a runner's sparse-FFN scratch.
@@ -148,9 +168,10 @@ func (m *Model) neuronMajorDown() ([]*arch.Tensor, error) {
 	return m.downT, m.downTErr
 }
 
-// sparseFFN computes the FFN of one token (x = normalised input, len dim)
-// into out, touching only active neurons.
-func (r *Runner) sparseFFN(l int, x, out []float32) {
+// sparseFFN computes the FFN of one token (x = normalised input, resid =
+// the residual before the norm, both len dim) into out, touching only the
+// active neurons.
+func (r *Runner) sparseFFN(l int, resid, x, out []float32) {
 	m := r.m
 	c := &m.Config
 	st := r.sparse
@@ -164,7 +185,11 @@ func (r *Runner) sparseFFN(l int, x, out []float32) {
 	}
 	var idx []int32
 	if p := st.cfg.Predictor; p != nil {
-		idx = p.Layers[l].Predict(r.pool, x, st.h, st.s, st.idx)
+		in := x
+		if st.cfg.OnResidual {
+			in = resid
+		}
+		idx = p.Layers[l].Predict(r.pool, in, st.h, st.s, st.idx)
 		r.pool.MatVecRows(st.gate[:len(idx)], sel.Data, sel.Type, c.Dim, idx, x)
 		for k, i := range idx {
 			if selB != nil {

@@ -115,3 +115,37 @@ func TestOracleSparsityIsExactForReLU(t *testing.T) {
 		t.Errorf("computed %d of %d neurons: the planted model should be sparse", active, possible)
 	}
 }
+
+// TestPowerInferPredictor: a PowerInfer-layout ReLU model with its
+// embedded (planted) predictor: the predicted sparse path computes a small
+// share of the neurons and its greedy output agrees with dense for at
+// least 95% of 64 tokens (the bar is 256 on trained predictors).
+func TestPowerInferPredictor(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Params: 3e6, Type: dtype.Q8_0, Seed: 9}))
+	p, err := m.FilePredictor()
+	if err != nil || p == nil {
+		t.Fatalf("embedded predictor: %v, %v", p, err)
+	}
+	prompt := m.Tok.Encode("Once upon a time", true, true)
+	dense := session(t, m, engine.Options{Context: 128})
+	want := greedy(t, dense, prompt, 64)
+	s := session(t, m, engine.Options{Context: 128})
+	if err := s.Runner().EnableSparse(engine.Sparsity{Predictor: p, OnResidual: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := greedy(t, s, prompt, 64)
+	same := 0
+	for i := range want {
+		if got[i] == want[i] {
+			same++
+		}
+	}
+	active, possible := s.Runner().SparseStats()
+	t.Logf("agreement %d/64, computed %.1f%% of neurons", same, 100*float64(active)/float64(possible))
+	if same < 61 {
+		t.Errorf("sparse greedy agrees with dense on %d of 64 tokens", same)
+	}
+	if float64(active) > 0.5*float64(possible) {
+		t.Errorf("predictor selected %d of %d neurons", active, possible)
+	}
+}

@@ -23,12 +23,14 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"run":        {"generate text from a prompt", cmdRun},
-	"inspect":    {"print a GGUF file's metadata and tensor table", cmdInspect},
-	"synth":      {"write a synthetic llama-shaped GGUF model", cmdSynth},
-	"perplexity": {"score a text file (llama.cpp-compatible perplexity)", cmdPerplexity},
-	"bench":      {"measure prompt and generation tokens/s (optionally against llama.cpp)", cmdBench},
-	"serve":      {"serve a model over an OpenAI-compatible HTTP API", cmdServe},
+	"run":             {"generate text from a prompt", cmdRun},
+	"inspect":         {"print a GGUF file's metadata and tensor table", cmdInspect},
+	"synth":           {"write a synthetic llama-shaped GGUF model", cmdSynth},
+	"perplexity":      {"score a text file (llama.cpp-compatible perplexity)", cmdPerplexity},
+	"bench":           {"measure prompt and generation tokens/s (optionally against llama.cpp)", cmdBench},
+	"serve":           {"serve a model over an OpenAI-compatible HTTP API", cmdServe},
+	"profile":         {"record per-neuron FFN firing statistics over a text", cmdProfile},
+	"train-predictor": {"train per-layer activation predictors from a profile", cmdTrainPredictor},
 }
 
 func usage(w io.Writer) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stokehq/stoke/engine"
 	"github.com/stokehq/stoke/models/dtype"
+	"github.com/stokehq/stoke/predictor"
 )
 
 func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -20,6 +21,8 @@ func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer)
 	threads := fs.Int("threads", 0, "CPU threads (0: all cores)")
 	kvType := fs.String("kv-type", "f32", "KV cache type: f32 or f16")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	profPath := fs.String("profile", "", "profile `file` (stoke profile) to calibrate activation thresholds from")
+	sparsity := fs.Float64("sparsity", 0, "with --profile: zero the FFN activations below the per-layer threshold that silences this fraction of neurons")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -44,6 +47,21 @@ func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer s.Close()
+	if *sparsity > 0 {
+		if *profPath == "" {
+			return usagef("--sparsity needs --profile")
+		}
+		prof, err := predictor.ReadProfile(*profPath)
+		if err != nil {
+			return err
+		}
+		if len(prof.Layers) != m.Config.Layers || prof.Layers[0].FFN != m.Config.FFN {
+			return fmt.Errorf("profile %s does not match the model", *profPath)
+		}
+		if err := s.Runner().SetActThreshold(predictor.Calibrate(prof, *sparsity)); err != nil {
+			return err
+		}
+	}
 	ids := m.Tok.Encode(string(b), true, false)
 	if *chunks > 0 && len(ids) > *chunks**nctx {
 		ids = ids[:*chunks**nctx]
@@ -56,7 +74,7 @@ func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(map[string]any{
-			"ppl": res.PPL, "stderr": res.StdErr, "chunks": res.Chunks, "scored_tokens": res.Scored, "ctx": *nctx,
+			"ppl": res.PPL, "sparsity": *sparsity, "stderr": res.StdErr, "chunks": res.Chunks, "scored_tokens": res.Scored, "ctx": *nctx,
 		})
 	}
 	fmt.Fprintf(stdout, "PPL = %.4f +/- %.5f over %d chunks of %d tokens (%d scored)\n", res.PPL, res.StdErr, res.Chunks, *nctx, res.Scored)

@@ -45,6 +45,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Var(&stops, "stop", "stop `string` (repeatable)")
 	noBOS := fs.Bool("no-special", false, "do not add BOS/EOS or parse special tokens in the prompt")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of streaming text")
+	sparse := fs.Bool("sparse", false, "compute only the FFN neurons predicted active")
+	predPath := fs.String("predictor", "", "predictor GGUF `file` for --sparse (default: the model's own, else oracle mode)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -85,6 +87,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer s.Close()
+	if *sparse {
+		sp, how, err := sparsityFor(m, *predPath)
+		if err != nil {
+			return err
+		}
+		if err := s.Runner().EnableSparse(sp); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "stoke: sparse FFN with %s\n", how)
+	}
 	slog.Debug("model loaded", "path", path, "arch", m.Config.Family.Name, "params", m.ParamCount())
 
 	ids := m.Tok.Encode(*prompt, !*noBOS, !*noBOS)
@@ -128,6 +140,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "\n\n%d prompt tokens: %.1f tok/s · %d generated: %.1f tok/s (%s)\n",
 		res.PromptTokens, res.PromptTokensPerSecond(), len(res.Tokens), res.TokensPerSecond(), res.Finish)
+	if a, p := s.Runner().SparseStats(); p > 0 {
+		fmt.Fprintf(stdout, "sparse FFN: computed %.1f%% of neurons\n", 100*float64(a)/float64(p))
+	}
 	return err
 }
 

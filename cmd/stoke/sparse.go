@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/stokehq/stoke/engine"
+	"github.com/stokehq/stoke/predictor"
+)
+
+// sparsityFor builds the sparse-FFN settings for a model: the predictor
+// file if given, else the one embedded in a PowerInfer file, else oracle
+// mode (exact for ReLU models).
+func sparsityFor(m *engine.Model, predPath string) (engine.Sparsity, string, error) {
+	if predPath != "" {
+		p, err := predictor.ReadPredictorGGUF(predPath)
+		if err != nil {
+			return engine.Sparsity{}, "", err
+		}
+		return engine.Sparsity{Predictor: p, ActThreshold: p.ActThreshold}, "predictor " + predPath, nil
+	}
+	p, err := m.FilePredictor()
+	if err != nil {
+		return engine.Sparsity{}, "", err
+	}
+	if p != nil {
+		return engine.Sparsity{Predictor: p, OnResidual: true}, "the file's PowerInfer predictor", nil
+	}
+	return engine.Sparsity{}, "oracle (no predictor: full gate projection, sparse up/down)", nil
+}
+
+func cmdProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("profile", stderr)
+	model := fs.String("m", "", "GGUF model `file` (required)")
+	text := fs.String("text", "", "text `file` to run (required)")
+	out := fs.String("out", "", "profile GGUF `file` to write (required)")
+	nctx := fs.Int("ctx", 512, "tokens per chunk")
+	maxTok := fs.Int("max-tokens", 0, "profile at most this many tokens (0: all)")
+	samples := fs.Int("samples", 4096, "FFN input/activation samples kept per layer (reservoir)")
+	threads := fs.Int("threads", 0, "CPU threads (0: all cores)")
+	seed := fs.Uint64("seed", 1, "sampling seed")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *model == "" || *text == "" || *out == "" {
+		return usagef("-m, --text and --out are required")
+	}
+	b, err := os.ReadFile(*text)
+	if err != nil {
+		return err
+	}
+	m, err := engine.Load(*model)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	ids := m.Tok.Encode(string(b), true, false)
+	if *maxTok > 0 && len(ids) > *maxTok {
+		ids = ids[:*maxTok]
+	}
+	c := &m.Config
+	prof := predictor.NewProfile(c.Layers, c.Dim, c.FFN, *samples, *seed)
+	prof.Model = m.Path
+	s, err := m.NewSession(engine.Options{Threads: *threads, Context: min(*nctx, c.Context), Batch: min(*nctx, 256)})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	bar := newProgress(stderr, "profile")
+	err = s.Profile(ctx, ids, m.Tok.BOS(), prof, bar.update)
+	bar.done()
+	if err != nil {
+		return err
+	}
+	if err := prof.WriteGGUF(*out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "profiled %d tokens, %d samples per layer → %s\n", prof.Tokens, prof.Layers[0].N, *out)
+	for l, lp := range prof.Layers {
+		fired := 0.0
+		for _, n := range lp.Count {
+			fired += float64(n)
+		}
+		fmt.Fprintf(stdout, "layer %2d: mean active fraction %.3f\n", l, fired/float64(max(prof.Tokens, 1))/float64(lp.FFN))
+	}
+	return nil
+}
+
+func cmdTrainPredictor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("train-predictor", stderr)
+	model := fs.String("m", "", "GGUF model `file` the profile came from (required)")
+	profPath := fs.String("profile", "", "profile `file` from stoke profile (required)")
+	out := fs.String("out", "", "predictor GGUF `file` to write (required)")
+	sparsity := fs.Float64("sparsity", 0, "SwiGLU models: target sparsity for calibrated activation thresholds (0: threshold 0, right for ReLU models)")
+	recall := fs.Float64("recall", 0.99, "held-out recall each layer must reach")
+	seed := fs.Uint64("seed", 1, "training seed")
+	threads := fs.Int("threads", 0, "CPU threads (0: all cores)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *model == "" || *profPath == "" || *out == "" {
+		return usagef("-m, --profile and --out are required")
+	}
+	m, err := engine.Load(*model)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	prof, err := predictor.ReadProfile(*profPath)
+	if err != nil {
+		return err
+	}
+	c := &m.Config
+	if len(prof.Layers) != c.Layers || prof.Layers[0].Dim != c.Dim || prof.Layers[0].FFN != c.FFN {
+		return fmt.Errorf("profile %s does not match model %s (layers/dim/ffn)", *profPath, *model)
+	}
+	var tau []float32
+	if *sparsity > 0 {
+		tau = predictor.Calibrate(prof, *sparsity)
+	} else {
+		tau = make([]float32, c.Layers)
+	}
+	o := predictor.TrainOptions{RecallTarget: *recall, Seed: *seed, Threads: *threads}
+	p, reports, err := predictor.Train(prof, tau, o)
+	if err != nil {
+		return err
+	}
+	if err := p.WriteGGUF(*out, map[string]string{"stoke.predictor.model": *model}); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	for _, r := range reports {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
