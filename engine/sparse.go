@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/stokehq/stoke/kernels/cpu"
 	"github.com/stokehq/stoke/models/arch"
@@ -22,7 +23,7 @@ import (
 // gate, up and down rows. Without one (oracle mode), it computes the whole
 // gate (or up) projection and only the active neurons' other rows.
 type Sparsity struct {
-	ActThreshold []float32           // per layer; nil means all zero (ReLU)
+	ActThreshold []float32            // per layer; nil means all zero (ReLU)
 	Predictor    *predictor.Predictor // nil: oracle mode
 	// OnResidual feeds the predictor the residual stream entering the FFN
 	// block (before ffn_norm), as PowerInfer's predictors expect; Stoke's
@@ -48,14 +49,14 @@ func (m *Model) FilePredictor() (*predictor.Predictor, error) {
 
 // sparseState is a runner's sparse-FFN scratch.
 type sparseState struct {
-	cfg       Sparsity
-	idx       []int32   // active neuron ids
-	gate, up  []float32 // active neurons' projections (or full gate in oracle mode)
-	h, s      []float32 // predictor scratch
-	axpy      cpu.AxpyRows
-	downT     []*arch.Tensor
-	active    int64 // neurons computed, for statistics
-	possible  int64
+	cfg      Sparsity
+	idx      []int32   // active neuron ids
+	gate, up []float32 // active neurons' projections (or full gate in oracle mode)
+	h, s     []float32 // predictor scratch
+	axpy     cpu.AxpyRows
+	downT    []*arch.Tensor
+	active   int64 // neurons computed, for statistics
+	possible int64
 }
 
 // EnableSparse switches the runner's single-token steps to the sparse FFN
@@ -252,3 +253,24 @@ func (r *Runner) sparseFFN(l int, resid, x, out []float32) {
 	}
 }
 
+// TimeDenseFFN measures the dense FFN of layer l for one token (gate, up
+// and down mat-vecs, the part the sparse FFN replaces), averaged over reps:
+// the denominator of a predictor's time share.
+func (r *Runner) TimeDenseFFN(l int, x []float32, reps int) time.Duration {
+	c := &r.m.Config
+	lw := &r.m.W.Layers[l]
+	h, h2, out := r.hb[:c.FFN], r.hb2[:c.FFN], r.xb2[:c.Dim]
+	t0 := time.Now()
+	for range reps {
+		r.pool.MatVec(h2, lw.Up.Data, lw.Up.Type, c.FFN, c.Dim, x)
+		if c.Gated {
+			r.pool.MatVec(h, lw.Gate.Data, lw.Gate.Type, c.FFN, c.Dim, x)
+		}
+		if lw.Down != nil {
+			r.pool.MatVec(out, lw.Down.Data, lw.Down.Type, c.Dim, c.FFN, h)
+		} else {
+			r.axpy.Do(r.pool, out, lw.DownT.Data, lw.DownT.Type, c.Dim, r.allIdx, h)
+		}
+	}
+	return time.Since(t0) / time.Duration(max(reps, 1))
+}

@@ -33,10 +33,12 @@
 // # Training
 //
 // Train fits one predictor per layer on the profile's samples with Adam on a
-// weighted binary cross-entropy, trying ranks in ascending order and keeping
-// the smallest whose held-out recall reaches the target. Recall is what
-// matters: a missed neuron changes the layer's output, an extra one only
-// costs time. The output threshold is then moved (folded into B2) so that
-// held-out recall meets the target, and precision and predicted sparsity are
-// reported at that threshold.
+// weighted binary cross-entropy. Recall is what matters: a missed neuron
+// changes the layer's output, an extra one only costs time. So the output
+// threshold is moved (folded into B2) until held-out recall meets the target,
+// and a rank is judged by the sparsity it keeps there: ranks are tried in
+// ascending order and the smallest whose held-out sparsity at the recall
+// target is within TrainOptions.SparsityLoss of the true sparsity is kept.
+// Precision and predicted sparsity are reported at the final threshold;
+// Evaluate measures a predictor on any other tokens.
 package predictor

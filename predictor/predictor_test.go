@@ -61,7 +61,9 @@ func refScores(lp *predictor.LayerPredictor, fc1, fc2 []float32, x []float32) []
 }
 
 // checkPredict compares Predict with the reference, ignoring neurons whose
-// score is within tol of the threshold.
+// score is within tol of the threshold. tol is relative to the largest
+// score: kernels may quantize the activations of quantized rows (as ggml
+// does), so a score's error scales with the vector, not with the score.
 func checkPredict(t *testing.T, lp *predictor.LayerPredictor, fc1, fc2 []float32, pool *cpu.Pool, seed uint64, tol float64) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 6))
@@ -78,11 +80,16 @@ func checkPredict(t *testing.T, lp *predictor.LayerPredictor, fc1, fc2 []float32
 			t.Fatalf("trial %d: indices not ascending", trial)
 		}
 		ref := refScores(lp, fc1, fc2, x)
+		scale := 1.0
+		for _, v := range ref {
+			scale = max(scale, math.Abs(v))
+		}
+		eps := tol * scale
 		for i, v := range ref {
-			if math.Abs(float64(s[i])-v) > tol*(1+math.Abs(v)) {
+			if math.Abs(float64(s[i])-v) > eps {
 				t.Fatalf("trial %d neuron %d: score %v, want %v", trial, i, s[i], v)
 			}
-			if math.Abs(v-float64(lp.Threshold)) < tol*(1+math.Abs(v)) {
+			if math.Abs(v-float64(lp.Threshold)) < eps {
 				continue
 			}
 			_, in := slices.BinarySearch(got, int32(i))
@@ -107,6 +114,7 @@ func TestPredictMatchesReference(t *testing.T) {
 	// Stored forms: F16 and Q4_0 rows (PowerInfer's types), compared with
 	// the reference on the dequantized weights.
 	for _, typ := range []dtype.Type{dtype.F16, dtype.Q4_0} {
+		tol := map[dtype.Type]float64{dtype.F16: 2e-3, dtype.Q4_0: 3e-2}[typ]
 		lq := randomLayer(64, 32, 200, 4, false)
 		w1 := make([]byte, lq.Rank*rowBytes(typ, lq.Dim))
 		w2 := make([]byte, lq.FFN*rowBytes(typ, lq.Rank))
@@ -130,7 +138,7 @@ func TestPredictMatchesReference(t *testing.T) {
 		if err := dtype.Dequantize(typ, w2, d2); err != nil {
 			t.Fatal(err)
 		}
-		checkPredict(t, &st, d1, d2, pool, 5, 1e-4)
+		checkPredict(t, &st, d1, d2, pool, 5, tol)
 	}
 }
 
@@ -151,9 +159,23 @@ func TestPredictAllocs(t *testing.T) {
 		x[i] = float32(i%5) - 2
 	}
 	h, s, idx := make([]float32, lp.Rank), make([]float32, lp.FFN), make([]int32, lp.FFN)
-	for _, p := range []*cpu.Pool{nil, pool} {
-		if a := testing.AllocsPerRun(50, func() { lp.Predict(p, x, h, s, idx) }); a != 0 {
-			t.Errorf("pool %v: Predict allocates %v times", p != nil, a)
+	// The stored Q4_0 form too (a PowerInfer file's predictor).
+	w1 := make([]byte, lp.Rank*rowBytes(dtype.Q4_0, lp.Dim))
+	w2 := make([]byte, lp.FFN*rowBytes(dtype.Q4_0, lp.Rank))
+	_ = dtype.Quantize(dtype.Q4_0, lp.FC1, w1)
+	_ = dtype.Quantize(dtype.Q4_0, lp.FC2, w2)
+	lq, err := predictor.LayerFromTensors(
+		predictor.Tensor{Type: dtype.Q4_0, Shape: []uint64{uint64(lp.Dim), uint64(lp.Rank)}, Data: w1},
+		predictor.Tensor{Type: dtype.Q4_0, Shape: []uint64{uint64(lp.Rank), uint64(lp.FFN)}, Data: w2}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*predictor.LayerPredictor{lp, &lq} {
+		for _, p := range []*cpu.Pool{nil, pool} {
+			l.Predict(p, x, h, s, idx) // warm: the pool sizes its scratch once
+			if a := testing.AllocsPerRun(50, func() { l.Predict(p, x, h, s, idx) }); a != 0 {
+				t.Errorf("%s weights, pool %v: Predict allocates %v times", l.Type, p != nil, a)
+			}
 		}
 	}
 }
@@ -258,7 +280,7 @@ func TestPredictorRoundTrip(t *testing.T) {
 		t.Error("F16 layers should stay stored (W1/W2), F32 layers become FC1/FC2")
 	}
 	// The stored form predicts what the float form predicts.
-	checkPredict(t, &q.Layers[0], half.FC1, half.FC2, nil, 9, 1e-5)
+	checkPredict(t, &q.Layers[0], half.FC1, half.FC2, nil, 9, 2e-3)
 
 	// Written again, the file is the same.
 	path2 := filepath.Join(dir, "pred2.gguf")
@@ -349,7 +371,7 @@ func TestReadPowerInferFile(t *testing.T) {
 		if got.Type != dtype.Q4_0 || got.B1 != nil || got.Threshold != 0 {
 			t.Errorf("layer %d: type %s, biases %v, threshold %v", l, got.Type, got.B1 != nil, got.Threshold)
 		}
-		checkPredict(t, got, lp.FC1, lp.FC2, nil, uint64(l), 1e-4)
+		checkPredict(t, got, lp.FC1, lp.FC2, nil, uint64(l), 3e-2)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 
 	"github.com/stokehq/stoke/models/dtype"
 )
@@ -78,8 +79,8 @@ func NewProfile(layers, dim, ffn, maxSamples int, seed uint64) *Profile {
 //
 // The reservoir's choice depends only on the seed and on how many tokens the
 // layer has seen, so when every layer records every token the same tokens
-// are kept in all layers. Record allocates nothing (except once, to grow
-// the buffers of a profile read from a file back to MaxSamples rows). It is
+// are kept in all layers. Record allocates nothing on a profile from
+// NewProfile (one read from a file grows its buffers as it records). It is
 // not safe for concurrent use. Wrong lengths panic.
 func (p *Profile) Record(layer int, x []float32, a []float32) {
 	l := &p.Layers[layer]
@@ -111,29 +112,16 @@ func (p *Profile) Record(layer int, x []float32, a []float32) {
 		return
 	}
 	if slot == l.N {
-		l.grow(p.MaxSamples)
+		// Within NewProfile's capacity these allocate nothing; a profile
+		// read from a file grows as it records.
+		l.X = slices.Grow(l.X[:l.N*l.Dim], l.Dim)[:(l.N+1)*l.Dim]
+		l.A = slices.Grow(l.A[:l.N*l.FFN], l.FFN)[:(l.N+1)*l.FFN]
 		l.N++
-		l.X = l.X[:l.N*l.Dim]
-		l.A = l.A[:l.N*l.FFN]
 	}
 	copy(l.X[slot*l.Dim:(slot+1)*l.Dim], x)
 	row := l.A[slot*l.FFN : (slot+1)*l.FFN]
 	for i, v := range a {
 		row[i] = f16Mag(v)
-	}
-}
-
-// grow makes room for max rows, once, in buffers that came from a file.
-func (l *LayerProfile) grow(max int) {
-	if cap(l.X) < max*l.Dim {
-		x := make([]float32, len(l.X), max*l.Dim)
-		copy(x, l.X)
-		l.X = x
-	}
-	if cap(l.A) < max*l.FFN {
-		a := make([]uint16, len(l.A), max*l.FFN)
-		copy(a, l.A)
-		l.A = a
 	}
 }
 

@@ -583,7 +583,7 @@ func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPre
 	_, thr, _ := t.heldOut(ld, ld.xh, bfc1, bb1, bfc2, bb2, r, o.RecallTarget)
 	// A margin, so that the positive the threshold sits on stays above it
 	// through the fold's rounding and the mat-vec's summation order.
-	thr -= 1e-4 * (1 + float32(math.Abs(float64(thr))))
+	thr -= 1e-3 * (1 + float32(math.Abs(float64(thr))))
 	lp := LayerPredictor{Dim: ld.d, Rank: r, FFN: ld.f, FC1: bfc1, FC2: bfc2, B1: bb1, B2: bb2}
 	if bb2 != nil {
 		for i := range bb2 {

@@ -64,7 +64,7 @@ func TestTrainPlanted(t *testing.T) {
 	if back.Layers[0].Type != dtype.F16 {
 		t.Errorf("sidecar weights are %s, want F16", back.Layers[0].Type)
 	}
-	if mb := predictor.Evaluate(&back.Layers[0], l.X, l.A, l.N, 0); math.Abs(mb.Recall-m.Recall) > 1e-4 || math.Abs(mb.Sparsity-m.Sparsity) > 1e-4 {
+	if mb := predictor.Evaluate(&back.Layers[0], l.X, l.A, l.N, 0); math.Abs(mb.Recall-m.Recall) > 2e-3 || math.Abs(mb.Sparsity-m.Sparsity) > 2e-3 {
 		t.Errorf("read back: %+v, in memory: %+v", mb, m)
 	}
 }

@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"serve":           {"serve a model over an OpenAI-compatible HTTP API", cmdServe},
 	"profile":         {"record per-neuron FFN firing statistics over a text", cmdProfile},
 	"train-predictor": {"train per-layer activation predictors from a profile", cmdTrainPredictor},
+	"eval-predictor":  {"recall, precision, sparsity and cost of a predictor on held-out text", cmdEvalPredictor},
 }
 
 func usage(w io.Writer) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/stokehq/stoke/engine"
 	"github.com/stokehq/stoke/predictor"
@@ -136,6 +137,101 @@ func cmdTrainPredictor(ctx context.Context, args []string, stdout, stderr io.Wri
 		if err := enc.Encode(r); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func cmdEvalPredictor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("eval-predictor", stderr)
+	model := fs.String("m", "", "GGUF model `file` (required)")
+	predPath := fs.String("predictor", "", "predictor GGUF `file` (default: the model's own PowerInfer predictor)")
+	text := fs.String("text", "", "held-out text `file` (required)")
+	nctx := fs.Int("ctx", 512, "tokens per chunk")
+	maxTok := fs.Int("max-tokens", 4096, "evaluate at most this many tokens")
+	threads := fs.Int("threads", 0, "CPU threads (0: all cores)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *model == "" || *text == "" {
+		return usagef("-m and --text are required")
+	}
+	b, err := os.ReadFile(*text)
+	if err != nil {
+		return err
+	}
+	m, err := engine.Load(*model)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	sp, how, err := sparsityFor(m, *predPath)
+	if err != nil {
+		return err
+	}
+	if sp.Predictor == nil {
+		return usagef("no predictor: give --predictor (the model has none of its own)")
+	}
+	if sp.OnResidual {
+		return fmt.Errorf("%s reads the residual stream, which profiles do not record; evaluate it end to end with stoke run --sparse", how)
+	}
+	c := &m.Config
+	ids := m.Tok.Encode(string(b), true, false)
+	if *maxTok > 0 && len(ids) > *maxTok {
+		ids = ids[:*maxTok]
+	}
+	// Record every token (as samples) of the held-out text, then score the
+	// predictor on them against the thresholds it was trained for.
+	prof := predictor.NewProfile(c.Layers, c.Dim, c.FFN, len(ids), 1)
+	s, err := m.NewSession(engine.Options{Threads: *threads, Context: min(*nctx, c.Context), Batch: min(*nctx, 256)})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	bar := newProgress(stderr, "eval")
+	err = s.Profile(ctx, ids, m.Tok.BOS(), prof, bar.update)
+	bar.done()
+	if err != nil {
+		return err
+	}
+	type layerOut struct {
+		Recall         float64 `json:"recall"`
+		Precision      float64 `json:"precision"`
+		Sparsity       float64 `json:"sparsity"`
+		PredictorShare float64 `json:"predictor_share"`
+	}
+	res := struct {
+		Recall float64    `json:"recall"`
+		Layers []layerOut `json:"layers"`
+	}{Recall: 1}
+	pool := s.Runner().Pool()
+	for l, lp := range prof.Layers {
+		tau := float32(0)
+		if sp.ActThreshold != nil {
+			tau = sp.ActThreshold[l]
+		}
+		pl := &sp.Predictor.Layers[l]
+		mt := predictor.Evaluate(pl, lp.X, lp.A, lp.N, tau)
+		x := lp.X[:c.Dim]
+		h, sc, idx := make([]float32, pl.Rank), make([]float32, c.FFN), make([]int32, c.FFN)
+		const reps = 20
+		t0 := time.Now()
+		for range reps {
+			pl.Predict(pool, x, h, sc, idx)
+		}
+		pt := time.Since(t0) / reps
+		ft := s.Runner().TimeDenseFFN(l, x, reps)
+		lo := layerOut{mt.Recall, mt.Precision, mt.Sparsity, float64(pt) / float64(ft)}
+		res.Layers = append(res.Layers, lo)
+		res.Recall = min(res.Recall, mt.Recall)
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "%s on %d held-out tokens: min recall %.4f\n", how, prof.Tokens, res.Recall)
+	fmt.Fprintf(stdout, "%5s %8s %9s %9s %16s\n", "layer", "recall", "precision", "sparsity", "predictor/FFN")
+	for l, lo := range res.Layers {
+		fmt.Fprintf(stdout, "%5d %8.4f %9.4f %9.4f %15.1f%%\n", l, lo.Recall, lo.Precision, lo.Sparsity, 100*lo.PredictorShare)
 	}
 	return nil
 }
