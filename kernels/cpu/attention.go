@@ -59,7 +59,8 @@ func (c KV) Store(pos, width int, src []float32) {
 // probabilities are float32 (exponentials computed in float64); the
 // softmax denominator is summed in float64. Work is split over
 // (token, head) pairs; each worker keeps a score buffer as long as the
-// attended context, grown when needed, so calls allocate nothing once warm.
+// cache's capacity in positions, made on the first call, so later calls
+// allocate nothing.
 // Inconsistent shapes panic.
 func (p *Pool) Attention(out, q []float32, nTok, startPos int, k, v KV, nHeads, nKVHeads, headDim int, scale float32) {
 	if nTok < 0 || startPos < 0 || nHeads <= 0 || nKVHeads <= 0 || headDim <= 0 || nHeads%nKVHeads != 0 {
@@ -82,7 +83,9 @@ func (p *Pool) Attention(out, q []float32, nTok, startPos int, k, v KV, nHeads, 
 	if nTok == 0 {
 		return
 	}
-	p.growScratch(ctx)
+	// scores for as many positions as the cache holds, so that a growing
+	// context never reallocates
+	p.growScratch(max(ctx, k.Len()/(nKVHeads*headDim)))
 	p.att = attentionTask{
 		out: out, q: q, k: k, v: v, start: startPos,
 		heads: nHeads, group: nHeads / nKVHeads, kvHeads: nKVHeads, hd: headDim,
@@ -152,8 +155,8 @@ func halfToF32(h uint16) float32 {
 	return dtype.F16ToF32(h)
 }
 
-// dotHalf returns Σ_i a[i]·halfToF32(b[i]).
-func dotHalf(a []float32, b []uint16) float32 {
+// dotHalfGeneric returns Σ_i a[i]·halfToF32(b[i]).
+func dotHalfGeneric(a []float32, b []uint16) float32 {
 	b = b[:len(a)]
 	var s0, s1 float32
 	i := 0
@@ -167,8 +170,8 @@ func dotHalf(a []float32, b []uint16) float32 {
 	return s0 + s1
 }
 
-// axpyHalf computes dst[i] += a·halfToF32(x[i]).
-func axpyHalf(dst []float32, a float32, x []uint16) {
+// axpyHalfGeneric computes dst[i] += a·halfToF32(x[i]).
+func axpyHalfGeneric(dst []float32, a float32, x []uint16) {
 	x = x[:len(dst)]
 	for i, h := range x {
 		dst[i] += a * halfToF32(h)

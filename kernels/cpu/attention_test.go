@@ -61,73 +61,77 @@ func attentionRef(q []float32, nTok, startPos int, k, v cpu.KV, nHeads, nKVHeads
 }
 
 func TestAttention(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 9))
-	pools := []*cpu.Pool{cpu.NewPool(1), cpu.NewPool(3)}
-	defer func() {
-		for _, p := range pools {
-			p.Close()
-		}
-	}()
-	type shape struct{ nTok, startPos int }
-	for _, hd := range []int{8, 16, 64, 128} {
-		for _, heads := range [][2]int{{4, 4}, {4, 2}, {8, 2}} { // GQA ratios 1, 2, 4
-			for _, f16 := range []bool{false, true} {
-				for _, sh := range []shape{{1, 0}, {1, 9}, {5, 0}, {4, 7}} {
-					nHeads, nKVHeads := heads[0], heads[1]
-					ctx := sh.startPos + sh.nTok + 3 // unused positions at the end
-					width := nKVHeads * hd
-					k, v := newKV(f16, ctx*width), newKV(f16, ctx*width)
-					// Fill the cache: the earlier tokens, then this batch.
-					k.Store(0, width, randSlice(rng, (sh.startPos+sh.nTok)*width, 1))
-					v.Store(0, width, randSlice(rng, (sh.startPos+sh.nTok)*width, 1))
-					q := randSlice(rng, sh.nTok*nHeads*hd, 1)
-					scale := float32(1 / math.Sqrt(float64(hd)))
-					want := attentionRef(q, sh.nTok, sh.startPos, k, v, nHeads, nKVHeads, hd, scale)
-					for _, p := range pools {
-						name := fmt.Sprintf("hd %d heads %d/%d f16 %v tok %d at %d threads %d",
-							hd, nHeads, nKVHeads, f16, sh.nTok, sh.startPos, p.Threads())
-						ow, out := guarded(len(q), guard)
-						p.Attention(out, q, sh.nTok, sh.startPos, k, v, nHeads, nKVHeads, hd, scale)
-						checkGuards(t, name, ow, len(q), guard)
-						for i := range out {
-							if math.Abs(float64(out[i])-want[i]) > 2e-5 {
-								t.Fatalf("%s: out[%d] = %g, want %g", name, i, out[i], want[i])
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, 9))
+		pools := []*cpu.Pool{cpu.NewPool(1), cpu.NewPool(3)}
+		defer func() {
+			for _, p := range pools {
+				p.Close()
+			}
+		}()
+		type shape struct{ nTok, startPos int }
+		for _, hd := range []int{8, 16, 64, 128} {
+			for _, heads := range [][2]int{{4, 4}, {4, 2}, {8, 2}} { // GQA ratios 1, 2, 4
+				for _, f16 := range []bool{false, true} {
+					for _, sh := range []shape{{1, 0}, {1, 9}, {5, 0}, {4, 7}} {
+						nHeads, nKVHeads := heads[0], heads[1]
+						ctx := sh.startPos + sh.nTok + 3 // unused positions at the end
+						width := nKVHeads * hd
+						k, v := newKV(f16, ctx*width), newKV(f16, ctx*width)
+						// Fill the cache: the earlier tokens, then this batch.
+						k.Store(0, width, randSlice(rng, (sh.startPos+sh.nTok)*width, 1))
+						v.Store(0, width, randSlice(rng, (sh.startPos+sh.nTok)*width, 1))
+						q := randSlice(rng, sh.nTok*nHeads*hd, 1)
+						scale := float32(1 / math.Sqrt(float64(hd)))
+						want := attentionRef(q, sh.nTok, sh.startPos, k, v, nHeads, nKVHeads, hd, scale)
+						for _, p := range pools {
+							name := fmt.Sprintf("hd %d heads %d/%d f16 %v tok %d at %d threads %d",
+								hd, nHeads, nKVHeads, f16, sh.nTok, sh.startPos, p.Threads())
+							ow, out := guarded(len(q), guard)
+							p.Attention(out, q, sh.nTok, sh.startPos, k, v, nHeads, nKVHeads, hd, scale)
+							checkGuards(t, name, ow, len(q), guard)
+							for i := range out {
+								if math.Abs(float64(out[i])-want[i]) > 2e-5 {
+									t.Fatalf("%s: out[%d] = %g, want %g", name, i, out[i], want[i])
+								}
 							}
 						}
 					}
 				}
 			}
 		}
-	}
+	})
 }
 
 // Unused cache positions past startPos+nTok must not be read: poison them.
 func TestAttentionIsCausal(t *testing.T) {
-	rng := rand.New(rand.NewPCG(2, 9))
-	p := cpu.NewPool(2)
-	defer p.Close()
-	const hd, heads, ctx = 16, 2, 12
-	width := heads * hd
-	for _, f16 := range []bool{false, true} {
-		k, v := newKV(f16, ctx*width), newKV(f16, ctx*width)
-		k.Store(0, width, randSlice(rng, ctx*width, 1))
-		v.Store(0, width, randSlice(rng, ctx*width, 1))
-		nan := make([]float32, 4*width)
-		for i := range nan {
-			nan[i] = float32(math.NaN())
-		}
-		k.Store(ctx-4, width, nan)
-		v.Store(ctx-4, width, nan)
-		q := randSlice(rng, 3*heads*hd, 1)
-		out := make([]float32, len(q))
-		p.Attention(out, q, 3, ctx-7, k, v, heads, heads, hd, 0.25)
-		want := attentionRef(q, 3, ctx-7, k, v, heads, heads, hd, 0.25)
-		for i := range out {
-			if math.Abs(float64(out[i])-want[i]) > 2e-5 {
-				t.Fatalf("f16 %v: out[%d] = %g, want %g", f16, i, out[i], want[i])
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(2, 9))
+		p := cpu.NewPool(2)
+		defer p.Close()
+		const hd, heads, ctx = 16, 2, 12
+		width := heads * hd
+		for _, f16 := range []bool{false, true} {
+			k, v := newKV(f16, ctx*width), newKV(f16, ctx*width)
+			k.Store(0, width, randSlice(rng, ctx*width, 1))
+			v.Store(0, width, randSlice(rng, ctx*width, 1))
+			nan := make([]float32, 4*width)
+			for i := range nan {
+				nan[i] = float32(math.NaN())
+			}
+			k.Store(ctx-4, width, nan)
+			v.Store(ctx-4, width, nan)
+			q := randSlice(rng, 3*heads*hd, 1)
+			out := make([]float32, len(q))
+			p.Attention(out, q, 3, ctx-7, k, v, heads, heads, hd, 0.25)
+			want := attentionRef(q, 3, ctx-7, k, v, heads, heads, hd, 0.25)
+			for i := range out {
+				if math.Abs(float64(out[i])-want[i]) > 2e-5 {
+					t.Fatalf("f16 %v: out[%d] = %g, want %g", f16, i, out[i], want[i])
+				}
 			}
 		}
-	}
+	})
 }
 
 func TestKVStore(t *testing.T) {
@@ -164,24 +168,26 @@ func TestKVStore(t *testing.T) {
 }
 
 func TestAttentionNoAllocs(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 9))
-	p := cpu.NewPool(2)
-	defer p.Close()
-	const hd, heads, kvHeads, ctx = 64, 8, 2, 100
-	width := kvHeads * hd
-	for _, f16 := range []bool{false, true} {
-		k, v := newKV(f16, ctx*width), newKV(f16, ctx*width)
-		k.Store(0, width, randSlice(rng, ctx*width, 1))
-		v.Store(0, width, randSlice(rng, ctx*width, 1))
-		q := randSlice(rng, 4*heads*hd, 1)
-		out := make([]float32, len(q))
-		p.Attention(out, q, 4, ctx-4, k, v, heads, kvHeads, hd, 0.125) // warm-up grows the scratch
-		a := testing.AllocsPerRun(10, func() {
-			p.Attention(out, q, 4, ctx-4, k, v, heads, kvHeads, hd, 0.125)
-			p.Attention(out[:heads*hd], q[:heads*hd], 1, 50, k, v, heads, kvHeads, hd, 0.125)
-		})
-		if a != 0 {
-			t.Errorf("f16 %v: %v allocations", f16, a)
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(3, 9))
+		p := cpu.NewPool(2)
+		defer p.Close()
+		const hd, heads, kvHeads, ctx = 64, 8, 2, 100
+		width := kvHeads * hd
+		for _, f16 := range []bool{false, true} {
+			k, v := newKV(f16, ctx*width), newKV(f16, ctx*width)
+			k.Store(0, width, randSlice(rng, ctx*width, 1))
+			v.Store(0, width, randSlice(rng, ctx*width, 1))
+			q := randSlice(rng, 4*heads*hd, 1)
+			out := make([]float32, len(q))
+			p.Attention(out, q, 4, ctx-4, k, v, heads, kvHeads, hd, 0.125) // warm-up grows the scratch
+			a := testing.AllocsPerRun(10, func() {
+				p.Attention(out, q, 4, ctx-4, k, v, heads, kvHeads, hd, 0.125)
+				p.Attention(out[:heads*hd], q[:heads*hd], 1, 50, k, v, heads, kvHeads, hd, 0.125)
+			})
+			if a != 0 {
+				t.Errorf("f16 %v: %v allocations", f16, a)
+			}
 		}
-	}
+	})
 }

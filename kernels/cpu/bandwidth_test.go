@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stokehq/stoke/kernels/cpu"
 	"github.com/stokehq/stoke/models/dtype"
@@ -17,10 +18,12 @@ import (
 //
 //	go test ./kernels/cpu -run '^$' -bench 'ReadBandwidth|MatVec'
 //
-// BenchmarkReadBandwidth's MB/s is the machine's DRAM read bandwidth (the
+// BenchmarkReadBandwidth's GB/s is the machine's DRAM read bandwidth (the
 // buffer is far larger than any cache); BenchmarkMatVec/<dtype>/<threads>
-// reports the weight bytes streamed per second, so its MB/s over the
-// bandwidth figure is the fraction of the roofline a kernel reaches.
+// reports the weight bytes streamed per second, so its GB/s over the
+// bandwidth figure is the fraction of the roofline a kernel reaches. Both
+// also report MB/s (SetBytes). On a shared machine compare only figures
+// from one run.
 
 const (
 	bandwidthBytes = 512 << 20
@@ -56,6 +59,14 @@ func (s *sumBufTask) RunWorker(w, lo, hi int) {
 
 var sink uint64
 
+// reportGBs reports the bytes per second moved by the benchmark's loop as
+// GB/s (10⁹ bytes), the unit memory bandwidth is quoted in.
+func reportGBs(b *testing.B, bytesPerOp int) {
+	if sec := b.Elapsed().Seconds(); sec > 0 && b.N > 0 {
+		b.ReportMetric(float64(bytesPerOp)*float64(b.N)/sec/1e9, "GB/s")
+	}
+}
+
 func BenchmarkReadBandwidth(b *testing.B) {
 	buf := make([]uint64, bandwidthBytes/8)
 	for i := range buf { // touch every page: untouched pages all map the zero page
@@ -71,6 +82,7 @@ func BenchmarkReadBandwidth(b *testing.B) {
 			for b.Loop() {
 				p.ParallelWorkers(len(buf), 64<<10, t) // 512 KB chunks
 			}
+			reportGBs(b, bandwidthBytes)
 			for _, s := range t.sums {
 				sink += s[0]
 			}
@@ -97,9 +109,11 @@ func BenchmarkMatVec(b *testing.B) {
 					defer p.Close()
 					b.SetBytes(int64(len(w)))
 					b.ReportAllocs()
+					p.MatVec(dst, w, typ, rows, matVecCols, x) // grows the pool's scratch
 					for b.Loop() {
 						p.MatVec(dst, w, typ, rows, matVecCols, x)
 					}
+					reportGBs(b, len(w))
 				})
 			}
 		})
@@ -173,4 +187,56 @@ func randomWeights(b *testing.B, t dtype.Type, rows, cols int) []byte {
 		}
 	}
 	return w
+}
+
+// BenchmarkRoofline/<dtype>/<threads> alternates, in every iteration, one
+// read of the bandwidth buffer and one MatVec, and reports both rates and
+// their ratio (the fraction of the measured read bandwidth the mat-vec
+// reaches). Interleaving makes the ratio robust against other tenants of
+// a shared machine, whose load shifts within a run:
+//
+//	go test ./kernels/cpu -run '^$' -bench Roofline -benchtime 10x
+func BenchmarkRoofline(b *testing.B) {
+	buf := make([]uint64, bandwidthBytes/8)
+	for i := range buf {
+		buf[i] = uint64(i)
+	}
+	for _, typ := range []dtype.Type{dtype.Q4_0, dtype.Q8_0, dtype.Q4_K, dtype.Q6_K, dtype.F16, dtype.F32} {
+		b.Run(typ.String(), func(b *testing.B) {
+			rb, err := typ.RowBytes(matVecCols)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows := matVecBytes / int(rb)
+			w := randomWeights(b, typ, rows, matVecCols)
+			defer runtime.GC()
+			x := randSlice(rand.New(rand.NewPCG(1, 1)), matVecCols, 1)
+			dst := make([]float32, rows)
+			for _, threads := range benchThreads {
+				b.Run(strconv.Itoa(threads), func(b *testing.B) {
+					p := cpu.NewPool(threads)
+					defer p.Close()
+					t := &sumBufTask{buf: buf, sums: make([][8]uint64, threads)}
+					p.MatVec(dst, w, typ, rows, matVecCols, x)
+					var tRead, tMV time.Duration
+					for b.Loop() {
+						t0 := time.Now()
+						p.ParallelWorkers(len(buf), 64<<10, t)
+						t1 := time.Now()
+						p.MatVec(dst, w, typ, rows, matVecCols, x)
+						tRead += t1.Sub(t0)
+						tMV += time.Since(t1)
+					}
+					read := float64(bandwidthBytes) * float64(b.N) / tRead.Seconds() / 1e9
+					mv := float64(len(w)) * float64(b.N) / tMV.Seconds() / 1e9
+					b.ReportMetric(read, "read-GB/s")
+					b.ReportMetric(mv, "matvec-GB/s")
+					b.ReportMetric(mv/read, "ratio")
+					for _, s := range t.sums {
+						sink += s[0]
+					}
+				})
+			}
+		})
+	}
 }

@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"fmt"
-	"unsafe"
 
 	"github.com/stokehq/stoke/models/dtype"
 )
@@ -16,14 +15,29 @@ import (
 // the slices (a programmer error: callers validate shapes when they load a
 // model). dst must not overlap x or w.
 
-// chunkBytes is the amount of weights one claimed chunk covers: large
-// enough that the atomic claim and call overhead vanish next to streaming
-// the bytes, small enough (a few chunks per thread even for small matrices)
-// that dynamic balancing evens out uneven threads.
+// chunkBytes is the amount of weights one claimed chunk of MatMul covers:
+// a tile that stays in L1/L2 while it is dotted with every input, large
+// enough that the atomic claim and call overhead vanish next to the work.
 const chunkBytes = 32 << 10
 
-// mmRows is how many weight rows MatMul dots with each input at once.
-const mmRows = 4
+// Mat-vec chunks (MatVec, MatVecRows) are longer: each thread streams its
+// chunk from memory, and the hardware prefetchers need long runs. On the
+// 2-core development machine two threads reached 27 GB/s with 32 KiB
+// chunks and 42–45 GB/s (of 49 measured read bandwidth) with 512 KiB–1 MiB
+// ones. A call aims at about mvChunksPerThread chunks per thread, so that
+// dynamic claiming still evens out uneven threads, between chunkBytes and
+// mvChunkMax.
+const (
+	mvChunkMax        = 1 << 20
+	mvChunksPerThread = 4
+)
+
+// mvChunkRows is the chunk size, in rows of rb bytes, for a mat-vec over
+// rows rows on threads threads.
+func mvChunkRows(rb, rows, threads int) int {
+	target := rows * rb / max(threads*mvChunksPerThread, 1)
+	return max(1, min(max(target, chunkBytes), mvChunkMax)/max(rb, 1))
+}
 
 // rowBytes returns the bytes of one row of cols elements of type t.
 func rowBytes(t dtype.Type, cols int) int {
@@ -40,7 +54,7 @@ func rowBytes(t dtype.Type, cols int) int {
 	return int(rb)
 }
 
-// rowsPerChunk is the chunk size, in rows of rb bytes, for the drivers.
+// rowsPerChunk is the MatMul tile, in rows of rb bytes.
 func rowsPerChunk(rb int) int {
 	return max(1, chunkBytes/max(rb, 1))
 }
@@ -57,10 +71,21 @@ func checkLen(what string, got, want int) {
 	}
 }
 
+// How the drivers compute. For weights whose ActivationType is Q8_0 or
+// Q8_K, x is quantized once per call (QuantizeQ8_0 / QuantizeQ8_K, into
+// the pool's scratch) and every row is dotted with it by the integer row
+// kernel (DotRowQ8); for F32, F16, BF16 and Q8_K weights x is used as is
+// (DotRow). MatVec, MatVecRows and MatMul use the same quantization and
+// the same row kernels, so a row's result is the same bits whichever
+// driver computes it and however many threads share the work. With
+// quantized activations a result differs from Σ_c W[r,c]·x[c] by the
+// quantization error that q8act.go bounds (≤ Σ_blocks Σ|w|·0.563·d_x for
+// Q8_0 activations, Σ|w|·|d_x|/2 for Q8_K), as in llama.cpp.
+
 // MatVec computes dst[r] = Σ_c W[r,c]·x[c] for r < rows, W being the rows×cols
 // matrix of type t in w (see the layout above; len(w) ≥ rows·RowBytes(cols)).
 // len(dst) must be rows and len(x) cols. Rows are split over the pool's
-// threads in chunks of about chunkBytes of weights, each computed by DotRows.
+// threads in chunks of 32 KiB to 1 MiB of weights (mvChunkRows).
 func (p *Pool) MatVec(dst []float32, w []byte, t dtype.Type, rows, cols int, x []float32) {
 	rb := rowBytes(t, cols)
 	checkWeights(w, rows, rb)
@@ -69,8 +94,42 @@ func (p *Pool) MatVec(dst []float32, w []byte, t dtype.Type, rows, cols int, x [
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mv = matVecTask{dst: dst, w: w, t: t, rb: rb, x: x}
-	p.run(rows, rowsPerChunk(rb), &p.mv, nil)
+	p.mv.act = p.prepare(t, x, cols, 1)
+	p.run(rows, mvChunkRows(rb, rows, p.threads), &p.mv, nil)
 	p.mv = matVecTask{}
+}
+
+// actInput is the x of a driver call in the form the row kernels take:
+// f32 as given (f == nil), or n inputs quantized into QVecs for the
+// integer kernel f.
+type actInput struct {
+	f  qdotFunc
+	qv []QVec
+}
+
+// prepare returns x, n inputs of cols values, ready for rows of type t:
+// quantized into the pool's QVecs when t has an integer kernel. p.mu is
+// held.
+func (p *Pool) prepare(t dtype.Type, x []float32, cols, n int) actInput {
+	if ActivationType(t) == dtype.F32 {
+		return actInput{}
+	}
+	if len(p.qv) < n {
+		p.qv = append(p.qv, make([]QVec, n-len(p.qv))...)
+	}
+	qv := p.qv[:n]
+	for i := range qv {
+		qv[i].Quantize(t, x[i*cols:(i+1)*cols])
+	}
+	return actInput{f: qdotFor(t), qv: qv}
+}
+
+// dot returns row · input i.
+func (a *actInput) dot(t dtype.Type, row []byte, x []float32, i int) float32 {
+	if a.f != nil {
+		return a.f(row, &a.qv[i])
+	}
+	return DotRow(t, row, x)
 }
 
 type matVecTask struct {
@@ -79,16 +138,25 @@ type matVecTask struct {
 	t   dtype.Type
 	rb  int
 	x   []float32
+	act actInput
 }
 
 func (m *matVecTask) Run(lo, hi int) {
-	DotRows(m.t, m.dst[lo:hi], m.w[lo*m.rb:hi*m.rb], m.rb, m.x)
+	if m.act.f == nil {
+		DotRows(m.t, m.dst[lo:hi], m.w[lo*m.rb:hi*m.rb], m.rb, m.x)
+		return
+	}
+	f, v, rb := m.act.f, &m.act.qv[0], m.rb
+	for r := lo; r < hi; r++ {
+		m.dst[r] = f(m.w[r*rb:(r+1)*rb], v)
+	}
 }
 
 // MatVecRows computes dst[k] = Σ_c W[idx[k],c]·x[c] for k < len(idx): the
 // mat-vec restricted to the listed rows of W (cols elements of type t per
 // row), for sparse layers that compute only the active neurons. len(dst)
-// must be len(idx) and len(x) cols; an index outside w panics.
+// must be len(idx) and len(x) cols; an index outside w panics. A row's
+// result is the same bits as MatVec gives for it.
 func (p *Pool) MatVecRows(dst []float32, w []byte, t dtype.Type, cols int, idx []int32, x []float32) {
 	rb := rowBytes(t, cols)
 	checkLen("MatVecRows dst", len(dst), len(idx))
@@ -96,7 +164,8 @@ func (p *Pool) MatVecRows(dst []float32, w []byte, t dtype.Type, cols int, idx [
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.mvr = matVecRowsTask{dst: dst, w: w, t: t, rb: rb, idx: idx, x: x}
-	p.run(len(idx), rowsPerChunk(rb), &p.mvr, nil)
+	p.mvr.act = p.prepare(t, x, cols, 1)
+	p.run(len(idx), mvChunkRows(rb, len(idx), p.threads), &p.mvr, nil)
 	p.mvr = matVecRowsTask{}
 }
 
@@ -107,13 +176,14 @@ type matVecRowsTask struct {
 	rb  int
 	idx []int32
 	x   []float32
+	act actInput
 }
 
 func (m *matVecRowsTask) Run(lo, hi int) {
 	rb := m.rb
 	for k := lo; k < hi; k++ {
 		r := int(m.idx[k])
-		m.dst[k] = DotRow(m.t, m.w[r*rb:r*rb+rb], m.x)
+		m.dst[k] = m.act.dot(m.t, m.w[r*rb:r*rb+rb], m.x, 0)
 	}
 }
 
@@ -121,11 +191,11 @@ func (m *matVecRowsTask) Run(lo, hi int) {
 // r < rows: n mat-vecs with the same matrix (a prefill batch), reading the
 // weights once. len(dst) must be n·rows and len(x) n·cols.
 //
-// Each worker takes a chunk of rows and, mmRows rows at a time, decodes the
-// rows once into its own scratch (F32 rows are used in place) and dots them
-// with all n inputs. The results equal n MatVec calls up to float32
-// rounding, which may differ since quantized types are dotted after
-// dequantization here.
+// Each input is quantized once (as MatVec does). Each worker takes a chunk
+// of about chunkBytes of weight rows, a tile that stays in cache, and dots
+// every row of it with all n inputs: the weights stream from memory once
+// per call, not once per input. The row kernels are MatVec's, so
+// dst[i·rows + r] is bit for bit what MatVec gives for input i.
 func (p *Pool) MatMul(dst []float32, w []byte, t dtype.Type, rows, cols int, x []float32, n int) {
 	rb := rowBytes(t, cols)
 	checkWeights(w, rows, rb)
@@ -139,10 +209,9 @@ func (p *Pool) MatMul(dst []float32, w []byte, t dtype.Type, rows, cols int, x [
 	if n == 0 {
 		return
 	}
-	p.growScratch(mmRows * cols)
-	p.mm = matMulTask{dst: dst, w: w, t: t, rb: rb, rows: rows, cols: cols, x: x, n: n, scr: p.scr}
-	grain := (rowsPerChunk(rb) + mmRows - 1) / mmRows * mmRows
-	p.run(rows, grain, nil, &p.mm)
+	p.mm = matMulTask{dst: dst, w: w, t: t, rb: rb, rows: rows, cols: cols, x: x, n: n}
+	p.mm.act = p.prepare(t, x, cols, n)
+	p.run(rows, rowsPerChunk(rb), &p.mm, nil)
 	p.mm = matMulTask{}
 }
 
@@ -163,59 +232,17 @@ type matMulTask struct {
 	rows, cols int
 	x          []float32
 	n          int
-	scr        [][]float32
+	act        actInput
 }
 
-func (m *matMulTask) RunWorker(id, lo, hi int) {
-	cols, rows := m.cols, m.rows
-	scr := m.scr[id][:mmRows*cols]
-	var wr [mmRows][]float32
-	for r0 := lo; r0 < hi; r0 += mmRows {
-		g := min(mmRows, hi-r0)
-		for j := range g {
-			wr[j] = m.row(r0+j, scr[j*cols:(j+1)*cols:(j+1)*cols])
-		}
-		for i := range m.n {
-			xi := m.x[i*cols : (i+1)*cols : (i+1)*cols]
-			d := m.dst[i*rows+r0 : i*rows+r0+g]
-			if g == mmRows {
-				d[0], d[1], d[2], d[3] = dot4(wr[0], wr[1], wr[2], wr[3], xi)
-				continue
-			}
-			for j := range g {
-				d[j] = Dot(wr[j], xi)
-			}
+func (m *matMulTask) Run(lo, hi int) {
+	rb, rows, cols := m.rb, m.rows, m.cols
+	tile := m.w[lo*rb : hi*rb]
+	for i := range m.n {
+		xi := m.x[i*cols : (i+1)*cols]
+		d := m.dst[i*rows+lo : i*rows+hi]
+		for r := range d {
+			d[r] = m.act.dot(m.t, tile[r*rb:(r+1)*rb], xi, i)
 		}
 	}
-}
-
-// row returns row r of W as float32: in place for aligned F32 weights,
-// otherwise decoded into buf.
-func (m *matMulTask) row(r int, buf []float32) []float32 {
-	b := m.w[r*m.rb : (r+1)*m.rb]
-	if m.t == dtype.F32 && littleEndian && m.cols > 0 && uintptr(unsafe.Pointer(&b[0]))%4 == 0 {
-		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), m.cols)
-	}
-	DequantizeRow(m.t, b, buf)
-	return buf
-}
-
-// littleEndian reports whether float32 values in memory have GGUF's byte
-// order, so F32 weights can be read in place.
-var littleEndian = func() bool {
-	x := uint32(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
-
-// dot4 returns the dots of a, b, c and d with x, all of len(x) elements.
-func dot4(a, b, c, d, x []float32) (float32, float32, float32, float32) {
-	a, b, c, d = a[:len(x)], b[:len(x)], c[:len(x)], d[:len(x)]
-	var s0, s1, s2, s3 float32
-	for i, v := range x {
-		s0 += a[i] * v
-		s1 += b[i] * v
-		s2 += c[i] * v
-		s3 += d[i] * v
-	}
-	return s0, s1, s2, s3
 }

@@ -125,100 +125,101 @@ func closeTo(got float32, want, mag float64) bool {
 	return math.Abs(float64(got)-want) <= relTol*mag+1e-30
 }
 
+// q8Slack is the bound on |x − x̂| per unit of the block scale d =
+// max|x_block|/127 for Q8_0 activations: half a quantization step plus the
+// f16 rounding of d (relative 2⁻¹¹) times the largest quant, 127. Q8_K
+// keeps d in float32: half a step and a few ulps.
+const (
+	q8Slack  = 0.5 + 127.0/2048
+	q8KSlack = 0.5 + 1e-5
+)
+
+// actInput returns what the drivers multiply weights of type t with: x̂,
+// x quantized to ActivationType(t) and decoded again (x itself for the
+// float types), and per element the bound on |x − x̂| that q8act.go
+// derives, computed from x alone.
+func actInput(tb testing.TB, t dtype.Type, x []float32) (xhat []float32, bound []float64) {
+	tb.Helper()
+	at := cpu.ActivationType(t)
+	bound = make([]float64, len(x))
+	if at == dtype.F32 {
+		return x, bound
+	}
+	rb, err := at.RowBytes(uint64(len(x)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	q := make([]byte, rb)
+	slack := q8Slack
+	if at == dtype.Q8_0 {
+		cpu.QuantizeQ8_0(x, q)
+	} else {
+		cpu.QuantizeQ8_K(x, q)
+		slack = q8KSlack
+	}
+	xhat = make([]float32, len(x))
+	if err := dtype.Dequantize(at, q, xhat); err != nil {
+		tb.Fatal(err)
+	}
+	bs := at.BlockSize()
+	for b := 0; b < len(x); b += bs {
+		var amax float64
+		for _, v := range x[b : b+bs] {
+			amax = max(amax, math.Abs(float64(v)))
+		}
+		for j := b; j < b+bs; j++ {
+			bound[j] = slack * amax / 127
+		}
+	}
+	return xhat, bound
+}
+
+// checkRow checks one driver result got for row r of m and input x: it
+// must match the float64 dot with x̂ to float rounding (relTol), and the
+// dot with x itself within the quantization bound Σ|w_c|·bound_c.
+func (m *matrix) checkRow(r int, x, xhat []float32, bound []float64, got float32) error {
+	want, mag := m.dot(r, xhat)
+	if !closeTo(got, want, mag) {
+		return fmt.Errorf("= %g, want %g (Σ|w·x̂| %g)", got, want, mag)
+	}
+	exact, emag := m.dot(r, x)
+	var qerr float64
+	for c, w := range m.deq[r*m.cols : (r+1)*m.cols] {
+		qerr += math.Abs(w) * bound[c]
+	}
+	if d := math.Abs(float64(got) - exact); d > qerr+relTol*emag+1e-30 {
+		return fmt.Errorf("= %g, exact Σw·x = %g: error %g beyond the quantization bound %g", got, exact, d, qerr)
+	}
+	return nil
+}
+
 func TestMatVec(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	pools := []*cpu.Pool{cpu.NewPool(1), cpu.NewPool(3)}
-	defer func() {
-		for _, p := range pools {
-			p.Close()
-		}
-	}()
-	for _, typ := range computable() {
-		for _, cols := range testCols(typ) {
-			for _, rows := range []int{1, 2, 17, 130} {
-				for _, off := range []int{0, 1} {
-					m := newMatrix(t, rng, typ, rows, cols, off)
-					xw, x := guarded(cols, guard)
-					randVec(rng, x)
-					for _, p := range pools {
-						name := fmt.Sprintf("%s/%dx%d/off%d/threads%d", typ, rows, cols, off, p.Threads())
-						dw, dst := guarded(rows, guard)
-						p.MatVec(dst, m.w, typ, rows, cols, x)
-						checkGuards(t, name+" dst", dw, rows, guard)
-						checkGuards(t, name+" x", xw, cols, guard)
-						for r := range rows {
-							want, mag := m.dot(r, x)
-							if !closeTo(dst[r], want, mag) {
-								t.Errorf("%s: dst[%d] = %g, want %g (Σ|w·x| %g)", name, r, dst[r], want, mag)
-								break
-							}
-						}
-					}
-				}
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		pools := []*cpu.Pool{cpu.NewPool(1), cpu.NewPool(3)}
+		defer func() {
+			for _, p := range pools {
+				p.Close()
 			}
-		}
-	}
-}
-
-func TestMatVecRows(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	p := cpu.NewPool(3)
-	defer p.Close()
-	for _, typ := range computable() {
-		cols := testCols(typ)[1]
-		rows := 50
-		m := newMatrix(t, rng, typ, rows, cols, 1)
-		x := make([]float32, cols)
-		randVec(rng, x)
-		for _, k := range []int{0, 1, 7, 120} {
-			idx := make([]int32, k)
-			for i := range idx {
-				idx[i] = int32(rng.IntN(rows)) // repeats and any order
-			}
-			name := fmt.Sprintf("%s/%d of %d rows", typ, k, rows)
-			dw, dst := guarded(k, guard)
-			p.MatVecRows(dst, m.w, typ, cols, idx, x)
-			checkGuards(t, name, dw, k, guard)
-			for i, r := range idx {
-				want, mag := m.dot(int(r), x)
-				if !closeTo(dst[i], want, mag) {
-					t.Errorf("%s: dst[%d] (row %d) = %g, want %g", name, i, r, dst[i], want)
-					break
-				}
-			}
-		}
-	}
-}
-
-func TestMatMul(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	pools := []*cpu.Pool{cpu.NewPool(1), cpu.NewPool(3)}
-	defer func() {
-		for _, p := range pools {
-			p.Close()
-		}
-	}()
-	for _, typ := range computable() {
-		cols := testCols(typ)[1]
-		for _, rows := range []int{1, 6, 37} {
-			for _, off := range []int{0, 1} {
-				m := newMatrix(t, rng, typ, rows, cols, off)
-				for n := 1; n <= 17; n++ {
-					xw, x := guarded(n*cols, guard)
-					randVec(rng, x)
-					for _, p := range pools {
-						name := fmt.Sprintf("%s/%dx%d/off%d/n%d/threads%d", typ, rows, cols, off, n, p.Threads())
-						dw, dst := guarded(n*rows, guard)
-						p.MatMul(dst, m.w, typ, rows, cols, x, n)
-						checkGuards(t, name+" dst", dw, n*rows, guard)
-						checkGuards(t, name+" x", xw, n*cols, guard)
-					check:
-						for i := range n {
+		}()
+		for _, typ := range computable() {
+			for _, cols := range testCols(typ) {
+				for _, rows := range []int{1, 2, 17, 130} {
+					for _, off := range []int{0, 1} {
+						m := newMatrix(t, rng, typ, rows, cols, off)
+						xw, x := guarded(cols, guard)
+						randVec(rng, x)
+						xhat, bound := actInput(t, typ, x)
+						for _, p := range pools {
+							name := fmt.Sprintf("%s/%dx%d/off%d/threads%d", typ, rows, cols, off, p.Threads())
+							dw, dst := guarded(rows, guard)
+							p.MatVec(dst, m.w, typ, rows, cols, x)
+							checkGuards(t, name+" dst", dw, rows, guard)
+							checkGuards(t, name+" x", xw, cols, guard)
 							for r := range rows {
-								want, mag := m.dot(r, x[i*cols:(i+1)*cols])
-								if got := dst[i*rows+r]; !closeTo(got, want, mag) {
-									t.Errorf("%s: dst[%d·%d+%d] = %g, want %g", name, i, rows, r, got, want)
-									break check
+								if err := m.checkRow(r, x, xhat, bound, dst[r]); err != nil {
+									t.Errorf("%s: dst[%d] %v", name, r, err)
+									break
 								}
 							}
 						}
@@ -226,7 +227,102 @@ func TestMatMul(t *testing.T) {
 				}
 			}
 		}
-	}
+	})
+}
+
+func TestMatVecRows(t *testing.T) {
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(3, 4))
+		p := cpu.NewPool(3)
+		defer p.Close()
+		for _, typ := range computable() {
+			cols := testCols(typ)[1]
+			rows := 50
+			m := newMatrix(t, rng, typ, rows, cols, 1)
+			x := make([]float32, cols)
+			randVec(rng, x)
+			xhat, bound := actInput(t, typ, x)
+			full := make([]float32, rows)
+			p.MatVec(full, m.w, typ, rows, cols, x)
+			for _, k := range []int{0, 1, 7, 120} {
+				idx := make([]int32, k)
+				for i := range idx {
+					idx[i] = int32(rng.IntN(rows)) // repeats and any order
+				}
+				name := fmt.Sprintf("%s/%d of %d rows", typ, k, rows)
+				dw, dst := guarded(k, guard)
+				p.MatVecRows(dst, m.w, typ, cols, idx, x)
+				checkGuards(t, name, dw, k, guard)
+				for i, r := range idx {
+					if err := m.checkRow(int(r), x, xhat, bound, dst[i]); err != nil {
+						t.Errorf("%s: dst[%d] (row %d) %v", name, i, r, err)
+						break
+					}
+					if math.Float32bits(dst[i]) != math.Float32bits(full[r]) {
+						t.Errorf("%s: dst[%d] (row %d) = %g, MatVec gives %g (must be the same bits)", name, i, r, dst[i], full[r])
+						break
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestMatMul(t *testing.T) {
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		pools := []*cpu.Pool{cpu.NewPool(1), cpu.NewPool(3)}
+		defer func() {
+			for _, p := range pools {
+				p.Close()
+			}
+		}()
+		for _, typ := range computable() {
+			cols := testCols(typ)[1]
+			for _, rows := range []int{1, 6, 37} {
+				for _, off := range []int{0, 1} {
+					m := newMatrix(t, rng, typ, rows, cols, off)
+					for n := 1; n <= 17; n++ {
+						xw, x := guarded(n*cols, guard)
+						randVec(rng, x)
+						type input struct {
+							xhat  []float32
+							bound []float64
+							mv    []float32 // MatVec's result
+						}
+						in := make([]input, n)
+						for i := range in {
+							xi := x[i*cols : (i+1)*cols]
+							in[i].xhat, in[i].bound = actInput(t, typ, xi)
+							in[i].mv = make([]float32, rows)
+							pools[0].MatVec(in[i].mv, m.w, typ, rows, cols, xi)
+						}
+						for _, p := range pools {
+							name := fmt.Sprintf("%s/%dx%d/off%d/n%d/threads%d", typ, rows, cols, off, n, p.Threads())
+							dw, dst := guarded(n*rows, guard)
+							p.MatMul(dst, m.w, typ, rows, cols, x, n)
+							checkGuards(t, name+" dst", dw, n*rows, guard)
+							checkGuards(t, name+" x", xw, n*cols, guard)
+						check:
+							for i := range n {
+								for r := range rows {
+									got := dst[i*rows+r]
+									if err := m.checkRow(r, x[i*cols:(i+1)*cols], in[i].xhat, in[i].bound, got); err != nil {
+										t.Errorf("%s: dst[%d·%d+%d] %v", name, i, rows, r, err)
+										break check
+									}
+									if math.Float32bits(got) != math.Float32bits(in[i].mv[r]) {
+										t.Errorf("%s: dst[%d·%d+%d] = %g, MatVec gives %g (must be the same bits)", name, i, rows, r, got, in[i].mv[r])
+										break check
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
 }
 
 func TestMatMulZeroInputs(t *testing.T) {
@@ -236,27 +332,29 @@ func TestMatMulZeroInputs(t *testing.T) {
 }
 
 func TestDriversNoAllocs(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 8))
-	p := cpu.NewPool(2)
-	defer p.Close()
-	for _, typ := range computable() {
-		cols, rows, n := testCols(typ)[1], 300, 5
-		m := newMatrix(t, rng, typ, rows, cols, 0)
-		x := make([]float32, n*cols)
-		randVec(rng, x)
-		dst := make([]float32, n*rows)
-		idx := []int32{5, 1, 299, 7, 7, 0}
-		p.MatMul(dst, m.w, typ, rows, cols, x, n) // grows the scratch
-		for name, f := range map[string]func(){
-			"MatVec":     func() { p.MatVec(dst[:rows], m.w, typ, rows, cols, x[:cols]) },
-			"MatMul":     func() { p.MatMul(dst, m.w, typ, rows, cols, x, n) },
-			"MatVecRows": func() { p.MatVecRows(dst[:len(idx)], m.w, typ, cols, idx, x[:cols]) },
-		} {
-			if a := testing.AllocsPerRun(20, f); a != 0 {
-				t.Errorf("%s %s: %v allocations per call", name, typ, a)
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(7, 8))
+		p := cpu.NewPool(2)
+		defer p.Close()
+		for _, typ := range computable() {
+			cols, rows, n := testCols(typ)[1], 300, 5
+			m := newMatrix(t, rng, typ, rows, cols, 0)
+			x := make([]float32, n*cols)
+			randVec(rng, x)
+			dst := make([]float32, n*rows)
+			idx := []int32{5, 1, 299, 7, 7, 0}
+			p.MatMul(dst, m.w, typ, rows, cols, x, n) // grows the scratch
+			for name, f := range map[string]func(){
+				"MatVec":     func() { p.MatVec(dst[:rows], m.w, typ, rows, cols, x[:cols]) },
+				"MatMul":     func() { p.MatMul(dst, m.w, typ, rows, cols, x, n) },
+				"MatVecRows": func() { p.MatVecRows(dst[:len(idx)], m.w, typ, cols, idx, x[:cols]) },
+			} {
+				if a := testing.AllocsPerRun(20, f); a != 0 {
+					t.Errorf("%s %s: %v allocations per call", name, typ, a)
+				}
 			}
 		}
-	}
+	})
 }
 
 func TestDriversPanicOnBadShapes(t *testing.T) {

@@ -190,18 +190,30 @@ func AddInPlace(dst, x []float32) {
 	}
 }
 
-// Axpy computes dst[i] += a · x[i].
+// Axpy computes dst[i] += a · x[i] (with fused multiply-adds on AVX2, so
+// the result may differ from the unfused one by rounding).
 func Axpy(dst []float32, a float32, x []float32) {
 	checkLen("Axpy x", len(x), len(dst))
+	axpyF32(dst, a, x)
+}
+
+func axpyF32Generic(dst []float32, a float32, x []float32) {
+	x = x[:len(dst)]
 	for i := range dst {
 		dst[i] += a * x[i]
 	}
 }
 
-// Dot returns Σ_i a[i]·b[i], summed in float32 in four interleaved partial
-// sums (so the result may differ from a sequential sum by rounding).
+// Dot returns Σ_i a[i]·b[i], summed in float32 in interleaved partial sums
+// (so the result may differ from a sequential sum by rounding): four, or
+// on AVX2 four 8-lane FMA accumulators as the F32 row kernel.
 func Dot(a, b []float32) float32 {
 	checkLen("Dot b", len(b), len(a))
+	return dotF32s(a, b)
+}
+
+func dotF32sGeneric(a, b []float32) float32 {
+	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= len(a); i += 4 {

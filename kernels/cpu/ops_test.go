@@ -194,48 +194,50 @@ func TestSwiGLU(t *testing.T) {
 }
 
 func TestVectorArithmetic(t *testing.T) {
-	rng := rand.New(rand.NewPCG(6, 6))
-	for _, n := range opLens {
-		a, b := randSlice(rng, n, 1), randSlice(rng, n, 1)
-		check := func(name string, got []float32, want func(i int) float64) {
-			t.Helper()
-			for i := range n {
-				if w := want(i); !within(got[i], w, 1e-6) {
-					t.Fatalf("%s n %d: [%d] = %g, want %g", name, n, i, got[i], w)
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(6, 6))
+		for _, n := range opLens {
+			a, b := randSlice(rng, n, 1), randSlice(rng, n, 1)
+			check := func(name string, got []float32, want func(i int) float64) {
+				t.Helper()
+				for i := range n {
+					if w := want(i); !within(got[i], w, 1e-6) {
+						t.Fatalf("%s n %d: [%d] = %g, want %g", name, n, i, got[i], w)
+					}
 				}
 			}
+			dw, dst := guarded(n, guard)
+			cpu.Add(dst, a, b)
+			checkGuards(t, "Add", dw, n, guard)
+			check("Add", dst, func(i int) float64 { return float64(a[i]) + float64(b[i]) })
+
+			dw, dst = guarded(n, guard)
+			cpu.Mul(dst, a, b)
+			checkGuards(t, "Mul", dw, n, guard)
+			check("Mul", dst, func(i int) float64 { return float64(a[i]) * float64(b[i]) })
+
+			y := append([]float32(nil), a...)
+			cpu.Scale(y, -2.5)
+			check("Scale", y, func(i int) float64 { return -2.5 * float64(a[i]) })
+
+			y = append(y[:0], a...)
+			cpu.AddInPlace(y, b)
+			check("AddInPlace", y, func(i int) float64 { return float64(a[i]) + float64(b[i]) })
+
+			y = append(y[:0], a...)
+			cpu.Axpy(y, 0.75, b)
+			check("Axpy", y, func(i int) float64 { return float64(a[i]) + 0.75*float64(b[i]) })
+
+			var dot, mag float64
+			for i := range n {
+				dot += float64(a[i]) * float64(b[i])
+				mag += math.Abs(float64(a[i]) * float64(b[i]))
+			}
+			if got := cpu.Dot(a, b); math.Abs(float64(got)-dot) > 1e-6*mag+1e-30 {
+				t.Errorf("Dot n %d = %g, want %g", n, got, dot)
+			}
 		}
-		dw, dst := guarded(n, guard)
-		cpu.Add(dst, a, b)
-		checkGuards(t, "Add", dw, n, guard)
-		check("Add", dst, func(i int) float64 { return float64(a[i]) + float64(b[i]) })
-
-		dw, dst = guarded(n, guard)
-		cpu.Mul(dst, a, b)
-		checkGuards(t, "Mul", dw, n, guard)
-		check("Mul", dst, func(i int) float64 { return float64(a[i]) * float64(b[i]) })
-
-		y := append([]float32(nil), a...)
-		cpu.Scale(y, -2.5)
-		check("Scale", y, func(i int) float64 { return -2.5 * float64(a[i]) })
-
-		y = append(y[:0], a...)
-		cpu.AddInPlace(y, b)
-		check("AddInPlace", y, func(i int) float64 { return float64(a[i]) + float64(b[i]) })
-
-		y = append(y[:0], a...)
-		cpu.Axpy(y, 0.75, b)
-		check("Axpy", y, func(i int) float64 { return float64(a[i]) + 0.75*float64(b[i]) })
-
-		var dot, mag float64
-		for i := range n {
-			dot += float64(a[i]) * float64(b[i])
-			mag += math.Abs(float64(a[i]) * float64(b[i]))
-		}
-		if got := cpu.Dot(a, b); math.Abs(float64(got)-dot) > 1e-6*mag+1e-30 {
-			t.Errorf("Dot n %d = %g, want %g", n, got, dot)
-		}
-	}
+	})
 }
 
 func TestOpsPanicOnLengthMismatch(t *testing.T) {
@@ -262,28 +264,30 @@ func TestOpsPanicOnLengthMismatch(t *testing.T) {
 }
 
 func TestOpsNoAllocs(t *testing.T) {
-	x, y, z := make([]float32, 256), make([]float32, 256), make([]float32, 256)
-	for i := range x {
-		x[i], y[i] = float32(i)/100, float32(i%7)
-	}
-	a := testing.AllocsPerRun(10, func() {
-		cpu.RMSNorm(z, x, y, 1e-5)
-		cpu.LayerNorm(z, x, y, y, 1e-5)
-		cpu.Softmax(z)
-		cpu.SiLU(z)
-		cpu.GELU(z)
-		cpu.ReLU(z)
-		cpu.SwiGLU(z, x, y)
-		cpu.Add(z, x, y)
-		cpu.Mul(z, x, y)
-		cpu.Scale(z, 2)
-		cpu.AddInPlace(z, x)
-		cpu.Axpy(z, 2, x)
-		_ = cpu.Dot(x, y)
+	eachImpl(t, func(t *testing.T) {
+		x, y, z := make([]float32, 256), make([]float32, 256), make([]float32, 256)
+		for i := range x {
+			x[i], y[i] = float32(i)/100, float32(i%7)
+		}
+		a := testing.AllocsPerRun(10, func() {
+			cpu.RMSNorm(z, x, y, 1e-5)
+			cpu.LayerNorm(z, x, y, y, 1e-5)
+			cpu.Softmax(z)
+			cpu.SiLU(z)
+			cpu.GELU(z)
+			cpu.ReLU(z)
+			cpu.SwiGLU(z, x, y)
+			cpu.Add(z, x, y)
+			cpu.Mul(z, x, y)
+			cpu.Scale(z, 2)
+			cpu.AddInPlace(z, x)
+			cpu.Axpy(z, 2, x)
+			_ = cpu.Dot(x, y)
+		})
+		if a != 0 {
+			t.Errorf("%v allocations", a)
+		}
 	})
-	if a != 0 {
-		t.Errorf("%v allocations", a)
-	}
 }
 
 func ExampleSoftmax() {

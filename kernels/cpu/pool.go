@@ -66,7 +66,8 @@ type Pool struct {
 	mvr matVecRowsTask
 	mm  matMulTask
 	att attentionTask
-	scr [][]float32 // per-worker float scratch (MatMul rows, attention scores)
+	scr [][]float32 // per-worker float scratch (attention scores)
+	qv  []QVec      // quantized activations of the current driver call
 }
 
 type worker struct {

@@ -6,13 +6,18 @@ import (
 )
 
 // Row kernels for the plain float types F32, F16 (IEEE binary16, decoded by
-// f16Table) and BF16 (the top half of a float32). Each dot runs four
-// independent accumulators over eight elements per step:
+// f16Table) and BF16 (the top half of a float32), with float32 x. The
+// generic twins run four independent accumulators over eight elements per
+// step:
 //
 //	s_k = Σ_{i ≡ k, k+4 (mod 8)} w[i]·x[i],  result (s0 + s1) + (s2 + s3) + tail
+//
+// The AVX2 kernels (dotf_amd64.s) use fused multiply-adds into four
+// 8-lane accumulators, so the two agree to float rounding, not bit for bit:
+// both are within a few ulps·n of Σ|w·x| of the exact sum.
 
-// dotF32 returns Σ w[i]·x[i] for the little-endian float32 row.
-func dotF32(row []byte, x []float32) float32 {
+// dotF32Generic returns Σ w[i]·x[i] for the little-endian float32 row.
+func dotF32Generic(row []byte, x []float32) float32 {
 	n := len(x)
 	row = row[:4*n]
 	var s0, s1, s2, s3 float32
@@ -35,8 +40,8 @@ func dotF32(row []byte, x []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// dotF16 returns Σ w[i]·x[i] for the little-endian binary16 row.
-func dotF16(row []byte, x []float32) float32 {
+// dotF16Generic returns Σ w[i]·x[i] for the little-endian binary16 row.
+func dotF16Generic(row []byte, x []float32) float32 {
 	n := len(x)
 	row = row[:2*n]
 	t := &f16Table
@@ -62,8 +67,8 @@ func dotF16(row []byte, x []float32) float32 {
 
 func bf16(b []byte) float32 { return math.Float32frombits(uint32(binary.LittleEndian.Uint16(b)) << 16) }
 
-// dotBF16 returns Σ w[i]·x[i] for the little-endian bfloat16 row.
-func dotBF16(row []byte, x []float32) float32 {
+// dotBF16Generic returns Σ w[i]·x[i] for the little-endian bfloat16 row.
+func dotBF16Generic(row []byte, x []float32) float32 {
 	n := len(x)
 	row = row[:2*n]
 	var s0, s1, s2, s3 float32

@@ -142,18 +142,20 @@ func rdLengths(typ dtype.Type) []int {
 }
 
 func TestDotRowAgainstReference(t *testing.T) {
-	r := rand.New(rand.NewPCG(11, 12))
-	for _, typ := range rowTypes {
-		for _, n := range rdLengths(typ) {
-			for trial := 0; trial < 3; trial++ {
-				x := rdVec(r, n)
-				row := rdQuantRow(r, typ, n)
-				rdCheckDot(t, typ, row, x, cpu.DotRow(typ, row, x), "quantized")
-				raw := rdRawRow(r, typ, n)
-				rdCheckDot(t, typ, raw, x, cpu.DotRow(typ, raw, x), "raw bytes")
+	eachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(11, 12))
+		for _, typ := range rowTypes {
+			for _, n := range rdLengths(typ) {
+				for trial := 0; trial < 3; trial++ {
+					x := rdVec(r, n)
+					row := rdQuantRow(r, typ, n)
+					rdCheckDot(t, typ, row, x, cpu.DotRow(typ, row, x), "quantized")
+					raw := rdRawRow(r, typ, n)
+					rdCheckDot(t, typ, raw, x, cpu.DotRow(typ, raw, x), "raw bytes")
+				}
 			}
 		}
-	}
+	})
 }
 
 func TestDotRowEmpty(t *testing.T) {
@@ -207,33 +209,35 @@ func TestDequantizeRowBitExact(t *testing.T) {
 var rdOffsets = []int{0, 1, 3}
 
 func TestDotRowGuardBands(t *testing.T) {
-	r := rand.New(rand.NewPCG(15, 16))
-	for _, typ := range rowTypes {
-		for _, n := range []int{max(typ.BlockSize(), 32), 3 * max(typ.BlockSize(), 32)} {
-			row := rdQuantRow(r, typ, n)
-			x := rdVec(r, n)
-			want := cpu.DotRow(typ, row, x)
-			for _, ro := range rdOffsets {
-				for _, xo := range rdOffsets {
-					rbuf := make([]byte, ro+len(row)+64)
-					for i := range rbuf {
-						rbuf[i] = 0xff
-					}
-					grow := rbuf[ro : ro+len(row)]
-					copy(grow, row)
-					xbuf := make([]float32, xo+n+16)
-					for i := range xbuf {
-						xbuf[i] = float32(math.NaN())
-					}
-					gx := xbuf[xo : xo+n]
-					copy(gx, x)
-					if got := cpu.DotRow(typ, grow, gx); math.Float32bits(got) != math.Float32bits(want) {
-						t.Fatalf("%s n=%d row offset %d x offset %d: %v, want %v", typ, n, ro, xo, got, want)
+	eachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(15, 16))
+		for _, typ := range rowTypes {
+			for _, n := range []int{max(typ.BlockSize(), 32), 3 * max(typ.BlockSize(), 32)} {
+				row := rdQuantRow(r, typ, n)
+				x := rdVec(r, n)
+				want := cpu.DotRow(typ, row, x)
+				for _, ro := range rdOffsets {
+					for _, xo := range rdOffsets {
+						rbuf := make([]byte, ro+len(row)+64)
+						for i := range rbuf {
+							rbuf[i] = 0xff
+						}
+						grow := rbuf[ro : ro+len(row)]
+						copy(grow, row)
+						xbuf := make([]float32, xo+n+16)
+						for i := range xbuf {
+							xbuf[i] = float32(math.NaN())
+						}
+						gx := xbuf[xo : xo+n]
+						copy(gx, x)
+						if got := cpu.DotRow(typ, grow, gx); math.Float32bits(got) != math.Float32bits(want) {
+							t.Fatalf("%s n=%d row offset %d x offset %d: %v, want %v", typ, n, ro, xo, got, want)
+						}
 					}
 				}
 			}
 		}
-	}
+	})
 }
 
 func TestDequantizeRowGuardBands(t *testing.T) {
@@ -270,74 +274,78 @@ func TestDequantizeRowGuardBands(t *testing.T) {
 }
 
 func TestDotRows(t *testing.T) {
-	r := rand.New(rand.NewPCG(19, 20))
-	for _, typ := range rowTypes {
-		for _, n := range []int{max(typ.BlockSize(), 32), 4 * max(typ.BlockSize(), 32), 129 * 256} {
-			rb := rdRowBytes(typ, n)
-			x := rdVec(r, n)
-			var content [7][]byte
-			for k := range content {
-				if n > 4096 && k >= 3 {
-					break
+	eachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(19, 20))
+		for _, typ := range rowTypes {
+			for _, n := range []int{max(typ.BlockSize(), 32), 4 * max(typ.BlockSize(), 32), 129 * 256} {
+				rb := rdRowBytes(typ, n)
+				x := rdVec(r, n)
+				var content [7][]byte
+				for k := range content {
+					if n > 4096 && k >= 3 {
+						break
+					}
+					content[k] = rdQuantRow(r, typ, n)
 				}
-				content[k] = rdQuantRow(r, typ, n)
-			}
-			for _, nrows := range []int{1, 3, 7} {
-				if n > 4096 && nrows > 3 {
-					continue
-				}
-				for _, ro := range rdOffsets {
-					// rows inside a 0xff-filled buffer with one spare row after
-					rows := make([]byte, ro+(nrows+1)*rb+16)
-					for i := range rows {
-						rows[i] = 0xff
+				for _, nrows := range []int{1, 3, 7} {
+					if n > 4096 && nrows > 3 {
+						continue
 					}
-					for k := 0; k < nrows; k++ {
-						copy(rows[ro+k*rb:], content[k])
-					}
-					dbuf := make([]float32, nrows+2)
-					for i := range dbuf {
-						dbuf[i] = float32(math.NaN())
-					}
-					dst := dbuf[1 : 1+nrows]
-					cpu.DotRows(typ, dst, rows[ro:], rb, x)
-					if dbuf[0] == dbuf[0] || dbuf[nrows+1] == dbuf[nrows+1] {
-						t.Fatalf("%s: DotRows wrote outside dst", typ)
-					}
-					for k := range dst {
-						row := rows[ro+k*rb : ro+(k+1)*rb]
-						if want := cpu.DotRow(typ, row, x); math.Float32bits(dst[k]) != math.Float32bits(want) {
-							t.Fatalf("%s n=%d row %d of %d: DotRows = %v, DotRow = %v (must be bit-identical)", typ, n, k, nrows, dst[k], want)
+					for _, ro := range rdOffsets {
+						// rows inside a 0xff-filled buffer with one spare row after
+						rows := make([]byte, ro+(nrows+1)*rb+16)
+						for i := range rows {
+							rows[i] = 0xff
 						}
-						rdCheckDot(t, typ, row, x, dst[k], "DotRows")
+						for k := 0; k < nrows; k++ {
+							copy(rows[ro+k*rb:], content[k])
+						}
+						dbuf := make([]float32, nrows+2)
+						for i := range dbuf {
+							dbuf[i] = float32(math.NaN())
+						}
+						dst := dbuf[1 : 1+nrows]
+						cpu.DotRows(typ, dst, rows[ro:], rb, x)
+						if dbuf[0] == dbuf[0] || dbuf[nrows+1] == dbuf[nrows+1] {
+							t.Fatalf("%s: DotRows wrote outside dst", typ)
+						}
+						for k := range dst {
+							row := rows[ro+k*rb : ro+(k+1)*rb]
+							if want := cpu.DotRow(typ, row, x); math.Float32bits(dst[k]) != math.Float32bits(want) {
+								t.Fatalf("%s n=%d row %d of %d: DotRows = %v, DotRow = %v (must be bit-identical)", typ, n, k, nrows, dst[k], want)
+							}
+							rdCheckDot(t, typ, row, x, dst[k], "DotRows")
+						}
 					}
 				}
 			}
+			cpu.DotRows(typ, nil, nil, 0, nil) // no rows: nothing to do
 		}
-		cpu.DotRows(typ, nil, nil, 0, nil) // no rows: nothing to do
-	}
+	})
 }
 
 func TestRowKernelsNoAllocs(t *testing.T) {
-	r := rand.New(rand.NewPCG(21, 22))
-	for _, typ := range rowTypes {
-		n := 1024
-		rb := rdRowBytes(typ, n)
-		rows := make([]byte, 4*rb)
-		for k := 0; k < 4; k++ {
-			copy(rows[k*rb:], rdQuantRow(r, typ, n))
+	eachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(21, 22))
+		for _, typ := range rowTypes {
+			n := 1024
+			rb := rdRowBytes(typ, n)
+			rows := make([]byte, 4*rb)
+			for k := 0; k < 4; k++ {
+				copy(rows[k*rb:], rdQuantRow(r, typ, n))
+			}
+			x := rdVec(r, n)
+			dst := make([]float32, 4)
+			buf := make([]float32, n)
+			if a := testing.AllocsPerRun(10, func() {
+				cpu.DotRows(typ, dst, rows, rb, x)
+				_ = cpu.DotRow(typ, rows[:rb], x)
+				cpu.DequantizeRow(typ, rows[:rb], buf)
+			}); a != 0 {
+				t.Errorf("%s: %v allocations per call", typ, a)
+			}
 		}
-		x := rdVec(r, n)
-		dst := make([]float32, 4)
-		buf := make([]float32, n)
-		if a := testing.AllocsPerRun(10, func() {
-			cpu.DotRows(typ, dst, rows, rb, x)
-			_ = cpu.DotRow(typ, rows[:rb], x)
-			cpu.DequantizeRow(typ, rows[:rb], buf)
-		}); a != 0 {
-			t.Errorf("%s: %v allocations per call", typ, a)
-		}
-	}
+	})
 }
 
 func TestRowKernelsPanics(t *testing.T) {
@@ -459,4 +467,37 @@ func ExampleDotRow() {
 	_ = dtype.Quantize(dtype.F16, w, row)
 	fmt.Println(cpu.DotRow(dtype.F16, row, []float32{1, 1, 1, 0.5}))
 	// Output: 8
+}
+
+// BenchmarkDotRowsQ8 runs the integer-activation row kernels over a small
+// matrix that stays in cache (L2) and over 64 MiB (DRAM) on one goroutine:
+// the first shows the kernel's compute speed, the second what memory
+// allows. MB/s is weight bytes per second.
+func BenchmarkDotRowsQ8(b *testing.B) {
+	const cols = 4096
+	for _, typ := range q8Types {
+		for _, size := range []struct {
+			name  string
+			bytes int
+		}{{"L2", 256 << 10}, {"DRAM", 64 << 20}} {
+			b.Run(typ.String()+"/"+size.name, func(b *testing.B) {
+				rb := rdRowBytes(typ, cols)
+				rows := size.bytes / rb
+				r := rand.New(rand.NewPCG(1, 2))
+				w := make([]byte, rows*rb)
+				tmpl := rdRawRow(r, typ, cols*4)
+				for off := 0; off < len(w); off += len(tmpl) {
+					copy(w[off:], tmpl)
+				}
+				var v cpu.QVec
+				v.Quantize(typ, rdVec(r, cols))
+				dst := make([]float32, rows)
+				b.SetBytes(int64(len(w)))
+				b.ReportAllocs()
+				for b.Loop() {
+					cpu.DotRowsQ8(typ, dst, w, rb, &v)
+				}
+			})
+		}
+	}
 }

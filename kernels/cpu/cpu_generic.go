@@ -1,0 +1,7 @@
+//go:build !amd64 || noasm || !gc
+
+package cpu
+
+// haveAVX2 is false where no assembly is built: every kernel runs its
+// pure-Go twin.
+const haveAVX2 = false
