@@ -117,7 +117,7 @@ type bpeEncoder struct {
 	bounds []int32
 	tmp    []int32
 	syms   []bpeSymbol
-	heap   []bpeBigram
+	heap   queue[bpeBigram]
 	word   []byte
 	// seen remembers, for this call, where the tokens of each pre-token
 	// already encoded are in out: text repeats words a lot.
@@ -128,46 +128,6 @@ type span struct{ start, end int32 }
 
 // cacheMaxWord is the longest pre-token (in bytes) that is remembered.
 const cacheMaxWord = 64
-
-func (e *bpeEncoder) push(b bpeBigram) {
-	h := append(e.heap, b)
-	i := len(h) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !h[i].before(h[p]) {
-			break
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
-	}
-	e.heap = h
-}
-
-func (e *bpeEncoder) pop() bpeBigram {
-	h := e.heap
-	top := h[0]
-	last := len(h) - 1
-	h[0] = h[last]
-	h = h[:last]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			break
-		}
-		m := l
-		if r := l + 1; r < len(h) && h[r].before(h[l]) {
-			m = r
-		}
-		if !h[m].before(h[i]) {
-			break
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-	e.heap = h
-	return top
-}
 
 func (e *bpeEncoder) tryAdd(t *Tokenizer, left, right int32) {
 	if left < 0 || right < 0 {
@@ -181,7 +141,7 @@ func (e *bpeEncoder) tryAdd(t *Tokenizer, left, right int32) {
 	if !ok {
 		return
 	}
-	e.push(bpeBigram{rank: m.rank, left: left, right: right, a: a, b: b, result: m.result})
+	e.heap.push(bpeBigram{rank: m.rank, left: left, right: right, a: a, b: b, result: m.result})
 }
 
 // encode appends the byte-level BPE tokens of text to out: the
@@ -243,7 +203,7 @@ func (e *bpeEncoder) encodeWord(t *Tokenizer, word string, out []int32) []int32 
 		e.tryAdd(t, i-1, i)
 	}
 	for len(e.heap) > 0 {
-		bg := e.pop()
+		bg := e.heap.pop()
 		l, r := &e.syms[bg.left], &e.syms[bg.right]
 		// Skip proposals whose symbols have changed since.
 		if l.dead || r.dead || l.id != bg.a || r.id != bg.b {

@@ -106,7 +106,7 @@ type spmEncoder struct {
 	buf  []byte // the escaped text
 	seg  []byte // the segment being merged
 	syms []spmSymbol
-	heap []spmBigram
+	heap queue[spmBigram]
 	seen map[string]span
 	// noCut merges the whole text at once (tests compare the two).
 	noCut bool
@@ -115,46 +115,6 @@ type spmEncoder struct {
 // before orders the SPM queue: highest score first, then leftmost.
 func (a spmBigram) before(b spmBigram) bool {
 	return a.score > b.score || (a.score == b.score && a.left < b.left)
-}
-
-func (e *spmEncoder) push(b spmBigram) {
-	h := append(e.heap, b)
-	i := len(h) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !h[i].before(h[p]) {
-			break
-		}
-		h[i], h[p] = h[p], h[i]
-		i = p
-	}
-	e.heap = h
-}
-
-func (e *spmEncoder) pop() spmBigram {
-	h := e.heap
-	top := h[0]
-	last := len(h) - 1
-	h[0] = h[last]
-	h = h[:last]
-	i := 0
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			break
-		}
-		m := l
-		if r := l + 1; r < len(h) && h[r].before(h[l]) {
-			m = r
-		}
-		if !h[m].before(h[i]) {
-			break
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
-	e.heap = h
-	return top
 }
 
 // tryAdd queues the merge of symbols left and right if their
@@ -172,7 +132,7 @@ func (e *spmEncoder) tryAdd(t *Tokenizer, left, right int32) {
 	if t.v.Scores != nil {
 		score = t.v.Scores[id]
 	}
-	e.push(spmBigram{left: left, right: right, score: score, size: b - a})
+	e.heap.push(spmBigram{left: left, right: right, score: score, size: b - a})
 }
 
 // encode appends the SentencePiece tokens of text to out. It follows
@@ -260,7 +220,7 @@ func (e *spmEncoder) merge(t *Tokenizer, seg []byte, out []int32) []int32 {
 		e.tryAdd(t, i-1, i)
 	}
 	for len(e.heap) > 0 {
-		bg := e.pop()
+		bg := e.heap.pop()
 		l, r := &e.syms[bg.left], &e.syms[bg.right]
 		// Skip proposals whose symbols have since been merged.
 		if l.start == l.end || r.start == r.end || (l.end-l.start)+(r.end-r.start) != bg.size {
