@@ -563,8 +563,13 @@ func activate(x []float32, a arch.Act) {
 // sparse FFN's skip.
 func threshold(a []float32, tau float32) {
 	for i, v := range a {
-		if v <= tau && v >= -tau {
+		if silent(v, tau) {
 			a[i] = 0
 		}
 	}
 }
+
+// silent reports whether an activation counts as inactive: |v| ≤ tau. The
+// dense threshold and the sparse oracle share it so they select the same
+// neurons.
+func silent(v, tau float32) bool { return v <= tau && v >= -tau }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/stokehq/stoke/kernels/cpu"
@@ -192,8 +191,8 @@ func (r *Runner) sparseFFN(l int, resid, x, out []float32) {
 		}
 		idx = p.Layers[l].Predict(r.pool, in, st.h, st.s, st.idx)
 		r.pool.MatVecRows(st.gate[:len(idx)], sel.Data, sel.Type, c.Dim, idx, x)
-		for k, i := range idx {
-			if selB != nil {
+		if selB != nil {
+			for k, i := range idx {
 				st.gate[k] += selB[i]
 			}
 		}
@@ -208,7 +207,7 @@ func (r *Runner) sparseFFN(l int, resid, x, out []float32) {
 		activate(full, c.Act)
 		idx = st.idx[:0]
 		for i, a := range full {
-			if float32(math.Abs(float64(a))) > tau {
+			if !silent(a, tau) {
 				idx = append(idx, int32(i))
 			}
 		}
