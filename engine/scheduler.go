@@ -27,6 +27,9 @@ type SchedulerOptions struct {
 	Threads  int        // CPU threads (0: all cores)
 	KVType   dtype.Type // F32 (default) or F16
 	Batch    int        // tokens per forward pass (prefill chunks + decodes; default 64, at least Parallel)
+	// Setup, if set, configures the scheduler's runner before the first
+	// pass (offload to a device, sparsity); an error fails NewScheduler.
+	Setup func(*Runner) error
 }
 
 // SchedulerStats is a snapshot for /metrics.
@@ -144,6 +147,12 @@ func NewScheduler(m *Model, o SchedulerOptions) (*Scheduler, error) {
 		s.slots = append(s.slots, &slot{kv: kv, sampler: sm, logits: make([]float32, m.Config.Vocab)})
 	}
 	s.r = m.NewRunner(o.Batch, o.Threads, nil)
+	if o.Setup != nil {
+		if err := o.Setup(s.r); err != nil {
+			s.r.Close()
+			return nil, err
+		}
+	}
 	s.seqs = make([]Seq, 0, o.Parallel)
 	go s.loop()
 	return s, nil

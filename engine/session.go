@@ -51,15 +51,14 @@ func (m *Model) NewKVCache(ctx int, typ dtype.Type) (*KVCache, error) {
 	if typ != dtype.F32 && typ != dtype.F16 {
 		return nil, fmt.Errorf("engine: KV cache type %s is not supported (f32, f16)", typ)
 	}
+	// Each layer's arrays are made on its first store: a layer whose
+	// attention runs on a device keeps its cache there and never costs
+	// host memory.
 	kv := &KVCache{ctx: ctx, typ: typ, kvd: c.KVDim()}
-	for range c.Layers {
-		if typ == dtype.F32 {
-			kv.k32 = append(kv.k32, make([]float32, ctx*kv.kvd))
-			kv.v32 = append(kv.v32, make([]float32, ctx*kv.kvd))
-		} else {
-			kv.k16 = append(kv.k16, make([]uint16, ctx*kv.kvd))
-			kv.v16 = append(kv.v16, make([]uint16, ctx*kv.kvd))
-		}
+	if typ == dtype.F32 {
+		kv.k32, kv.v32 = make([][]float32, c.Layers), make([][]float32, c.Layers)
+	} else {
+		kv.k16, kv.v16 = make([][]uint16, c.Layers), make([][]uint16, c.Layers)
 	}
 	return kv, nil
 }
@@ -97,9 +96,15 @@ func (kv *KVCache) layer(l int) (k, v cpu.KV) {
 func (kv *KVCache) store(l, start int, k, v []float32, n int) {
 	off := start * kv.kvd
 	if kv.typ == dtype.F32 {
+		if kv.k32[l] == nil {
+			kv.k32[l], kv.v32[l] = make([]float32, kv.ctx*kv.kvd), make([]float32, kv.ctx*kv.kvd)
+		}
 		copy(kv.k32[l][off:off+n*kv.kvd], k)
 		copy(kv.v32[l][off:off+n*kv.kvd], v)
 		return
+	}
+	if kv.k16[l] == nil {
+		kv.k16[l], kv.v16[l] = make([]uint16, kv.ctx*kv.kvd), make([]uint16, kv.ctx*kv.kvd)
 	}
 	kd, vd := kv.k16[l][off:off+n*kv.kvd], kv.v16[l][off:off+n*kv.kvd]
 	for i := range kd {
@@ -146,6 +151,9 @@ type Runner struct {
 	sparse       *sparseState
 	allIdx       []int32      // 0..ffn-1, for dense use of a neuron-major down
 	axpy         cpu.AxpyRows // state of the neuron-major down product
+
+	dev    *deviceState // offload to a device (nil: all on the host)
+	devErr error        // device failures of the current forward pass
 }
 
 // FFNRecorder observes each token's FFN input x (after the norm, len dim)
@@ -213,6 +221,7 @@ func (m *Model) NewRunner(batch, threads int, pool *cpu.Pool) *Runner {
 
 // Close stops the runner's pool if it owns one.
 func (r *Runner) Close() {
+	r.DisableOffload()
 	if r.ownPool {
 		r.pool.Close()
 	}
@@ -255,6 +264,10 @@ func (r *Runner) Forward(seqs []Seq) error {
 		return errors.New("engine: no tokens to evaluate")
 	}
 	r.forward(seqs, n)
+	if err := r.devErr; err != nil {
+		r.devErr = nil
+		return err
+	}
 	return nil
 }
 
@@ -349,6 +362,9 @@ func (s *Session) EvalAll(tokens []int32) ([]float32, error) {
 // matmul computes dst[i] = W·x[i] for n rows, using the mat-vec kernel for
 // a single token so decode streams each weight row exactly once.
 func (r *Runner) matmul(dst []float32, w *arch.Tensor, x []float32, n int) {
+	if r.deviceMatmul(dst, w, x, n) {
+		return
+	}
 	rows, cols := w.Rows(), w.Cols()
 	if n == 1 {
 		r.pool.MatVec(dst[:rows], w.Data, w.Type, rows, cols, x[:cols])
@@ -408,44 +424,51 @@ func (r *Runner) forward(seqs []Seq, n int) {
 		lv := &m.layers[l]
 
 		// attention
-		r.norm(xb, x, lv.attnNorm, lv.attnNormB, n)
-		r.matmul(q, lw.Q, xb, n)
-		r.matmul(kx, lw.K, xb, n)
-		r.matmul(vx, lw.V, xb, n)
-		addBias(q, lv.qb, n, qd)
-		addBias(kx, lv.kb, n, kvd)
-		addBias(vx, lv.vb, n, kvd)
-		for i := range n {
-			qi, ki := q[i*qd:(i+1)*qd], kx[i*kvd:(i+1)*kvd]
-			if c.QKNorm {
-				for h := range c.Heads {
-					hq := qi[h*c.HeadDim : (h+1)*c.HeadDim]
-					cpu.RMSNorm(hq, hq, lv.qNorm, c.NormEps)
+		if !r.deviceAttention(l, seqs, x, xb2, n) {
+			r.norm(xb, x, lv.attnNorm, lv.attnNormB, n)
+			r.matmul(q, lw.Q, xb, n)
+			r.matmul(kx, lw.K, xb, n)
+			r.matmul(vx, lw.V, xb, n)
+			addBias(q, lv.qb, n, qd)
+			addBias(kx, lv.kb, n, kvd)
+			addBias(vx, lv.vb, n, kvd)
+			for i := range n {
+				qi, ki := q[i*qd:(i+1)*qd], kx[i*kvd:(i+1)*kvd]
+				if c.QKNorm {
+					for h := range c.Heads {
+						hq := qi[h*c.HeadDim : (h+1)*c.HeadDim]
+						cpu.RMSNorm(hq, hq, lv.qNorm, c.NormEps)
+					}
+					for h := range c.KVHeads {
+						hk := ki[h*c.HeadDim : (h+1)*c.HeadDim]
+						cpu.RMSNorm(hk, hk, lv.kNorm, c.NormEps)
+					}
 				}
-				for h := range c.KVHeads {
-					hk := ki[h*c.HeadDim : (h+1)*c.HeadDim]
-					cpu.RMSNorm(hk, hk, lv.kNorm, c.NormEps)
+				if r.rope != nil {
+					r.rope.Apply(qi, c.Heads, r.pos[i])
+					r.rope.Apply(ki, c.KVHeads, r.pos[i])
 				}
 			}
-			if r.rope != nil {
-				r.rope.Apply(qi, c.Heads, r.pos[i])
-				r.rope.Apply(ki, c.KVHeads, r.pos[i])
+			off := 0
+			for _, sq := range seqs {
+				k := len(sq.Tokens)
+				sq.KV.store(l, sq.KV.pos, kx[off*kvd:(off+k)*kvd], vx[off*kvd:(off+k)*kvd], k)
+				kc, vc := sq.KV.layer(l)
+				r.pool.Attention(att[off*qd:(off+k)*qd], q[off*qd:(off+k)*qd], k, sq.KV.pos, kc, vc, c.Heads, c.KVHeads, c.HeadDim, scale)
+				off += k
 			}
+			r.matmul(xb2, lw.O, att, n)
+			addBias(xb2, lv.ob, n, dim)
 		}
-		off := 0
-		for _, sq := range seqs {
-			k := len(sq.Tokens)
-			sq.KV.store(l, sq.KV.pos, kx[off*kvd:(off+k)*kvd], vx[off*kvd:(off+k)*kvd], k)
-			kc, vc := sq.KV.layer(l)
-			r.pool.Attention(att[off*qd:(off+k)*qd], q[off*qd:(off+k)*qd], k, sq.KV.pos, kc, vc, c.Heads, c.KVHeads, c.HeadDim, scale)
-			off += k
-		}
-		r.matmul(xb2, lw.O, att, n)
-		addBias(xb2, lv.ob, n, dim)
 		cpu.AddInPlace(x, xb2)
 
 		// feed-forward
 		r.norm(xb, x, lv.ffnNorm, lv.ffnNormB, n)
+		if r.deviceFFN(l, x, xb, xb2, n) {
+			addBias(xb2, lv.downB, n, dim)
+			cpu.AddInPlace(x, xb2)
+			continue
+		}
 		if r.sparse != nil && n == 1 && r.recorder == nil {
 			r.sparseFFN(l, x, xb, xb2)
 			cpu.AddInPlace(x, xb2)

@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"profile":         {"record per-neuron FFN firing statistics over a text", cmdProfile},
 	"train-predictor": {"train per-layer activation predictors from a profile", cmdTrainPredictor},
 	"eval-predictor":  {"recall, precision, sparsity and cost of a predictor on held-out text", cmdEvalPredictor},
+	"plan":            {"place a model in a VRAM budget: per-layer placement, bytes, hit rate, roofline tok/s", cmdPlan},
 }
 
 func usage(w io.Writer) {

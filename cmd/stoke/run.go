@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/stokehq/stoke/engine"
 	"github.com/stokehq/stoke/models/dtype"
@@ -47,6 +48,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	asJSON := fs.Bool("json", false, "print one JSON object instead of streaming text")
 	sparse := fs.Bool("sparse", false, "compute only the FFN neurons predicted active")
 	predPath := fs.String("predictor", "", "predictor GGUF `file` for --sparse (default: the model's own, else oracle mode)")
+	off := addOffloadFlags(fs)
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -87,6 +89,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer s.Close()
+	setup, closeDev, err := off.setup(m, s.Context(), 1, planBatch(engine.DefaultBatch, 1), kvt, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
+	if setup != nil {
+		if err := setup(s.Runner()); err != nil {
+			return err
+		}
+		defer s.Runner().DisableOffload()
+	}
 	if *sparse {
 		sp, how, err := sparsityFor(m, *predPath)
 		if err != nil {
@@ -142,6 +155,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		res.PromptTokens, res.PromptTokensPerSecond(), len(res.Tokens), res.TokensPerSecond(), res.Finish)
 	if a, p := s.Runner().SparseStats(); p > 0 {
 		fmt.Fprintf(stdout, "sparse FFN: computed %.1f%% of neurons\n", 100*float64(a)/float64(p))
+	}
+	if st := s.Runner().OffloadStats(); st.Active > 0 {
+		fmt.Fprintf(stdout, "offload: %.1f%% of computed neurons on the device; device half %s, host half %s\n",
+			100*st.HitRate(), st.DeviceTime.Round(time.Millisecond), st.HostTime.Round(time.Millisecond))
 	}
 	return err
 }

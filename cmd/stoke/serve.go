@@ -36,7 +36,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	kvType := fs.String("kv-type", "f32", "KV cache type: f32 or f16")
 	tmplFlag := fs.String("chat-template", "", "chat template: a Jinja `file`, a template, or a built-in name ("+strings.Join(chat.BuiltinNames(), ", ")+"); default: the model's own")
 	name := fs.String("name", "", "model id clients send as \"model\" (default: the file name without .gguf)")
-	vram := fs.Float64("vram", 0, "GPU memory budget in GiB for offload (GPU offload is not available yet: 0)")
+	off := addOffloadFlags(fs)
 	grace := fs.Duration("grace", openai.DefaultGrace, "on SIGTERM, how long in-flight requests may finish before they are cancelled")
 	quiet := fs.Bool("quiet", false, "log warnings only, not one line per request")
 	pos, err := parseFlags(fs, args)
@@ -52,10 +52,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--parallel %d: need at least one slot", *parallel)
 	case *ctxLen < 0 || *queue < 0 || *threads < 0 || *batch < 0:
 		return usagef("--ctx, --queue, --threads and --batch must be ≥ 0")
-	case *vram < 0:
-		return usagef("--vram %g: a budget is ≥ 0", *vram)
-	case *vram > 0:
-		return usagef("--vram %g: GPU offload is not available yet; run without --vram to serve from the CPU", *vram)
 	}
 	kvt, err := dtype.Parse(*kvType)
 	if err != nil || (kvt != dtype.F32 && kvt != dtype.F16) {
@@ -97,8 +93,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Warn("chat is disabled: /v1/chat/completions will answer 400 until a template is given", "reason", tmplErr)
 	}
 
+	slotCtx := *ctxLen
+	if slotCtx == 0 {
+		slotCtx = min(m.Config.Context, engine.DefaultContext)
+	}
+	setup, closeDev, err := off.setup(m, slotCtx, *parallel, planBatch(*batch, *parallel), kvt, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeDev()
 	sched, err := engine.NewScheduler(m, engine.SchedulerOptions{
-		Parallel: *parallel, Context: *ctxLen, Queue: *queue, Threads: *threads, KVType: kvt, Batch: *batch,
+		Parallel: *parallel, Context: slotCtx, Queue: *queue, Threads: *threads, KVType: kvt, Batch: *batch, Setup: setup,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,118 @@
+package engine_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stokehq/stoke/engine"
+	"github.com/stokehq/stoke/kernels/cpu"
+	"github.com/stokehq/stoke/models/dtype"
+	"github.com/stokehq/stoke/models/synth"
+	"github.com/stokehq/stoke/offload"
+)
+
+// offloadLogits runs a prompt as one prefill (batched device trips) and
+// then decodes greedily, returning the prefill's last logits and every
+// decode step's; setup may enable offload on the session's runner.
+func offloadLogits(t *testing.T, m *engine.Model, prompt []int32, steps int, setup func(r *engine.Runner)) [][]float32 {
+	t.Helper()
+	s := session(t, m, engine.Options{Context: 64, Batch: 8})
+	if setup != nil {
+		setup(s.Runner())
+	}
+	var out [][]float32
+	l, err := s.Eval(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, append([]float32(nil), l...))
+	for range steps {
+		best := 0
+		for i, v := range l {
+			if v > l[best] {
+				best = i
+			}
+		}
+		if l, err = s.Eval([]int32{int32(best)}); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, append([]float32(nil), l...))
+	}
+	return out
+}
+
+// TestHybridEqualsDense is the no-GPU acceptance test of the hybrid
+// executor: with a CPU backend capped to the budget standing in for the
+// device, hybrid and layer-split plans at 0, 10, 50 and 100% of the
+// model's bytes give the dense logits within 1e-5 relative, on every
+// family and dtype, and the device never holds more than the plan (nor
+// the plan more than the budget). As for the sparse path, quantized
+// standard-layout files split their down projection over a Q8_0
+// neuron-major copy, so they are compared in PowerInfer's layout, whose
+// ffn_down_t every path shares.
+func TestHybridEqualsDense(t *testing.T) {
+	type tc struct {
+		name string
+		c    synth.Config
+	}
+	var cases []tc
+	for _, dt := range []dtype.Type{dtype.F32, dtype.F16, dtype.BF16} {
+		cases = append(cases,
+			tc{"llama-silu/" + dt.String(), synth.Config{Arch: "llama", Type: dt}},
+			tc{"bamboo-drelu/" + dt.String(), synth.Config{Arch: "bamboo", Act: "drelu", Type: dt}},
+			tc{"opt/" + dt.String(), synth.Config{Arch: "opt", Act: "relu", Type: dt}},
+		)
+	}
+	for _, dt := range []dtype.Type{dtype.Q4_0, dtype.Q4_1, dtype.Q5_0, dtype.Q5_1, dtype.Q8_0, dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+		cases = append(cases, tc{"powerinfer-relu/" + dt.String(), synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dt}})
+	}
+	cases = append(cases, tc{"powerinfer-opt/Q4_0", synth.Config{Arch: "opt", Act: "relu", PowerInfer: true, Type: dtype.Q4_0}})
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.c.Params, c.c.Seed = 2e6, 3
+			m := load(t, synthModel(t, c.c))
+			prompt := m.Tok.Encode("Hybrid and dense must agree on this prompt.", true, true)
+			dense := offloadLogits(t, m, prompt, 4, nil)
+			desc, err := m.OffloadDesc(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total := desc.WeightBytes()
+			for _, mode := range []offload.Mode{offload.ModeHybrid, offload.ModeLayerSplit} {
+				for _, share := range []float64{0, 0.1, 0.5, 1} {
+					budget := int64(share * float64(total))
+					if share == 1 {
+						budget = total * 3 // all of it, with KV and scratch
+					}
+					t.Run(fmt.Sprintf("%v/%.0f%%", mode, share*100), func(t *testing.T) {
+						plan, err := offload.Solve(desc, offload.Options{Mode: mode, Budget: budget, Context: 64, Seqs: 1, Batch: 8, Layers: -1})
+						if err != nil {
+							t.Skipf("no plan fits %d bytes: %v", budget, err)
+						}
+						if plan.TotalBytes > budget {
+							t.Fatalf("plan of %d bytes over the %d budget", plan.TotalBytes, budget)
+						}
+						var dev *cpu.Backend
+						got := offloadLogits(t, m, prompt, 4, func(r *engine.Runner) {
+							dev = cpu.NewBackend(r.Pool(), budget)
+							if err := r.EnableOffload(dev, plan); err != nil {
+								t.Fatal(err)
+							}
+						})
+						for i := range dense {
+							if d := relDiff(got[i], dense[i]); d > 1e-5 {
+								t.Fatalf("step %d: hybrid differs from dense by %.2e relative", i, d)
+							}
+						}
+						if dev.Peak() > plan.TotalBytes {
+							t.Fatalf("device held %d bytes, plan %d", dev.Peak(), plan.TotalBytes)
+						}
+						if share == 1 && mode == offload.ModeHybrid && plan.HitRate < 1 {
+							t.Fatalf("everything fits but the plan serves %.2f of the neurons", plan.HitRate)
+						}
+					})
+				}
+			}
+		})
+	}
+}
