@@ -40,6 +40,11 @@ const (
 	cmdQueueDepth = 1024
 )
 
+// ScratchBytes is the device memory a Backend allocates for itself when it
+// opens (kernel scratch and counters), on top of the CUDA context, whose
+// size only the driver knows (Device().ContextBytes after opening).
+const ScratchBytes = scratchBytes + counterBytes
+
 var errClosed = errors.New("cuda: backend is closed")
 
 // Backend is an NVIDIA GPU as a kernels.Backend, reached through the

@@ -49,7 +49,7 @@ func gpuForBench(b *testing.B) (*cuda.Backend, float64) {
 				benchErr = err
 				return
 			}
-			benchGPU, benchErr = cuda.OpenEmulator(lib, 4)
+			benchGPU, benchErr = cuda.OpenEmulator(lib, 4, false)
 		} else {
 			benchGPU, benchErr = cuda.Open(cuda.Config{})
 		}

@@ -37,6 +37,7 @@ type emuDevice struct {
 	memcpyFn   func(dst, src, n uint64)
 	used       int64
 	t0         time.Time
+	noMap      bool // refuse mapped host memory (the backend's fallback path)
 }
 
 const emuTotal = 4 << 30
@@ -87,6 +88,9 @@ func (d *emuDevice) dtoh(dst []byte, src uint64) error {
 	return nil
 }
 func (d *emuDevice) hostAlloc(n int, mapped bool) ([]byte, uint64, error) {
+	if mapped && d.noMap {
+		return nil, 0, errors.New("emu: no mapped host memory")
+	}
 	p := d.mallocHost(uint64(n))
 	if p == nil {
 		return nil, 0, errors.New("emu: host allocation failed")
@@ -117,20 +121,36 @@ var (
 	emuErr  error
 )
 
+// errNoEmulator marks the reasons the emulator cannot be built here (no
+// C++ compiler, no sources): tests skip on it and fail on anything else.
+var errNoEmulator = errors.New("no kernel emulator")
+
 // buildEmulator compiles emu/emu.cpp (with kernels.cu) into a shared
 // library, once per process, cached in the temporary directory by a hash
-// of the sources. It fails when g++ or the sources are missing.
+// of the sources. The error wraps errNoEmulator when no C++ compiler or
+// no sources are available; a failing compilation is a different error.
 func buildEmulator() (string, error) {
 	emuOnce.Do(func() { emuLib, emuErr = doBuildEmulator() })
 	return emuLib, emuErr
 }
 
+// cxx finds a C++ compiler: g++ (the CUDA toolkit may install only a
+// versioned one) or clang++.
+func cxx() (string, error) {
+	for _, name := range []string{"g++", "g++-12", "g++-11", "clang++"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%w: no g++ or clang++", errNoEmulator)
+}
+
 var entryRE = regexp.MustCompile(`(?m)^\.visible \.entry (\w+)\(`)
 
 func doBuildEmulator() (string, error) {
-	gxx, err := exec.LookPath("g++")
+	gxx, err := cxx()
 	if err != nil {
-		return "", errors.New("g++ not found")
+		return "", err
 	}
 	var table strings.Builder
 	for _, m := range entryRE.FindAllStringSubmatch(ptx52, -1) {
@@ -141,7 +161,7 @@ func doBuildEmulator() (string, error) {
 	srcs, _ := filepath.Glob("*.cu*")
 	emuSrcs, _ := filepath.Glob("emu/*")
 	if len(srcs) == 0 || len(emuSrcs) == 0 {
-		return "", errors.New("kernel sources not found (run the test from kernels/cuda)")
+		return "", fmt.Errorf("%w: kernel sources not found (run the test from kernels/cuda)", errNoEmulator)
 	}
 	for _, f := range append(srcs, emuSrcs...) {
 		b, err := os.ReadFile(f)
@@ -173,11 +193,12 @@ func doBuildEmulator() (string, error) {
 
 // openEmulator opens a backend on the emulator library lib, reporting sms
 // multiprocessors (which shapes the AxpyRows and Attention splits).
-func openEmulator(lib string, sms int) (*Backend, error) {
+func openEmulator(lib string, sms int, noMap bool) (*Backend, error) {
 	d, err := loadEmu(lib)
 	if err != nil {
 		return nil, err
 	}
+	d.noMap = noMap
 	return start(Config{}, func() (device, devInfo, error) {
 		return d, devInfo{name: "emulator", cc: [2]int{5, 2}, sms: sms, l2: 1 << 20, total: emuTotal,
 			driver: 12020, ptx: ptxImages[0]}, nil
@@ -190,4 +211,6 @@ var (
 	BuildEmulator = buildEmulator
 	// OpenEmulator opens a Backend whose device is the emulator.
 	OpenEmulator = openEmulator
+	// ErrNoEmulator: the emulator cannot be built on this machine.
+	ErrNoEmulator = errNoEmulator
 )

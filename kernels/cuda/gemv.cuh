@@ -60,7 +60,9 @@ __device__ __forceinline__ void gemv_row_plain(const u8* row, i64 rb, int cols, 
 template <class Q, int N>
 __device__ __forceinline__ void quant_tile(const u8* s, int nbt, int t, const float* x, int cols, int nx, bool xa, int lane, float* acc) {
   const int m = lane % Q::LPB, bl = lane / Q::LPB;
-#pragma unroll
+  // Unrolled for one input; rolled for eight, whose accumulators and x
+  // loads would otherwise spill on sm_75 (where ptxas aims at 64 registers).
+#pragma unroll(N == 1 ? Q::G : 1)
   for (int g = 0; g < Q::G; g++) {
     const int b = g * Q::BPG + bl;
     if (b < nbt) {
@@ -185,14 +187,16 @@ __device__ __forceinline__ void gemv_quant(float* dst, i64 dstride, const u8* w,
 }
 
 // gemv1_T: one input, dense (idx == NULL) or gathered rows.
-// gemv8_T: up to 8 inputs (nx), dense; dst rows are dstride apart.
+// gemv8_T: up to 8 inputs (nx), dense; dst rows are dstride apart. Its
+// launch bound asks for only 2 resident blocks per SM, which lets ptxas
+// use up to 128 registers instead of spilling (sm_86 aims at fewer).
 #define GEMV_ENTRIES(KIND, T, name)                                                                                    \
   extern "C" __global__ void __launch_bounds__(WARPS * 32)                                                             \
       gemv1_##name(float* dst, const u8* w, i64 rb, int cols, const int* idx, int nrows, i64 nrw, const float* x,    \
                    int flags, u32* err) {                                                                              \
     KIND<T, 1>(dst, 0, w, rb, cols, idx, nrows, nrw, x, 1, flags, err);                                                \
   }                                                                                                                    \
-  extern "C" __global__ void __launch_bounds__(WARPS * 32)                                                             \
+  extern "C" __global__ void __launch_bounds__(WARPS * 32, 2)                                                          \
       gemv8_##name(float* dst, i64 dstride, const u8* w, i64 rb, int cols, int nrows, const float* x, int nx,         \
                    int flags, u32* err) {                                                                              \
     KIND<T, 8>(dst, dstride, w, rb, cols, 0, nrows, nrows, x, nx, flags, err);                                         \

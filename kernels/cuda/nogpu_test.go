@@ -3,6 +3,7 @@ package cuda_test
 import (
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -28,6 +29,7 @@ func oneLine(t *testing.T, err error) string {
 // TestOpenNoLibrary: without libcuda Open fails with a reason, through the
 // option and through $STOKE_LIBCUDA.
 func TestOpenNoLibrary(t *testing.T) {
+	linuxOnly(t)
 	const missing = "libcuda-stoke-missing.so.1"
 	msg := oneLine(t, openErr(cuda.Config{Library: missing}))
 	if !strings.Contains(msg, "cannot load "+missing) || !strings.Contains(msg, "NVIDIA driver") {
@@ -45,6 +47,7 @@ func TestOpenNoLibrary(t *testing.T) {
 // is no device. CI sets STOKE_EXPECT_LIBCUDA=1, where the library must
 // load; elsewhere a missing library skips.
 func TestOpenNoDevice(t *testing.T) {
+	linuxOnly(t)
 	b, err := cuda.Open(cuda.Config{})
 	if err == nil {
 		d := b.Device()
@@ -61,6 +64,12 @@ func TestOpenNoDevice(t *testing.T) {
 	t.Logf("Open: %s", msg)
 	if !strings.Contains(msg, "no CUDA device") && !strings.Contains(msg, "did not initialise") {
 		t.Errorf("error does not say why: %q", msg)
+	}
+}
+
+func linuxOnly(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the CUDA backend binds libcuda.so.1: Linux only")
 	}
 }
 

@@ -172,11 +172,17 @@ extern "C" __global__ void threshold(float* x, i64 n, float tau) {
 }
 
 // read_bw reads n 16-byte vectors (for measuring the device's read
-// bandwidth); the sink is written only on an impossible value, so the
-// loads cannot be optimised away.
+// bandwidth), four loads in flight per thread; the sink is written only on
+// an impossible value, so the loads cannot be optimised away.
 extern "C" __global__ void read_bw(const uint4* p, i64 n, u32* sink) {
   u32 acc = 0;
-  GRID_STRIDE(i, n) {
+  const i64 stride = (i64)gridDim.x * blockDim.x;
+  i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+  for (; i + 3 * stride < n; i += 4 * stride) {
+    const uint4 a = ldw(p + i), b = ldw(p + i + stride), c = ldw(p + i + 2 * stride), d = ldw(p + i + 3 * stride);
+    acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+  }
+  for (; i < n; i += stride) {
     const uint4 v = ldw(p + i);
     acc ^= v.x ^ v.y ^ v.z ^ v.w;
   }

@@ -4,6 +4,7 @@ package cuda_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -60,16 +61,73 @@ func TestGPU(t *testing.T) {
 // TestEmulator runs the suite with the kernels executed by the host
 // emulator: the kernels' logic and the whole backend, without a GPU.
 func TestEmulator(t *testing.T) {
-	lib, err := cuda.BuildEmulator()
-	if err != nil {
-		t.Skipf("no kernel emulator: %v", err)
-	}
-	b, err := cuda.OpenEmulator(lib, 4)
+	lib := emulator(t)
+	b, err := cuda.OpenEmulator(lib, 4, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	runSuite(t, b, true)
+}
+
+// TestEmulatorUnmapped: where mapped host memory is unavailable, the
+// kernels' error word lives in device memory and Sync copies it back.
+func TestEmulatorUnmapped(t *testing.T) {
+	lib := emulator(t)
+	b, err := cuda.OpenEmulator(lib, 4, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pool := cpu.NewPool(1)
+	defer pool.Close()
+	r := &rig{t: t, gpu: b, cpu: cpu.NewBackend(pool, 0), rng: rand.New(rand.NewPCG(3, 3)), small: true}
+	t.Run("Errors", r.errors)
+	t.Run("AxpyRows", r.axpyRows)
+}
+
+// TestEmulatorClose: Close frees everything; afterwards ops do nothing and
+// Sync and Alloc fail.
+func TestEmulatorClose(t *testing.T) {
+	lib := emulator(t)
+	b, err := cuda.OpenEmulator(lib, 4, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := b.Alloc(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Add(x, x, 16)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	b.Add(x, x, 16)
+	b.Upload(x, make([]byte, 4))
+	if err := b.Sync(); err == nil {
+		t.Error("Sync after Close succeeded")
+	}
+	if _, err := b.Alloc(4); err == nil {
+		t.Error("Alloc after Close succeeded")
+	}
+	_ = b.Info()
+}
+
+// emulator returns the emulator library, skipping where no C++ compiler
+// is available and failing when the kernels do not compile as C++.
+func emulator(t *testing.T) string {
+	t.Helper()
+	lib, err := cuda.BuildEmulator()
+	if errors.Is(err, cuda.ErrNoEmulator) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lib
 }
 
 type rig struct {

@@ -1,0 +1,40 @@
+#!/bin/sh
+# devrun.sh: the CUDA checks for a machine with an NVIDIA GPU and no Go.
+#
+# Build the test binary where Go is (no cgo; the PTX is embedded):
+#
+#	CGO_ENABLED=0 go test -c -o kernels/cuda/cuda.test ./kernels/cuda
+#
+# then, on the GPU machine, from the repository root (or anywhere):
+#
+#	sh kernels/cuda/devrun.sh [path/to/cuda.test]
+#
+# It runs, with STOKE_GPU=1: the GPU op suite (every op against the CPU
+# backend), then the benchmarks (read bandwidth, dense and gathered GEMV
+# per weight type, 8-input MatMul, AxpyRows, decode attention). The full
+# outputs go to $OUT/cuda-tests.txt and $OUT/cuda-bench.txt ($OUT, or a
+# temporary directory); a summary to stdout. BENCHTIME (default 200x) sets -test.benchtime;
+# BENCH (default .) selects benchmarks. The exit status is the suite's.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-$here/cuda.test}
+bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+if [ ! -x "$bin" ]; then
+	echo "devrun.sh: no test binary at $bin (build it with: CGO_ENABLED=0 go test -c -o kernels/cuda/cuda.test ./kernels/cuda)" >&2
+	exit 2
+fi
+out=${OUT:-$(mktemp -d)}
+cd "$here" # the emulator tests look for the sources here
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
+
+echo "== GPU suite"
+STOKE_GPU=1 "$bin" -test.count=1 -test.timeout=15m -test.v \
+	-test.run 'TestGPU|TestOpen|TestPTX|TestChoosePTX' >"$out/cuda-tests.txt" 2>&1
+status=$?
+grep -E '^(=== RUN|---|PASS|FAIL|ok)|_test.go' "$out/cuda-tests.txt" | grep -v '=== RUN' | tail -n 200
+
+echo "== benchmarks"
+STOKE_GPU=1 "$bin" -test.run '^$' -test.bench "${BENCH:-.}" -test.benchtime "${BENCHTIME:-200x}" \
+	-test.timeout=20m 2>&1 | tee "$out/cuda-bench.txt"
+echo "(full output in $out)"
+exit "$status"
