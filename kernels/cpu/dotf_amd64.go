@@ -2,7 +2,11 @@
 
 package cpu
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/stokehq/stoke/models/dtype"
+)
 
 // Dispatch of the float row kernels: row holds len(x) elements (the
 // callers slice it).
@@ -64,4 +68,28 @@ func axpyHalf(dst []float32, a float32, x []uint16) {
 		return
 	}
 	axpyHalfGeneric(dst, a, x)
+}
+
+// dotFloatMulti runs the float multi-input kernel of t for n (2 or 3)
+// inputs of cols values each, x holding them one after another, and
+// reports whether there was one.
+func dotFloatMulti(t dtype.Type, dst []float32, w []byte, x []float32, cols, n int) bool {
+	stride := 4 * cols
+	switch {
+	case t == dtype.F32 && n == 3:
+		dotF32x3AVX2(w[:4*cols], x, stride, cols, dst[:3])
+	case t == dtype.F32 && n == 2:
+		dotF32x2AVX2(w[:4*cols], x, stride, cols, dst[:2])
+	case t == dtype.F16 && n == 3:
+		dotF16x3AVX2(w[:2*cols], x, stride, cols, dst[:3])
+	case t == dtype.F16 && n == 2:
+		dotF16x2AVX2(w[:2*cols], x, stride, cols, dst[:2])
+	case t == dtype.BF16 && n == 3:
+		dotBF16x3AVX2(w[:2*cols], x, stride, cols, dst[:3])
+	case t == dtype.BF16 && n == 2:
+		dotBF16x2AVX2(w[:2*cols], x, stride, cols, dst[:2])
+	default:
+		return false
+	}
+	return true
 }

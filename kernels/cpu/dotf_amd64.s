@@ -202,6 +202,594 @@ done:
 	MOVSS X1, ret+56(FP)
 	RET
 
+// func dotF32x2AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+// Requires: AVX, FMA3
+TEXT ·dotF32x2AVX2(SB), NOSPLIT, $0-88
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   n+56(FP), BX
+	MOVQ   dst_base+64(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+loop32:
+	CMPQ        BX, $0x20
+	JL          loop8
+	VMOVUPS     (AX), Y8
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS (CX)(DX*1), Y8, Y4
+	VMOVUPS     32(AX), Y8
+	VFMADD231PS 32(CX), Y8, Y1
+	VFMADD231PS 32(CX)(DX*1), Y8, Y5
+	VMOVUPS     64(AX), Y8
+	VFMADD231PS 64(CX), Y8, Y2
+	VFMADD231PS 64(CX)(DX*1), Y8, Y6
+	VMOVUPS     96(AX), Y8
+	VFMADD231PS 96(CX), Y8, Y3
+	VFMADD231PS 96(CX)(DX*1), Y8, Y7
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000080, CX
+	SUBQ        $0x20, BX
+	JMP         loop32
+
+loop8:
+	CMPQ        BX, $0x08
+	JL          reduce
+	VMOVUPS     (AX), Y8
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS (CX)(DX*1), Y8, Y4
+	ADDQ        $0x00000020, AX
+	ADDQ        $0x20, CX
+	SUBQ        $0x08, BX
+	JMP         loop8
+
+reduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+
+tail:
+	TESTQ       BX, BX
+	JZ          done
+	VMOVSS      (AX), X2
+	VFMADD231SS (CX), X2, X1
+	VFMADD231SS (CX)(DX*1), X2, X0
+	ADDQ        $0x04, AX
+	ADDQ        $0x04, CX
+	DECQ        BX
+	JMP         tail
+
+done:
+	VMOVSS X1, (SI)
+	VMOVSS X0, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotF16x2AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+// Requires: AVX, F16C, FMA3
+TEXT ·dotF16x2AVX2(SB), NOSPLIT, $0-88
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   n+56(FP), BX
+	MOVQ   dst_base+64(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+loop32:
+	CMPQ        BX, $0x20
+	JL          loop8
+	VCVTPH2PS   (AX), Y8
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS (CX)(DX*1), Y8, Y4
+	VCVTPH2PS   16(AX), Y8
+	VFMADD231PS 32(CX), Y8, Y1
+	VFMADD231PS 32(CX)(DX*1), Y8, Y5
+	VCVTPH2PS   32(AX), Y8
+	VFMADD231PS 64(CX), Y8, Y2
+	VFMADD231PS 64(CX)(DX*1), Y8, Y6
+	VCVTPH2PS   48(AX), Y8
+	VFMADD231PS 96(CX), Y8, Y3
+	VFMADD231PS 96(CX)(DX*1), Y8, Y7
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	SUBQ        $0x20, BX
+	JMP         loop32
+
+loop8:
+	CMPQ        BX, $0x08
+	JL          reduce
+	VCVTPH2PS   (AX), Y8
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS (CX)(DX*1), Y8, Y4
+	ADDQ        $0x00000010, AX
+	ADDQ        $0x20, CX
+	SUBQ        $0x08, BX
+	JMP         loop8
+
+reduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+
+tail:
+	TESTQ       BX, BX
+	JZ          done
+	MOVWLZX     (AX), DI
+	VMOVD       DI, X2
+	VCVTPH2PS   X2, X2
+	VFMADD231SS (CX), X2, X1
+	VFMADD231SS (CX)(DX*1), X2, X0
+	ADDQ        $0x02, AX
+	ADDQ        $0x04, CX
+	DECQ        BX
+	JMP         tail
+
+done:
+	VMOVSS X1, (SI)
+	VMOVSS X0, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotBF16x2AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotBF16x2AVX2(SB), NOSPLIT, $0-88
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   n+56(FP), BX
+	MOVQ   dst_base+64(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+loop32:
+	CMPQ        BX, $0x20
+	JL          loop8
+	VPMOVZXWD   (AX), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS (CX)(DX*1), Y8, Y4
+	VPMOVZXWD   16(AX), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS 32(CX), Y8, Y1
+	VFMADD231PS 32(CX)(DX*1), Y8, Y5
+	VPMOVZXWD   32(AX), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS 64(CX), Y8, Y2
+	VFMADD231PS 64(CX)(DX*1), Y8, Y6
+	VPMOVZXWD   48(AX), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS 96(CX), Y8, Y3
+	VFMADD231PS 96(CX)(DX*1), Y8, Y7
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	SUBQ        $0x20, BX
+	JMP         loop32
+
+loop8:
+	CMPQ        BX, $0x08
+	JL          reduce
+	VPMOVZXWD   (AX), Y8
+	VPSLLD      $0x10, Y8, Y8
+	VFMADD231PS (CX), Y8, Y0
+	VFMADD231PS (CX)(DX*1), Y8, Y4
+	ADDQ        $0x00000010, AX
+	ADDQ        $0x20, CX
+	SUBQ        $0x08, BX
+	JMP         loop8
+
+reduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+
+tail:
+	TESTQ       BX, BX
+	JZ          done
+	MOVWLZX     (AX), DI
+	SHLL        $0x10, DI
+	VMOVD       DI, X2
+	VFMADD231SS (CX), X2, X1
+	VFMADD231SS (CX)(DX*1), X2, X0
+	ADDQ        $0x02, AX
+	ADDQ        $0x04, CX
+	DECQ        BX
+	JMP         tail
+
+done:
+	VMOVSS X1, (SI)
+	VMOVSS X0, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotF32x3AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+// Requires: AVX, FMA3
+TEXT ·dotF32x3AVX2(SB), NOSPLIT, $0-88
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   n+56(FP), BX
+	MOVQ   dst_base+64(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+loop32:
+	CMPQ        BX, $0x20
+	JL          loop8
+	VMOVUPS     (AX), Y12
+	VFMADD231PS (CX), Y12, Y0
+	VFMADD231PS (CX)(DX*1), Y12, Y4
+	VFMADD231PS (CX)(DX*2), Y12, Y8
+	VMOVUPS     32(AX), Y12
+	VFMADD231PS 32(CX), Y12, Y1
+	VFMADD231PS 32(CX)(DX*1), Y12, Y5
+	VFMADD231PS 32(CX)(DX*2), Y12, Y9
+	VMOVUPS     64(AX), Y12
+	VFMADD231PS 64(CX), Y12, Y2
+	VFMADD231PS 64(CX)(DX*1), Y12, Y6
+	VFMADD231PS 64(CX)(DX*2), Y12, Y10
+	VMOVUPS     96(AX), Y12
+	VFMADD231PS 96(CX), Y12, Y3
+	VFMADD231PS 96(CX)(DX*1), Y12, Y7
+	VFMADD231PS 96(CX)(DX*2), Y12, Y11
+	ADDQ        $0x00000080, AX
+	ADDQ        $0x00000080, CX
+	SUBQ        $0x20, BX
+	JMP         loop32
+
+loop8:
+	CMPQ        BX, $0x08
+	JL          reduce
+	VMOVUPS     (AX), Y12
+	VFMADD231PS (CX), Y12, Y0
+	VFMADD231PS (CX)(DX*1), Y12, Y4
+	VFMADD231PS (CX)(DX*2), Y12, Y8
+	ADDQ        $0x00000020, AX
+	ADDQ        $0x20, CX
+	SUBQ        $0x08, BX
+	JMP         loop8
+
+reduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VADDPS       Y9, Y8, Y8
+	VADDPS       Y11, Y10, Y10
+	VADDPS       Y10, Y8, Y8
+	VEXTRACTF128 $0x01, Y8, X2
+	VADDPS       X2, X8, X2
+	VMOVHLPS     X2, X2, X3
+	VADDPS       X3, X2, X2
+	VMOVSHDUP    X2, X3
+	VADDSS       X3, X2, X2
+
+tail:
+	TESTQ       BX, BX
+	JZ          done
+	VMOVSS      (AX), X3
+	VFMADD231SS (CX), X3, X1
+	VFMADD231SS (CX)(DX*1), X3, X0
+	VFMADD231SS (CX)(DX*2), X3, X2
+	ADDQ        $0x04, AX
+	ADDQ        $0x04, CX
+	DECQ        BX
+	JMP         tail
+
+done:
+	VMOVSS X1, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotF16x3AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+// Requires: AVX, F16C, FMA3
+TEXT ·dotF16x3AVX2(SB), NOSPLIT, $0-88
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   n+56(FP), BX
+	MOVQ   dst_base+64(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+loop32:
+	CMPQ        BX, $0x20
+	JL          loop8
+	VCVTPH2PS   (AX), Y12
+	VFMADD231PS (CX), Y12, Y0
+	VFMADD231PS (CX)(DX*1), Y12, Y4
+	VFMADD231PS (CX)(DX*2), Y12, Y8
+	VCVTPH2PS   16(AX), Y12
+	VFMADD231PS 32(CX), Y12, Y1
+	VFMADD231PS 32(CX)(DX*1), Y12, Y5
+	VFMADD231PS 32(CX)(DX*2), Y12, Y9
+	VCVTPH2PS   32(AX), Y12
+	VFMADD231PS 64(CX), Y12, Y2
+	VFMADD231PS 64(CX)(DX*1), Y12, Y6
+	VFMADD231PS 64(CX)(DX*2), Y12, Y10
+	VCVTPH2PS   48(AX), Y12
+	VFMADD231PS 96(CX), Y12, Y3
+	VFMADD231PS 96(CX)(DX*1), Y12, Y7
+	VFMADD231PS 96(CX)(DX*2), Y12, Y11
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	SUBQ        $0x20, BX
+	JMP         loop32
+
+loop8:
+	CMPQ        BX, $0x08
+	JL          reduce
+	VCVTPH2PS   (AX), Y12
+	VFMADD231PS (CX), Y12, Y0
+	VFMADD231PS (CX)(DX*1), Y12, Y4
+	VFMADD231PS (CX)(DX*2), Y12, Y8
+	ADDQ        $0x00000010, AX
+	ADDQ        $0x20, CX
+	SUBQ        $0x08, BX
+	JMP         loop8
+
+reduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VADDPS       Y9, Y8, Y8
+	VADDPS       Y11, Y10, Y10
+	VADDPS       Y10, Y8, Y8
+	VEXTRACTF128 $0x01, Y8, X2
+	VADDPS       X2, X8, X2
+	VMOVHLPS     X2, X2, X3
+	VADDPS       X3, X2, X2
+	VMOVSHDUP    X2, X3
+	VADDSS       X3, X2, X2
+
+tail:
+	TESTQ       BX, BX
+	JZ          done
+	MOVWLZX     (AX), DI
+	VMOVD       DI, X3
+	VCVTPH2PS   X3, X3
+	VFMADD231SS (CX), X3, X1
+	VFMADD231SS (CX)(DX*1), X3, X0
+	VFMADD231SS (CX)(DX*2), X3, X2
+	ADDQ        $0x02, AX
+	ADDQ        $0x04, CX
+	DECQ        BX
+	JMP         tail
+
+done:
+	VMOVSS X1, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotBF16x3AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·dotBF16x3AVX2(SB), NOSPLIT, $0-88
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   n+56(FP), BX
+	MOVQ   dst_base+64(FP), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+loop32:
+	CMPQ        BX, $0x20
+	JL          loop8
+	VPMOVZXWD   (AX), Y12
+	VPSLLD      $0x10, Y12, Y12
+	VFMADD231PS (CX), Y12, Y0
+	VFMADD231PS (CX)(DX*1), Y12, Y4
+	VFMADD231PS (CX)(DX*2), Y12, Y8
+	VPMOVZXWD   16(AX), Y12
+	VPSLLD      $0x10, Y12, Y12
+	VFMADD231PS 32(CX), Y12, Y1
+	VFMADD231PS 32(CX)(DX*1), Y12, Y5
+	VFMADD231PS 32(CX)(DX*2), Y12, Y9
+	VPMOVZXWD   32(AX), Y12
+	VPSLLD      $0x10, Y12, Y12
+	VFMADD231PS 64(CX), Y12, Y2
+	VFMADD231PS 64(CX)(DX*1), Y12, Y6
+	VFMADD231PS 64(CX)(DX*2), Y12, Y10
+	VPMOVZXWD   48(AX), Y12
+	VPSLLD      $0x10, Y12, Y12
+	VFMADD231PS 96(CX), Y12, Y3
+	VFMADD231PS 96(CX)(DX*1), Y12, Y7
+	VFMADD231PS 96(CX)(DX*2), Y12, Y11
+	ADDQ        $0x00000040, AX
+	ADDQ        $0x00000080, CX
+	SUBQ        $0x20, BX
+	JMP         loop32
+
+loop8:
+	CMPQ        BX, $0x08
+	JL          reduce
+	VPMOVZXWD   (AX), Y12
+	VPSLLD      $0x10, Y12, Y12
+	VFMADD231PS (CX), Y12, Y0
+	VFMADD231PS (CX)(DX*1), Y12, Y4
+	VFMADD231PS (CX)(DX*2), Y12, Y8
+	ADDQ        $0x00000010, AX
+	ADDQ        $0x20, CX
+	SUBQ        $0x08, BX
+	JMP         loop8
+
+reduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y6, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VADDPS       Y9, Y8, Y8
+	VADDPS       Y11, Y10, Y10
+	VADDPS       Y10, Y8, Y8
+	VEXTRACTF128 $0x01, Y8, X2
+	VADDPS       X2, X8, X2
+	VMOVHLPS     X2, X2, X3
+	VADDPS       X3, X2, X2
+	VMOVSHDUP    X2, X3
+	VADDSS       X3, X2, X2
+
+tail:
+	TESTQ       BX, BX
+	JZ          done
+	MOVWLZX     (AX), DI
+	SHLL        $0x10, DI
+	VMOVD       DI, X3
+	VFMADD231SS (CX), X3, X1
+	VFMADD231SS (CX)(DX*1), X3, X0
+	VFMADD231SS (CX)(DX*2), X3, X2
+	ADDQ        $0x02, AX
+	ADDQ        $0x04, CX
+	DECQ        BX
+	JMP         tail
+
+done:
+	VMOVSS X1, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X2, 8(SI)
+	VZEROUPPER
+	RET
+
 // func axpyF32AVX2(dst []float32, a float32, x []byte, n int)
 // Requires: AVX, FMA3
 TEXT ·axpyF32AVX2(SB), NOSPLIT, $0-64

@@ -19,6 +19,36 @@ func dotF16AVX2(w []byte, x []float32, n int) float32
 //go:noescape
 func dotBF16AVX2(w []byte, x []float32, n int) float32
 
+// dotF32x2AVX2 computes dst[j] = dotF32AVX2(w, x[j·stride/4:], n) for j < 2.
+//
+//go:noescape
+func dotF32x2AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+
+// dotF16x2AVX2 computes dst[j] = dotF16AVX2(w, x[j·stride/4:], n) for j < 2.
+//
+//go:noescape
+func dotF16x2AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+
+// dotBF16x2AVX2 computes dst[j] = dotBF16AVX2(w, x[j·stride/4:], n) for j < 2.
+//
+//go:noescape
+func dotBF16x2AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+
+// dotF32x3AVX2 computes dst[j] = dotF32AVX2(w, x[j·stride/4:], n) for j < 3.
+//
+//go:noescape
+func dotF32x3AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+
+// dotF16x3AVX2 computes dst[j] = dotF16AVX2(w, x[j·stride/4:], n) for j < 3.
+//
+//go:noescape
+func dotF16x3AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+
+// dotBF16x3AVX2 computes dst[j] = dotBF16AVX2(w, x[j·stride/4:], n) for j < 3.
+//
+//go:noescape
+func dotBF16x3AVX2(w []byte, x []float32, stride int, n int, dst []float32)
+
 // axpyF32AVX2 computes dst[i] += a·x[i] for i < n with fused multiply-adds (x holds n elements, dst at least n).
 //
 //go:noescape

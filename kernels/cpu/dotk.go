@@ -161,3 +161,124 @@ func dotQ6_KQ8_KGeneric(w []byte, v *QVec) float32 {
 	}
 	return hsum8(&acc)
 }
+
+// The multi-input twins: dst[j] = the row kernel's result for vs[j], for
+// j < len(vs) ≤ maxMulti, each super-block's weights decoded once.
+
+// k45Multi is the multi-input twin of the Q4_K (five = false) and Q5_K
+// kernels.
+func k45Multi(dst []float32, w []byte, vs []*QVec, five bool) {
+	nb := vs[0].nb
+	wsize, qoff := 144, 16
+	if five {
+		wsize, qoff = 176, 48
+	}
+	w = w[:wsize*nb]
+	var acc [maxMulti][8]float32
+	var accm [maxMulti][4]float32
+	var p [128]*[2]float32 // per 64-element group g, p[32g+l] = the pair of byte l
+	for i := 0; i < nb; i++ {
+		wb := w[wsize*i : wsize*(i+1)]
+		dw, dmw := f16at(wb[0:]), f16at(wb[2:])
+		sc, m := unpackK4((*[12]byte)(wb[4:]))
+		for g := 0; g < 4; g++ {
+			q := (*[32]byte)(wb[qoff+32*g:])
+			for l, b := range q {
+				if five {
+					h := uint32(wb[16+l]) >> (2 * uint(g)) & 3
+					p[32*g+l] = &u5Pairs[(uint32(b)|h<<8)&1023]
+				} else {
+					p[32*g+l] = &u4Pairs[b]
+				}
+			}
+		}
+		for k, v := range vs {
+			xb := (*[292]byte)(v.blocks[292*i:])
+			yd := f32at(xb[0:])
+			var sumi [8]float32
+			for g := 0; g < 4; g++ {
+				y := (*[64]float32)(v.y[256*i+64*g:])
+				pg := (*[32]*[2]float32)(p[32*g:])
+				s0, s1 := float32(sc[2*g&7]), float32(sc[(2*g+1)&7])
+				for l := 0; l < 8; l++ {
+					e := 4 * l
+					p0, p1, p2, p3 := pg[e], pg[e+1], pg[e+2], pg[e+3]
+					lo := p0[0]*y[e] + p1[0]*y[e+1] + p2[0]*y[e+2] + p3[0]*y[e+3]
+					hi := p0[1]*y[32+e] + p1[1]*y[33+e] + p2[1]*y[34+e] + p3[1]*y[35+e]
+					sumi[l] += s0*lo + s1*hi
+				}
+			}
+			a := k & (maxMulti - 1)
+			addLanes(&acc[a], &sumi, yd*dw)
+			kMins(&accm[a], xb[260:], &m, yd*dmw)
+		}
+	}
+	for k := range vs {
+		a := k & (maxMulti - 1)
+		dst[k] = hsum8(&acc[a]) + hsum4(&accm[a])
+	}
+}
+
+func dotQ4_KQ8_KMultiGeneric(dst []float32, w []byte, vs []*QVec) { k45Multi(dst, w, vs, false) }
+func dotQ5_KQ8_KMultiGeneric(dst []float32, w []byte, vs []*QVec) { k45Multi(dst, w, vs, true) }
+
+func dotQ6_KQ8_KMultiGeneric(dst []float32, w []byte, vs []*QVec) {
+	nb := vs[0].nb
+	w = w[:210*nb]
+	lut := &q6Table
+	var acc [maxMulti][8]float32
+	var q [256]float32 // element 128h + 32c + l: the quant − 32 (see dotQ6_KQ8_KGeneric)
+	for i := 0; i < nb; i++ {
+		wb := (*[210]byte)(w[210*i:])
+		for h := 0; h < 2; h++ {
+			ql := (*[64]byte)(wb[64*h:])
+			qh := (*[32]byte)(wb[128+32*h:])
+			qq := (*[128]float32)(q[128*h:])
+			for l := 0; l < 32; l++ {
+				a, b, hb := uint32(ql[l]), uint32(ql[l+32]), uint32(qh[l])
+				qq[l] = lut[(a&15|(hb&3)<<4)&63]
+				qq[32+l] = lut[(b&15|(hb>>2&3)<<4)&63]
+				qq[64+l] = lut[(a>>4|(hb>>4&3)<<4)&63]
+				qq[96+l] = lut[(b>>4|(hb>>6)<<4)&63]
+			}
+		}
+		dw := f16at(wb[208:])
+		for k, v := range vs {
+			xb := (*[292]byte)(v.blocks[292*i:])
+			var sumi, ty [8]float32
+			for h := 0; h < 2; h++ {
+				sc := (*[8]byte)(wb[192+8*h:])
+				y := (*[128]float32)(v.y[256*i+128*h:])
+				qq := (*[128]float32)(q[128*h:])
+				for l8 := 0; l8 < 8; l8++ {
+					var s0, s1, s2, s3, t0, t1, t2, t3 float32
+					for j := 0; j < 4; j++ {
+						l := (4*l8 + j) & 31
+						s0 += qq[l] * y[l]
+						s1 += qq[32+l] * y[32+l]
+						s2 += qq[64+l] * y[64+l]
+						s3 += qq[96+l] * y[96+l]
+						t0 += y[l]
+						t1 += y[32+l]
+						t2 += y[64+l]
+						t3 += y[96+l]
+					}
+					half := l8 >> 2 & 1
+					c0, c1, c2, c3 := i8Table[sc[half]], i8Table[sc[2+half]], i8Table[sc[4+half]], i8Table[sc[6+half]]
+					sumi[l8&7] += c0*s0 + c1*s1 + c2*s2 + c3*s3
+					ty[l8&7] += c0*t0 + c1*t1 + c2*t2 + c3*t3
+				}
+			}
+			var lanes [8]float32
+			for l := range lanes {
+				c := i8(wb[192+2*l&15])*int32(int16(binary.LittleEndian.Uint16(xb[260+4*l&31:]))) +
+					i8(wb[193+2*l&15])*int32(int16(binary.LittleEndian.Uint16(xb[262+4*l&31:])))
+				lanes[l] = float32(int32(sumi[l]) + 32*int32(ty[l]) - 32*c)
+			}
+			addLanes(&acc[k&(maxMulti-1)], &lanes, f32at(xb[0:])*dw)
+		}
+	}
+	for k := range vs {
+		dst[k] = hsum8(&acc[k&(maxMulti-1)])
+	}
+}

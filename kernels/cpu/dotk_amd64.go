@@ -25,3 +25,48 @@ func dotQ6_KQ8_K(w []byte, v *QVec) float32 {
 	}
 	return dotQ6_KQ8_KGeneric(w, v)
 }
+
+// Dispatch of the multi-input kernels; the callers have checked that w
+// covers the inputs of b and that dst has room for them.
+
+func dotQ4_KQ8_KMulti(dst []float32, w []byte, b *qBatch) {
+	if useAsm {
+		switch b.n {
+		case 4:
+			dotQ4_KQ8_Kx4AVX2(w, b.x, nil, b.nb, dst)
+			return
+		case 2:
+			dotQ4_KQ8_Kx2AVX2(w, b.x, nil, b.nb, dst)
+			return
+		}
+	}
+	dotQ4_KQ8_KMultiGeneric(dst, w, b.v[:b.n])
+}
+
+func dotQ5_KQ8_KMulti(dst []float32, w []byte, b *qBatch) {
+	if useAsm {
+		switch b.n {
+		case 4:
+			dotQ5_KQ8_Kx4AVX2(w, b.x, nil, b.nb, dst)
+			return
+		case 2:
+			dotQ5_KQ8_Kx2AVX2(w, b.x, nil, b.nb, dst)
+			return
+		}
+	}
+	dotQ5_KQ8_KMultiGeneric(dst, w, b.v[:b.n])
+}
+
+func dotQ6_KQ8_KMulti(dst []float32, w []byte, b *qBatch) {
+	if useAsm {
+		switch b.n {
+		case 4:
+			dotQ6_KQ8_Kx4AVX2(w, b.x, nil, b.nb, dst)
+			return
+		case 2:
+			dotQ6_KQ8_Kx2AVX2(w, b.x, nil, b.nb, dst)
+			return
+		}
+	}
+	dotQ6_KQ8_KMultiGeneric(dst, w, b.v[:b.n])
+}

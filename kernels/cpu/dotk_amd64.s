@@ -24,10 +24,6 @@ block:
 	MOVL         (AX), R8
 	VMOVD        R8, X3
 	VCVTPH2PS    X3, X3
-	VBROADCASTSS (CX), X4
-	VMULPS       X4, X3, X3
-	VBROADCASTSS X3, Y4
-	VPERMILPS    $0x55, X3, X3
 	MOVQ         4(AX), R8
 	MOVL         12(AX), R9
 	MOVQ         R8, R10
@@ -41,24 +37,27 @@ block:
 	ORQ          R11, R9
 	ANDQ         DI, R9
 	ORQ          R10, R9
-	VMOVQ        R8, X5
-	VMOVQ        R9, X6
-	VPUNPCKLDQ   X6, X5, X5
-	VPMOVZXBW    X5, Y5
-	VMOVDQU      260(CX), X6
-	VPHADDW      276(CX), X6, X6
-	VEXTRACTI128 $0x01, Y5, X7
-	VPMADDWD     X6, X7, X7
-	VCVTDQ2PS    X7, X7
-	VMULPS       X3, X7, X7
-	VSUBPS       X7, X2, X2
-	VPERMQ       $0x44, Y5, Y3
+	VMOVQ        R8, X4
+	VMOVQ        R9, X5
+	VPUNPCKLDQ   X5, X4, X4
+	VPMOVZXBW    X4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VBROADCASTSS (CX), X6
+	VMULPS       X6, X3, X6
+	VPERMILPS    $0x55, X6, X6
+	VMOVDQU      260(CX), X7
+	VPHADDW      276(CX), X7, X7
+	VPMADDWD     X7, X5, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X6, X5, X5
+	VSUBPS       X5, X2, X2
+	VPERMQ       $0x44, Y4, Y4
 	VMOVDQU      16(AX), Y5
 	VPAND        Y0, Y5, Y6
 	VPSRLW       $0x04, Y5, Y5
 	VPAND        Y0, Y5, Y5
-	VPSHUFB      k4shuf<>+0(SB), Y3, Y7
-	VPSHUFB      k4shuf<>+32(SB), Y3, Y8
+	VPSHUFB      k4shuf<>+0(SB), Y4, Y7
+	VPSHUFB      k4shuf<>+32(SB), Y4, Y8
 	VPMADDUBSW   4(CX), Y6, Y6
 	VPMADDWD     Y7, Y6, Y6
 	VPMADDUBSW   36(CX), Y5, Y5
@@ -68,8 +67,8 @@ block:
 	VPAND        Y0, Y6, Y7
 	VPSRLW       $0x04, Y6, Y6
 	VPAND        Y0, Y6, Y6
-	VPSHUFB      k4shuf<>+64(SB), Y3, Y8
-	VPSHUFB      k4shuf<>+96(SB), Y3, Y9
+	VPSHUFB      k4shuf<>+64(SB), Y4, Y8
+	VPSHUFB      k4shuf<>+96(SB), Y4, Y9
 	VPMADDUBSW   68(CX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
 	VPMADDUBSW   100(CX), Y6, Y6
@@ -80,8 +79,8 @@ block:
 	VPAND        Y0, Y6, Y7
 	VPSRLW       $0x04, Y6, Y6
 	VPAND        Y0, Y6, Y6
-	VPSHUFB      k4shuf<>+128(SB), Y3, Y8
-	VPSHUFB      k4shuf<>+160(SB), Y3, Y9
+	VPSHUFB      k4shuf<>+128(SB), Y4, Y8
+	VPSHUFB      k4shuf<>+160(SB), Y4, Y9
 	VPMADDUBSW   132(CX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
 	VPMADDUBSW   164(CX), Y6, Y6
@@ -92,16 +91,19 @@ block:
 	VPAND        Y0, Y6, Y7
 	VPSRLW       $0x04, Y6, Y6
 	VPAND        Y0, Y6, Y6
-	VPSHUFB      k4shuf<>+192(SB), Y3, Y8
-	VPSHUFB      k4shuf<>+224(SB), Y3, Y3
+	VPSHUFB      k4shuf<>+192(SB), Y4, Y8
+	VPSHUFB      k4shuf<>+224(SB), Y4, Y4
 	VPMADDUBSW   196(CX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
 	VPMADDUBSW   228(CX), Y6, Y6
-	VPMADDWD     Y3, Y6, Y6
+	VPMADDWD     Y4, Y6, Y6
 	VPADDD       Y7, Y5, Y5
 	VPADDD       Y6, Y5, Y5
+	VBROADCASTSS (CX), X4
+	VMULPS       X4, X3, X3
+	VBROADCASTSS X3, Y3
 	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y5, Y5
+	VMULPS       Y3, Y5, Y5
 	VADDPS       Y5, Y1, Y1
 	ADDQ         $0x00000090, AX
 	ADDQ         $0x00000124, CX
@@ -184,10 +186,6 @@ block:
 	MOVL         (AX), R8
 	VMOVD        R8, X3
 	VCVTPH2PS    X3, X3
-	VBROADCASTSS (CX), X4
-	VMULPS       X4, X3, X3
-	VBROADCASTSS X3, Y4
-	VPERMILPS    $0x55, X3, X3
 	MOVQ         4(AX), R8
 	MOVL         12(AX), R9
 	MOVQ         R8, R10
@@ -201,18 +199,21 @@ block:
 	ORQ          R11, R9
 	ANDQ         DI, R9
 	ORQ          R10, R9
-	VMOVQ        R8, X5
-	VMOVQ        R9, X6
-	VPUNPCKLDQ   X6, X5, X5
-	VPMOVZXBW    X5, Y5
-	VMOVDQU      260(CX), X6
-	VPHADDW      276(CX), X6, X6
-	VEXTRACTI128 $0x01, Y5, X7
-	VPMADDWD     X6, X7, X7
-	VCVTDQ2PS    X7, X7
-	VMULPS       X3, X7, X7
-	VSUBPS       X7, X2, X2
-	VPERMQ       $0x44, Y5, Y3
+	VMOVQ        R8, X4
+	VMOVQ        R9, X5
+	VPUNPCKLDQ   X5, X4, X4
+	VPMOVZXBW    X4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VBROADCASTSS (CX), X6
+	VMULPS       X6, X3, X6
+	VPERMILPS    $0x55, X6, X6
+	VMOVDQU      260(CX), X7
+	VPHADDW      276(CX), X7, X7
+	VPMADDWD     X7, X5, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X6, X5, X5
+	VSUBPS       X5, X2, X2
+	VPERMQ       $0x44, Y4, Y4
 	VMOVDQU      16(AX), Y5
 	VMOVDQU      48(AX), Y6
 	VPAND        Y0, Y6, Y7
@@ -225,8 +226,8 @@ block:
 	VPAND        b01<>+0(SB), Y8, Y8
 	VPSLLW       $0x04, Y8, Y8
 	VPOR         Y8, Y6, Y6
-	VPSHUFB      k4shuf<>+0(SB), Y3, Y8
-	VPSHUFB      k4shuf<>+32(SB), Y3, Y9
+	VPSHUFB      k4shuf<>+0(SB), Y4, Y8
+	VPSHUFB      k4shuf<>+32(SB), Y4, Y9
 	VPMADDUBSW   4(CX), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
 	VPMADDUBSW   36(CX), Y6, Y6
@@ -244,8 +245,8 @@ block:
 	VPAND        b01<>+0(SB), Y9, Y9
 	VPSLLW       $0x04, Y9, Y9
 	VPOR         Y9, Y7, Y7
-	VPSHUFB      k4shuf<>+64(SB), Y3, Y9
-	VPSHUFB      k4shuf<>+96(SB), Y3, Y10
+	VPSHUFB      k4shuf<>+64(SB), Y4, Y9
+	VPSHUFB      k4shuf<>+96(SB), Y4, Y10
 	VPMADDUBSW   68(CX), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
 	VPMADDUBSW   100(CX), Y7, Y7
@@ -264,8 +265,8 @@ block:
 	VPAND        b01<>+0(SB), Y9, Y9
 	VPSLLW       $0x04, Y9, Y9
 	VPOR         Y9, Y7, Y7
-	VPSHUFB      k4shuf<>+128(SB), Y3, Y9
-	VPSHUFB      k4shuf<>+160(SB), Y3, Y10
+	VPSHUFB      k4shuf<>+128(SB), Y4, Y9
+	VPSHUFB      k4shuf<>+160(SB), Y4, Y10
 	VPMADDUBSW   132(CX), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
 	VPMADDUBSW   164(CX), Y7, Y7
@@ -284,16 +285,19 @@ block:
 	VPAND        b01<>+0(SB), Y5, Y5
 	VPSLLW       $0x04, Y5, Y5
 	VPOR         Y5, Y7, Y7
-	VPSHUFB      k4shuf<>+192(SB), Y3, Y5
-	VPSHUFB      k4shuf<>+224(SB), Y3, Y3
+	VPSHUFB      k4shuf<>+192(SB), Y4, Y5
+	VPSHUFB      k4shuf<>+224(SB), Y4, Y4
 	VPMADDUBSW   196(CX), Y8, Y8
 	VPMADDWD     Y5, Y8, Y8
-	VPMADDUBSW   228(CX), Y7, Y7
-	VPMADDWD     Y3, Y7, Y7
+	VPMADDUBSW   228(CX), Y7, Y5
+	VPMADDWD     Y4, Y5, Y5
 	VPADDD       Y8, Y6, Y6
-	VPADDD       Y7, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VBROADCASTSS (CX), X4
+	VMULPS       X4, X3, X3
+	VBROADCASTSS X3, Y3
 	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y4, Y6, Y6
+	VMULPS       Y3, Y6, Y6
 	VADDPS       Y6, Y1, Y1
 	ADDQ         $0x000000b0, AX
 	ADDQ         $0x00000124, CX
@@ -339,9 +343,6 @@ block:
 	MOVWLZX      208(AX), BX
 	VMOVD        BX, X3
 	VCVTPH2PS    X3, X3
-	VMOVSS       (CX), X4
-	VMULSS       X3, X4, X3
-	VBROADCASTSS X3, Y3
 	VMOVDQU      192(AX), X4
 	VPMOVSXBW    X4, Y5
 	VPMADDWD     260(CX), Y5, Y5
@@ -425,9 +426,12 @@ block:
 	VPSRLW       $0x04, Y7, Y7
 	VPAND        Y0, Y7, Y7
 	VPOR         Y6, Y7, Y7
-	VPMADDUBSW   228(CX), Y7, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y5, Y5
+	VPMADDUBSW   228(CX), Y7, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVSS       (CX), X4
+	VMULSS       X3, X4, X3
+	VBROADCASTSS X3, Y3
 	VCVTDQ2PS    Y5, Y5
 	VMULPS       Y3, Y5, Y5
 	VADDPS       Y5, Y2, Y2
@@ -470,3 +474,1485 @@ DATA b30<>+8(SB)/8, $0x3030303030303030
 DATA b30<>+16(SB)/8, $0x3030303030303030
 DATA b30<>+24(SB)/8, $0x3030303030303030
 GLOBL b30<>(SB), RODATA|NOPTR, $32
+
+// func dotQ4_KQ8_Kx2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_KQ8_Kx2AVX2(SB), NOSPLIT, $96-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+72(FP), DX
+	MOVQ    dst_base+80(FP), BX
+	VMOVDQU b0f<>+0(SB), Y0
+	MOVQ    $0x0303030303030303, SI
+	MOVQ    $0x3f3f3f3f3f3f3f3f, DI
+	MOVQ    $0x0f0f0f0f0f0f0f0f, R8
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (SP)
+	VMOVUPS Y1, 32(SP)
+	VXORPS  X1, X1, X1
+	VMOVUPS X1, 64(SP)
+	VMOVUPS X1, 80(SP)
+	TESTQ   DX, DX
+	JZ      done
+
+block:
+	MOVL         (AX), R9
+	VMOVD        R9, X1
+	VCVTPH2PS    X1, X1
+	MOVQ         4(AX), R9
+	MOVL         12(AX), R10
+	MOVQ         R9, R11
+	SHRQ         $0x06, R11
+	ANDQ         SI, R11
+	SHLQ         $0x04, R11
+	ANDQ         DI, R9
+	MOVL         R10, R12
+	SHRL         $0x04, R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	ANDQ         R8, R10
+	ORQ          R11, R10
+	VMOVQ        R9, X2
+	VMOVQ        R10, X3
+	VPUNPCKLDQ   X3, X2, X2
+	VPMOVZXBW    X2, Y2
+	VEXTRACTI128 $0x01, Y2, X3
+	VBROADCASTSS (CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      260(CX), X5
+	VPHADDW      276(CX), X5, X5
+	VPMADDWD     X5, X3, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X4, X5, X5
+	VMOVUPS      64(SP), X4
+	VSUBPS       X5, X4, X4
+	VMOVUPS      X4, 64(SP)
+	VBROADCASTSS 292(CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      552(CX), X5
+	VPHADDW      568(CX), X5, X5
+	VPMADDWD     X5, X3, X3
+	VCVTDQ2PS    X3, X3
+	VMULPS       X4, X3, X3
+	VMOVUPS      80(SP), X4
+	VSUBPS       X3, X4, X4
+	VMOVUPS      X4, 80(SP)
+	VPERMQ       $0x44, Y2, Y2
+	VMOVDQU      16(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPSHUFB      k4shuf<>+0(SB), Y2, Y5
+	VPSHUFB      k4shuf<>+32(SB), Y2, Y6
+	VPMADDUBSW   4(CX), Y4, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPMADDUBSW   36(CX), Y3, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPMADDUBSW   296(CX), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPMADDUBSW   328(CX), Y3, Y3
+	VPMADDWD     Y6, Y3, Y3
+	VPADDD       Y3, Y4, Y3
+	VMOVDQU      48(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPSHUFB      k4shuf<>+64(SB), Y2, Y6
+	VPSHUFB      k4shuf<>+96(SB), Y2, Y8
+	VPMADDUBSW   68(CX), Y5, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPMADDUBSW   100(CX), Y4, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y9, Y7, Y7
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   360(CX), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPMADDUBSW   392(CX), Y4, Y4
+	VPMADDWD     Y8, Y4, Y4
+	VPADDD       Y5, Y3, Y3
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      80(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPSHUFB      k4shuf<>+128(SB), Y2, Y6
+	VPSHUFB      k4shuf<>+160(SB), Y2, Y8
+	VPMADDUBSW   132(CX), Y5, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPMADDUBSW   164(CX), Y4, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y9, Y7, Y7
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   424(CX), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPMADDUBSW   456(CX), Y4, Y4
+	VPMADDWD     Y8, Y4, Y4
+	VPADDD       Y5, Y3, Y3
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      112(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPSHUFB      k4shuf<>+192(SB), Y2, Y6
+	VPSHUFB      k4shuf<>+224(SB), Y2, Y2
+	VPMADDUBSW   196(CX), Y5, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPMADDUBSW   228(CX), Y4, Y9
+	VPMADDWD     Y2, Y9, Y9
+	VPADDD       Y8, Y7, Y7
+	VPADDD       Y9, Y7, Y7
+	VPMADDUBSW   488(CX), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPMADDUBSW   520(CX), Y4, Y4
+	VPMADDWD     Y2, Y4, Y4
+	VPADDD       Y5, Y3, Y3
+	VPADDD       Y4, Y3, Y3
+	VBROADCASTSS (CX), X2
+	VMULPS       X2, X1, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      (SP), Y4
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y2, Y7, Y7
+	VADDPS       Y7, Y4, Y4
+	VMOVUPS      Y4, (SP)
+	VBROADCASTSS 292(CX), X2
+	VMULPS       X2, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      32(SP), Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	ADDQ         $0x00000090, AX
+	ADDQ         $0x00000248, CX
+	DECQ         DX
+	JNZ          block
+
+done:
+	VMOVUPS      (SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      64(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (BX)
+	VMOVUPS      32(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      80(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 4(BX)
+	VZEROUPPER
+	RET
+
+// func dotQ5_KQ8_Kx2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_KQ8_Kx2AVX2(SB), NOSPLIT, $96-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+72(FP), DX
+	MOVQ    dst_base+80(FP), BX
+	VMOVDQU b0f<>+0(SB), Y0
+	MOVQ    $0x0303030303030303, SI
+	MOVQ    $0x3f3f3f3f3f3f3f3f, DI
+	MOVQ    $0x0f0f0f0f0f0f0f0f, R8
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (SP)
+	VMOVUPS Y1, 32(SP)
+	VXORPS  X1, X1, X1
+	VMOVUPS X1, 64(SP)
+	VMOVUPS X1, 80(SP)
+	TESTQ   DX, DX
+	JZ      done
+
+block:
+	MOVL         (AX), R9
+	VMOVD        R9, X1
+	VCVTPH2PS    X1, X1
+	MOVQ         4(AX), R9
+	MOVL         12(AX), R10
+	MOVQ         R9, R11
+	SHRQ         $0x06, R11
+	ANDQ         SI, R11
+	SHLQ         $0x04, R11
+	ANDQ         DI, R9
+	MOVL         R10, R12
+	SHRL         $0x04, R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	ANDQ         R8, R10
+	ORQ          R11, R10
+	VMOVQ        R9, X2
+	VMOVQ        R10, X3
+	VPUNPCKLDQ   X3, X2, X2
+	VPMOVZXBW    X2, Y2
+	VEXTRACTI128 $0x01, Y2, X3
+	VBROADCASTSS (CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      260(CX), X5
+	VPHADDW      276(CX), X5, X5
+	VPMADDWD     X5, X3, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X4, X5, X5
+	VMOVUPS      64(SP), X4
+	VSUBPS       X5, X4, X4
+	VMOVUPS      X4, 64(SP)
+	VBROADCASTSS 292(CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      552(CX), X5
+	VPHADDW      568(CX), X5, X5
+	VPMADDWD     X5, X3, X3
+	VCVTDQ2PS    X3, X3
+	VMULPS       X4, X3, X3
+	VMOVUPS      80(SP), X4
+	VSUBPS       X3, X4, X4
+	VMOVUPS      X4, 80(SP)
+	VPERMQ       $0x44, Y2, Y2
+	VMOVDQU      16(AX), Y3
+	VMOVDQU      48(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPAND        b01<>+0(SB), Y3, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSRLW       $0x01, Y3, Y6
+	VPAND        b01<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSHUFB      k4shuf<>+0(SB), Y2, Y6
+	VPSHUFB      k4shuf<>+32(SB), Y2, Y7
+	VPMADDUBSW   4(CX), Y5, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPMADDUBSW   36(CX), Y4, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPMADDUBSW   296(CX), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPMADDUBSW   328(CX), Y4, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y5, Y4
+	VMOVDQU      80(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x02, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSRLW       $0x03, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSHUFB      k4shuf<>+64(SB), Y2, Y7
+	VPSHUFB      k4shuf<>+96(SB), Y2, Y9
+	VPMADDUBSW   68(CX), Y6, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPMADDUBSW   100(CX), Y5, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y10, Y8, Y8
+	VPADDD       Y11, Y8, Y8
+	VPMADDUBSW   360(CX), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPMADDUBSW   392(CX), Y5, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VPADDD       Y6, Y4, Y4
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      112(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x04, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSRLW       $0x05, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSHUFB      k4shuf<>+128(SB), Y2, Y7
+	VPSHUFB      k4shuf<>+160(SB), Y2, Y9
+	VPMADDUBSW   132(CX), Y6, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPMADDUBSW   164(CX), Y5, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y10, Y8, Y8
+	VPADDD       Y11, Y8, Y8
+	VPMADDUBSW   424(CX), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPMADDUBSW   456(CX), Y5, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VPADDD       Y6, Y4, Y4
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      144(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x06, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSRLW       $0x07, Y3, Y3
+	VPAND        b01<>+0(SB), Y3, Y3
+	VPSLLW       $0x04, Y3, Y3
+	VPOR         Y3, Y5, Y5
+	VPSHUFB      k4shuf<>+192(SB), Y2, Y3
+	VPSHUFB      k4shuf<>+224(SB), Y2, Y2
+	VPMADDUBSW   196(CX), Y6, Y7
+	VPMADDWD     Y3, Y7, Y7
+	VPMADDUBSW   228(CX), Y5, Y9
+	VPMADDWD     Y2, Y9, Y9
+	VPADDD       Y7, Y8, Y8
+	VPADDD       Y9, Y8, Y8
+	VPMADDUBSW   488(CX), Y6, Y6
+	VPMADDWD     Y3, Y6, Y6
+	VPMADDUBSW   520(CX), Y5, Y3
+	VPMADDWD     Y2, Y3, Y3
+	VPADDD       Y6, Y4, Y4
+	VPADDD       Y3, Y4, Y4
+	VBROADCASTSS (CX), X2
+	VMULPS       X2, X1, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      (SP), Y3
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y2, Y8, Y8
+	VADDPS       Y8, Y3, Y3
+	VMOVUPS      Y3, (SP)
+	VBROADCASTSS 292(CX), X2
+	VMULPS       X2, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      32(SP), Y2
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	ADDQ         $0x000000b0, AX
+	ADDQ         $0x00000248, CX
+	DECQ         DX
+	JNZ          block
+
+done:
+	VMOVUPS      (SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      64(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (BX)
+	VMOVUPS      32(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      80(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 4(BX)
+	VZEROUPPER
+	RET
+
+// func dotQ6_KQ8_Kx2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6_KQ8_Kx2AVX2(SB), NOSPLIT, $64-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+72(FP), DX
+	MOVQ    dst_base+80(FP), BX
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	TESTQ   DX, DX
+	JZ      done
+
+block:
+	MOVWLZX      208(AX), SI
+	VMOVD        SI, X0
+	VCVTPH2PS    X0, X0
+	VMOVDQU      192(AX), X1
+	VPMOVSXBW    X1, Y2
+	VPMADDWD     260(CX), Y2, Y3
+	VPSLLD       $0x05, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPSUBD       Y3, Y4, Y3
+	VPMADDWD     552(CX), Y2, Y2
+	VPSLLD       $0x05, Y2, Y2
+	VPXOR        Y4, Y4, Y4
+	VPSUBD       Y2, Y4, Y2
+	VMOVDQU      (AX), Y4
+	VMOVDQU      32(AX), Y5
+	VMOVDQU      128(AX), Y6
+	VPSHUFB      q6shuf<>+0(SB), X1, X7
+	VPMOVSXBW    X7, Y7
+	VPSLLW       $0x04, Y6, Y9
+	VPAND        b30<>+0(SB), Y9, Y9
+	VPAND        b0f<>+0(SB), Y4, Y8
+	VPOR         Y9, Y8, Y8
+	VPMADDUBSW   4(CX), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   296(CX), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPSHUFB      q6shuf<>+16(SB), X1, X7
+	VPMOVSXBW    X7, Y7
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        b30<>+0(SB), Y9, Y9
+	VPAND        b0f<>+0(SB), Y5, Y8
+	VPOR         Y9, Y8, Y8
+	VPMADDUBSW   36(CX), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   328(CX), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPSHUFB      q6shuf<>+32(SB), X1, X7
+	VPMOVSXBW    X7, Y7
+	VPAND        b30<>+0(SB), Y6, Y8
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        b0f<>+0(SB), Y4, Y4
+	VPOR         Y8, Y4, Y4
+	VPMADDUBSW   68(CX), Y4, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   360(CX), Y4, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VPSHUFB      q6shuf<>+48(SB), X1, X4
+	VPMOVSXBW    X4, Y4
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        b30<>+0(SB), Y6, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        b0f<>+0(SB), Y5, Y5
+	VPOR         Y6, Y5, Y5
+	VPMADDUBSW   100(CX), Y5, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPMADDUBSW   392(CX), Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      64(AX), Y4
+	VMOVDQU      96(AX), Y5
+	VMOVDQU      160(AX), Y6
+	VPSHUFB      q6shuf<>+64(SB), X1, X7
+	VPMOVSXBW    X7, Y7
+	VPSLLW       $0x04, Y6, Y9
+	VPAND        b30<>+0(SB), Y9, Y9
+	VPAND        b0f<>+0(SB), Y4, Y8
+	VPOR         Y9, Y8, Y8
+	VPMADDUBSW   132(CX), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   424(CX), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPSHUFB      q6shuf<>+80(SB), X1, X7
+	VPMOVSXBW    X7, Y7
+	VPSLLW       $0x02, Y6, Y9
+	VPAND        b30<>+0(SB), Y9, Y9
+	VPAND        b0f<>+0(SB), Y5, Y8
+	VPOR         Y9, Y8, Y8
+	VPMADDUBSW   164(CX), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   456(CX), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPSHUFB      q6shuf<>+96(SB), X1, X7
+	VPMOVSXBW    X7, Y7
+	VPAND        b30<>+0(SB), Y6, Y8
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        b0f<>+0(SB), Y4, Y4
+	VPOR         Y8, Y4, Y4
+	VPMADDUBSW   196(CX), Y4, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   488(CX), Y4, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VPSHUFB      q6shuf<>+112(SB), X1, X1
+	VPMOVSXBW    X1, Y1
+	VPSRLW       $0x02, Y6, Y4
+	VPAND        b30<>+0(SB), Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        b0f<>+0(SB), Y5, Y5
+	VPOR         Y4, Y5, Y5
+	VPMADDUBSW   228(CX), Y5, Y4
+	VPMADDWD     Y1, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VPMADDUBSW   520(CX), Y5, Y4
+	VPMADDWD     Y1, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VMOVSS       (CX), X1
+	VMULSS       X0, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      (SP), Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y3, Y4, Y4
+	VMOVUPS      Y4, (SP)
+	VMOVSS       292(CX), X1
+	VMULSS       X0, X1, X0
+	VBROADCASTSS X0, Y0
+	VMOVUPS      32(SP), Y1
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVUPS      Y1, 32(SP)
+	ADDQ         $0x000000d2, AX
+	ADDQ         $0x00000248, CX
+	DECQ         DX
+	JNZ          block
+
+done:
+	VMOVUPS      (SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (BX)
+	VMOVUPS      32(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(BX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_KQ8_Kx4AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_KQ8_Kx4AVX2(SB), NOSPLIT, $192-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+72(FP), DX
+	MOVQ    dst_base+80(FP), BX
+	VMOVDQU b0f<>+0(SB), Y0
+	MOVQ    $0x0303030303030303, SI
+	MOVQ    $0x3f3f3f3f3f3f3f3f, DI
+	MOVQ    $0x0f0f0f0f0f0f0f0f, R8
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (SP)
+	VMOVUPS Y1, 32(SP)
+	VMOVUPS Y1, 64(SP)
+	VMOVUPS Y1, 96(SP)
+	VXORPS  X1, X1, X1
+	VMOVUPS X1, 128(SP)
+	VMOVUPS X1, 144(SP)
+	VMOVUPS X1, 160(SP)
+	VMOVUPS X1, 176(SP)
+	TESTQ   DX, DX
+	JZ      done
+
+block:
+	MOVL         (AX), R9
+	VMOVD        R9, X1
+	VCVTPH2PS    X1, X1
+	MOVQ         4(AX), R9
+	MOVL         12(AX), R10
+	MOVQ         R9, R11
+	SHRQ         $0x06, R11
+	ANDQ         SI, R11
+	SHLQ         $0x04, R11
+	ANDQ         DI, R9
+	MOVL         R10, R12
+	SHRL         $0x04, R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	ANDQ         R8, R10
+	ORQ          R11, R10
+	VMOVQ        R9, X2
+	VMOVQ        R10, X3
+	VPUNPCKLDQ   X3, X2, X2
+	VPMOVZXBW    X2, Y2
+	VEXTRACTI128 $0x01, Y2, X3
+	VBROADCASTSS (CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      260(CX), X5
+	VPHADDW      276(CX), X5, X5
+	VPMADDWD     X5, X3, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X4, X5, X5
+	VMOVUPS      128(SP), X4
+	VSUBPS       X5, X4, X4
+	VMOVUPS      X4, 128(SP)
+	VBROADCASTSS 292(CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      552(CX), X5
+	VPHADDW      568(CX), X5, X5
+	VPMADDWD     X5, X3, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X4, X5, X5
+	VMOVUPS      144(SP), X4
+	VSUBPS       X5, X4, X4
+	VMOVUPS      X4, 144(SP)
+	VBROADCASTSS 584(CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      844(CX), X5
+	VPHADDW      860(CX), X5, X5
+	VPMADDWD     X5, X3, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X4, X5, X5
+	VMOVUPS      160(SP), X4
+	VSUBPS       X5, X4, X4
+	VMOVUPS      X4, 160(SP)
+	VBROADCASTSS 876(CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      1136(CX), X5
+	VPHADDW      1152(CX), X5, X5
+	VPMADDWD     X5, X3, X3
+	VCVTDQ2PS    X3, X3
+	VMULPS       X4, X3, X3
+	VMOVUPS      176(SP), X4
+	VSUBPS       X3, X4, X4
+	VMOVUPS      X4, 176(SP)
+	VPERMQ       $0x44, Y2, Y2
+	VMOVDQU      16(AX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VPSHUFB      k4shuf<>+0(SB), Y2, Y5
+	VPSHUFB      k4shuf<>+32(SB), Y2, Y6
+	VPMADDUBSW   4(CX), Y4, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPMADDUBSW   36(CX), Y3, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPMADDUBSW   296(CX), Y4, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPMADDUBSW   328(CX), Y3, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPMADDUBSW   588(CX), Y4, Y9
+	VPMADDWD     Y5, Y9, Y9
+	VPMADDUBSW   620(CX), Y3, Y10
+	VPMADDWD     Y6, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   880(CX), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPMADDUBSW   912(CX), Y3, Y3
+	VPMADDWD     Y6, Y3, Y3
+	VPADDD       Y3, Y4, Y3
+	VMOVDQU      48(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPSHUFB      k4shuf<>+64(SB), Y2, Y6
+	VPSHUFB      k4shuf<>+96(SB), Y2, Y10
+	VPMADDUBSW   68(CX), Y5, Y11
+	VPMADDWD     Y6, Y11, Y11
+	VPMADDUBSW   100(CX), Y4, Y12
+	VPMADDWD     Y10, Y12, Y12
+	VPADDD       Y11, Y7, Y7
+	VPADDD       Y12, Y7, Y7
+	VPMADDUBSW   360(CX), Y5, Y11
+	VPMADDWD     Y6, Y11, Y11
+	VPMADDUBSW   392(CX), Y4, Y12
+	VPMADDWD     Y10, Y12, Y12
+	VPADDD       Y11, Y8, Y8
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   652(CX), Y5, Y11
+	VPMADDWD     Y6, Y11, Y11
+	VPMADDUBSW   684(CX), Y4, Y12
+	VPMADDWD     Y10, Y12, Y12
+	VPADDD       Y11, Y9, Y9
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   944(CX), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPMADDUBSW   976(CX), Y4, Y4
+	VPMADDWD     Y10, Y4, Y4
+	VPADDD       Y5, Y3, Y3
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      80(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPSHUFB      k4shuf<>+128(SB), Y2, Y6
+	VPSHUFB      k4shuf<>+160(SB), Y2, Y10
+	VPMADDUBSW   132(CX), Y5, Y11
+	VPMADDWD     Y6, Y11, Y11
+	VPMADDUBSW   164(CX), Y4, Y12
+	VPMADDWD     Y10, Y12, Y12
+	VPADDD       Y11, Y7, Y7
+	VPADDD       Y12, Y7, Y7
+	VPMADDUBSW   424(CX), Y5, Y11
+	VPMADDWD     Y6, Y11, Y11
+	VPMADDUBSW   456(CX), Y4, Y12
+	VPMADDWD     Y10, Y12, Y12
+	VPADDD       Y11, Y8, Y8
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   716(CX), Y5, Y11
+	VPMADDWD     Y6, Y11, Y11
+	VPMADDUBSW   748(CX), Y4, Y12
+	VPMADDWD     Y10, Y12, Y12
+	VPADDD       Y11, Y9, Y9
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   1008(CX), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPMADDUBSW   1040(CX), Y4, Y4
+	VPMADDWD     Y10, Y4, Y4
+	VPADDD       Y5, Y3, Y3
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      112(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPSHUFB      k4shuf<>+192(SB), Y2, Y6
+	VPSHUFB      k4shuf<>+224(SB), Y2, Y2
+	VPMADDUBSW   196(CX), Y5, Y10
+	VPMADDWD     Y6, Y10, Y10
+	VPMADDUBSW   228(CX), Y4, Y11
+	VPMADDWD     Y2, Y11, Y11
+	VPADDD       Y10, Y7, Y7
+	VPADDD       Y11, Y7, Y7
+	VPMADDUBSW   488(CX), Y5, Y10
+	VPMADDWD     Y6, Y10, Y10
+	VPMADDUBSW   520(CX), Y4, Y11
+	VPMADDWD     Y2, Y11, Y11
+	VPADDD       Y10, Y8, Y8
+	VPADDD       Y11, Y8, Y8
+	VPMADDUBSW   780(CX), Y5, Y10
+	VPMADDWD     Y6, Y10, Y10
+	VPMADDUBSW   812(CX), Y4, Y11
+	VPMADDWD     Y2, Y11, Y11
+	VPADDD       Y10, Y9, Y9
+	VPADDD       Y11, Y9, Y9
+	VPMADDUBSW   1072(CX), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPMADDUBSW   1104(CX), Y4, Y4
+	VPMADDWD     Y2, Y4, Y4
+	VPADDD       Y5, Y3, Y3
+	VPADDD       Y4, Y3, Y3
+	VBROADCASTSS (CX), X2
+	VMULPS       X2, X1, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      (SP), Y4
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y2, Y7, Y7
+	VADDPS       Y7, Y4, Y4
+	VMOVUPS      Y4, (SP)
+	VBROADCASTSS 292(CX), X2
+	VMULPS       X2, X1, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      32(SP), Y4
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y2, Y8, Y8
+	VADDPS       Y8, Y4, Y4
+	VMOVUPS      Y4, 32(SP)
+	VBROADCASTSS 584(CX), X2
+	VMULPS       X2, X1, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      64(SP), Y4
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y2, Y9, Y9
+	VADDPS       Y9, Y4, Y4
+	VMOVUPS      Y4, 64(SP)
+	VBROADCASTSS 876(CX), X2
+	VMULPS       X2, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      96(SP), Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVUPS      Y2, 96(SP)
+	ADDQ         $0x00000090, AX
+	ADDQ         $0x00000490, CX
+	DECQ         DX
+	JNZ          block
+
+done:
+	VMOVUPS      (SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      128(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (BX)
+	VMOVUPS      32(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      144(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 4(BX)
+	VMOVUPS      64(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      160(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 8(BX)
+	VMOVUPS      96(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      176(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 12(BX)
+	VZEROUPPER
+	RET
+
+// func dotQ5_KQ8_Kx4AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_KQ8_Kx4AVX2(SB), NOSPLIT, $192-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+72(FP), DX
+	MOVQ    dst_base+80(FP), BX
+	VMOVDQU b0f<>+0(SB), Y0
+	MOVQ    $0x0303030303030303, SI
+	MOVQ    $0x3f3f3f3f3f3f3f3f, DI
+	MOVQ    $0x0f0f0f0f0f0f0f0f, R8
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, (SP)
+	VMOVUPS Y1, 32(SP)
+	VMOVUPS Y1, 64(SP)
+	VMOVUPS Y1, 96(SP)
+	VXORPS  X1, X1, X1
+	VMOVUPS X1, 128(SP)
+	VMOVUPS X1, 144(SP)
+	VMOVUPS X1, 160(SP)
+	VMOVUPS X1, 176(SP)
+	TESTQ   DX, DX
+	JZ      done
+
+block:
+	MOVL         (AX), R9
+	VMOVD        R9, X1
+	VCVTPH2PS    X1, X1
+	MOVQ         4(AX), R9
+	MOVL         12(AX), R10
+	MOVQ         R9, R11
+	SHRQ         $0x06, R11
+	ANDQ         SI, R11
+	SHLQ         $0x04, R11
+	ANDQ         DI, R9
+	MOVL         R10, R12
+	SHRL         $0x04, R12
+	SHLQ         $0x20, R12
+	ORQ          R12, R10
+	ANDQ         R8, R10
+	ORQ          R11, R10
+	VMOVQ        R9, X2
+	VMOVQ        R10, X3
+	VPUNPCKLDQ   X3, X2, X2
+	VPMOVZXBW    X2, Y2
+	VEXTRACTI128 $0x01, Y2, X3
+	VBROADCASTSS (CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      260(CX), X5
+	VPHADDW      276(CX), X5, X5
+	VPMADDWD     X5, X3, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X4, X5, X5
+	VMOVUPS      128(SP), X4
+	VSUBPS       X5, X4, X4
+	VMOVUPS      X4, 128(SP)
+	VBROADCASTSS 292(CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      552(CX), X5
+	VPHADDW      568(CX), X5, X5
+	VPMADDWD     X5, X3, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X4, X5, X5
+	VMOVUPS      144(SP), X4
+	VSUBPS       X5, X4, X4
+	VMOVUPS      X4, 144(SP)
+	VBROADCASTSS 584(CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      844(CX), X5
+	VPHADDW      860(CX), X5, X5
+	VPMADDWD     X5, X3, X5
+	VCVTDQ2PS    X5, X5
+	VMULPS       X4, X5, X5
+	VMOVUPS      160(SP), X4
+	VSUBPS       X5, X4, X4
+	VMOVUPS      X4, 160(SP)
+	VBROADCASTSS 876(CX), X4
+	VMULPS       X4, X1, X4
+	VPERMILPS    $0x55, X4, X4
+	VMOVDQU      1136(CX), X5
+	VPHADDW      1152(CX), X5, X5
+	VPMADDWD     X5, X3, X3
+	VCVTDQ2PS    X3, X3
+	VMULPS       X4, X3, X3
+	VMOVUPS      176(SP), X4
+	VSUBPS       X3, X4, X4
+	VMOVUPS      X4, 176(SP)
+	VPERMQ       $0x44, Y2, Y2
+	VMOVDQU      16(AX), Y3
+	VMOVDQU      48(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPAND        b01<>+0(SB), Y3, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSRLW       $0x01, Y3, Y6
+	VPAND        b01<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSHUFB      k4shuf<>+0(SB), Y2, Y6
+	VPSHUFB      k4shuf<>+32(SB), Y2, Y7
+	VPMADDUBSW   4(CX), Y5, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPMADDUBSW   36(CX), Y4, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPMADDUBSW   296(CX), Y5, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPMADDUBSW   328(CX), Y4, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   588(CX), Y5, Y10
+	VPMADDWD     Y6, Y10, Y10
+	VPMADDUBSW   620(CX), Y4, Y11
+	VPMADDWD     Y7, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   880(CX), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPMADDUBSW   912(CX), Y4, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y5, Y4
+	VMOVDQU      80(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x02, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSRLW       $0x03, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSHUFB      k4shuf<>+64(SB), Y2, Y7
+	VPSHUFB      k4shuf<>+96(SB), Y2, Y11
+	VPMADDUBSW   68(CX), Y6, Y12
+	VPMADDWD     Y7, Y12, Y12
+	VPMADDUBSW   100(CX), Y5, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y12, Y8, Y8
+	VPADDD       Y13, Y8, Y8
+	VPMADDUBSW   360(CX), Y6, Y12
+	VPMADDWD     Y7, Y12, Y12
+	VPMADDUBSW   392(CX), Y5, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y12, Y9, Y9
+	VPADDD       Y13, Y9, Y9
+	VPMADDUBSW   652(CX), Y6, Y12
+	VPMADDWD     Y7, Y12, Y12
+	VPMADDUBSW   684(CX), Y5, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y12, Y10, Y10
+	VPADDD       Y13, Y10, Y10
+	VPMADDUBSW   944(CX), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPMADDUBSW   976(CX), Y5, Y5
+	VPMADDWD     Y11, Y5, Y5
+	VPADDD       Y6, Y4, Y4
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      112(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x04, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSRLW       $0x05, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSHUFB      k4shuf<>+128(SB), Y2, Y7
+	VPSHUFB      k4shuf<>+160(SB), Y2, Y11
+	VPMADDUBSW   132(CX), Y6, Y12
+	VPMADDWD     Y7, Y12, Y12
+	VPMADDUBSW   164(CX), Y5, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y12, Y8, Y8
+	VPADDD       Y13, Y8, Y8
+	VPMADDUBSW   424(CX), Y6, Y12
+	VPMADDWD     Y7, Y12, Y12
+	VPMADDUBSW   456(CX), Y5, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y12, Y9, Y9
+	VPADDD       Y13, Y9, Y9
+	VPMADDUBSW   716(CX), Y6, Y12
+	VPMADDWD     Y7, Y12, Y12
+	VPMADDUBSW   748(CX), Y5, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y12, Y10, Y10
+	VPADDD       Y13, Y10, Y10
+	VPMADDUBSW   1008(CX), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPMADDUBSW   1040(CX), Y5, Y5
+	VPMADDWD     Y11, Y5, Y5
+	VPADDD       Y6, Y4, Y4
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      144(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x06, Y3, Y7
+	VPAND        b01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSRLW       $0x07, Y3, Y3
+	VPAND        b01<>+0(SB), Y3, Y3
+	VPSLLW       $0x04, Y3, Y3
+	VPOR         Y3, Y5, Y5
+	VPSHUFB      k4shuf<>+192(SB), Y2, Y3
+	VPSHUFB      k4shuf<>+224(SB), Y2, Y2
+	VPMADDUBSW   196(CX), Y6, Y7
+	VPMADDWD     Y3, Y7, Y7
+	VPMADDUBSW   228(CX), Y5, Y11
+	VPMADDWD     Y2, Y11, Y11
+	VPADDD       Y7, Y8, Y8
+	VPADDD       Y11, Y8, Y8
+	VPMADDUBSW   488(CX), Y6, Y7
+	VPMADDWD     Y3, Y7, Y7
+	VPMADDUBSW   520(CX), Y5, Y11
+	VPMADDWD     Y2, Y11, Y11
+	VPADDD       Y7, Y9, Y9
+	VPADDD       Y11, Y9, Y9
+	VPMADDUBSW   780(CX), Y6, Y7
+	VPMADDWD     Y3, Y7, Y7
+	VPMADDUBSW   812(CX), Y5, Y11
+	VPMADDWD     Y2, Y11, Y11
+	VPADDD       Y7, Y10, Y10
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   1072(CX), Y6, Y6
+	VPMADDWD     Y3, Y6, Y6
+	VPMADDUBSW   1104(CX), Y5, Y3
+	VPMADDWD     Y2, Y3, Y3
+	VPADDD       Y6, Y4, Y4
+	VPADDD       Y3, Y4, Y4
+	VBROADCASTSS (CX), X2
+	VMULPS       X2, X1, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      (SP), Y3
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y2, Y8, Y8
+	VADDPS       Y8, Y3, Y3
+	VMOVUPS      Y3, (SP)
+	VBROADCASTSS 292(CX), X2
+	VMULPS       X2, X1, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      32(SP), Y3
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y2, Y9, Y9
+	VADDPS       Y9, Y3, Y3
+	VMOVUPS      Y3, 32(SP)
+	VBROADCASTSS 584(CX), X2
+	VMULPS       X2, X1, X2
+	VBROADCASTSS X2, Y2
+	VMOVUPS      64(SP), Y3
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y2, Y10, Y10
+	VADDPS       Y10, Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VBROADCASTSS 876(CX), X2
+	VMULPS       X2, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      96(SP), Y2
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVUPS      Y2, 96(SP)
+	ADDQ         $0x000000b0, AX
+	ADDQ         $0x00000490, CX
+	DECQ         DX
+	JNZ          block
+
+done:
+	VMOVUPS      (SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      128(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (BX)
+	VMOVUPS      32(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      144(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 4(BX)
+	VMOVUPS      64(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      160(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 8(BX)
+	VMOVUPS      96(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVUPS      176(SP), X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, 12(BX)
+	VZEROUPPER
+	RET
+
+// func dotQ6_KQ8_Kx4AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6_KQ8_Kx4AVX2(SB), NOSPLIT, $128-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+72(FP), DX
+	MOVQ    dst_base+80(FP), BX
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, (SP)
+	VMOVUPS Y0, 32(SP)
+	VMOVUPS Y0, 64(SP)
+	VMOVUPS Y0, 96(SP)
+	TESTQ   DX, DX
+	JZ      done
+
+block:
+	MOVWLZX      208(AX), SI
+	VMOVD        SI, X0
+	VCVTPH2PS    X0, X0
+	VMOVDQU      192(AX), X1
+	VPMOVSXBW    X1, Y2
+	VPMADDWD     260(CX), Y2, Y3
+	VPSLLD       $0x05, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPSUBD       Y3, Y4, Y3
+	VPMADDWD     552(CX), Y2, Y4
+	VPSLLD       $0x05, Y4, Y4
+	VPXOR        Y5, Y5, Y5
+	VPSUBD       Y4, Y5, Y4
+	VPMADDWD     844(CX), Y2, Y5
+	VPSLLD       $0x05, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPSUBD       Y5, Y6, Y5
+	VPMADDWD     1136(CX), Y2, Y2
+	VPSLLD       $0x05, Y2, Y2
+	VPXOR        Y6, Y6, Y6
+	VPSUBD       Y2, Y6, Y2
+	VMOVDQU      (AX), Y6
+	VMOVDQU      32(AX), Y7
+	VMOVDQU      128(AX), Y8
+	VPSHUFB      q6shuf<>+0(SB), X1, X9
+	VPMOVSXBW    X9, Y9
+	VPSLLW       $0x04, Y8, Y11
+	VPAND        b30<>+0(SB), Y11, Y11
+	VPAND        b0f<>+0(SB), Y6, Y10
+	VPOR         Y11, Y10, Y10
+	VPMADDUBSW   4(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   296(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   588(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   880(CX), Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPSHUFB      q6shuf<>+16(SB), X1, X9
+	VPMOVSXBW    X9, Y9
+	VPSLLW       $0x02, Y8, Y11
+	VPAND        b30<>+0(SB), Y11, Y11
+	VPAND        b0f<>+0(SB), Y7, Y10
+	VPOR         Y11, Y10, Y10
+	VPMADDUBSW   36(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   328(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   620(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   912(CX), Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPSHUFB      q6shuf<>+32(SB), X1, X9
+	VPMOVSXBW    X9, Y9
+	VPAND        b30<>+0(SB), Y8, Y10
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        b0f<>+0(SB), Y6, Y6
+	VPOR         Y10, Y6, Y6
+	VPMADDUBSW   68(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   360(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   652(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   944(CX), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSHUFB      q6shuf<>+48(SB), X1, X6
+	VPMOVSXBW    X6, Y6
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        b30<>+0(SB), Y8, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        b0f<>+0(SB), Y7, Y7
+	VPOR         Y8, Y7, Y7
+	VPMADDUBSW   100(CX), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   392(CX), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   684(CX), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y5, Y5
+	VPMADDUBSW   976(CX), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      64(AX), Y6
+	VMOVDQU      96(AX), Y7
+	VMOVDQU      160(AX), Y8
+	VPSHUFB      q6shuf<>+64(SB), X1, X9
+	VPMOVSXBW    X9, Y9
+	VPSLLW       $0x04, Y8, Y11
+	VPAND        b30<>+0(SB), Y11, Y11
+	VPAND        b0f<>+0(SB), Y6, Y10
+	VPOR         Y11, Y10, Y10
+	VPMADDUBSW   132(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   424(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   716(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   1008(CX), Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPSHUFB      q6shuf<>+80(SB), X1, X9
+	VPMOVSXBW    X9, Y9
+	VPSLLW       $0x02, Y8, Y11
+	VPAND        b30<>+0(SB), Y11, Y11
+	VPAND        b0f<>+0(SB), Y7, Y10
+	VPOR         Y11, Y10, Y10
+	VPMADDUBSW   164(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VPMADDUBSW   456(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   748(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   1040(CX), Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y2, Y2
+	VPSHUFB      q6shuf<>+96(SB), X1, X9
+	VPMOVSXBW    X9, Y9
+	VPAND        b30<>+0(SB), Y8, Y10
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        b0f<>+0(SB), Y6, Y6
+	VPOR         Y10, Y6, Y6
+	VPMADDUBSW   196(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   488(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   780(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   1072(CX), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPSHUFB      q6shuf<>+112(SB), X1, X1
+	VPMOVSXBW    X1, Y1
+	VPSRLW       $0x02, Y8, Y6
+	VPAND        b30<>+0(SB), Y6, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        b0f<>+0(SB), Y7, Y7
+	VPOR         Y6, Y7, Y7
+	VPMADDUBSW   228(CX), Y7, Y6
+	VPMADDWD     Y1, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPMADDUBSW   520(CX), Y7, Y6
+	VPMADDWD     Y1, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPMADDUBSW   812(CX), Y7, Y6
+	VPMADDWD     Y1, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPMADDUBSW   1104(CX), Y7, Y6
+	VPMADDWD     Y1, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VMOVSS       (CX), X1
+	VMULSS       X0, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      (SP), Y6
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y3, Y6, Y6
+	VMOVUPS      Y6, (SP)
+	VMOVSS       292(CX), X1
+	VMULSS       X0, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      32(SP), Y3
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 32(SP)
+	VMOVSS       584(CX), X1
+	VMULSS       X0, X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVUPS      64(SP), Y3
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VMOVSS       876(CX), X1
+	VMULSS       X0, X1, X0
+	VBROADCASTSS X0, Y0
+	VMOVUPS      96(SP), Y1
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVUPS      Y1, 96(SP)
+	ADDQ         $0x000000d2, AX
+	ADDQ         $0x00000490, CX
+	DECQ         DX
+	JNZ          block
+
+done:
+	VMOVUPS      (SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (BX)
+	VMOVUPS      32(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(BX)
+	VMOVUPS      64(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 8(BX)
+	VMOVUPS      96(SP), Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 12(BX)
+	VZEROUPPER
+	RET

@@ -18,3 +18,33 @@ func dotQ5_KQ8_KAVX2(w []byte, x []byte, d []float32, nb int) float32
 //
 //go:noescape
 func dotQ6_KQ8_KAVX2(w []byte, x []byte, d []float32, nb int) float32
+
+// dotQ4_KQ8_Kx2AVX2 is dotQ4_KQ8_KMultiGeneric for 2 inputs; x interleaves their Q8_K blocks.
+//
+//go:noescape
+func dotQ4_KQ8_Kx2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ5_KQ8_Kx2AVX2 is dotQ5_KQ8_KMultiGeneric for 2 inputs; x interleaves their Q8_K blocks.
+//
+//go:noescape
+func dotQ5_KQ8_Kx2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ6_KQ8_Kx2AVX2 is dotQ6_KQ8_KMultiGeneric for 2 inputs; x interleaves their Q8_K blocks.
+//
+//go:noescape
+func dotQ6_KQ8_Kx2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ4_KQ8_Kx4AVX2 is dotQ4_KQ8_KMultiGeneric for 4 inputs; x interleaves their Q8_K blocks.
+//
+//go:noescape
+func dotQ4_KQ8_Kx4AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ5_KQ8_Kx4AVX2 is dotQ5_KQ8_KMultiGeneric for 4 inputs; x interleaves their Q8_K blocks.
+//
+//go:noescape
+func dotQ5_KQ8_Kx4AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ6_KQ8_Kx4AVX2 is dotQ6_KQ8_KMultiGeneric for 4 inputs; x interleaves their Q8_K blocks.
+//
+//go:noescape
+func dotQ6_KQ8_Kx4AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)

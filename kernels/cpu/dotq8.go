@@ -1,6 +1,9 @@
 package cpu
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math"
+)
 
 // Dot products of 32-element block weights (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
 // with activations quantized to Q8_0 (QuantizeQ8_0). Per block, with
@@ -13,8 +16,8 @@ import "encoding/binary"
 // The integer sums are exact. They are formed and rounded the way the
 // AVX2 kernels (VPMADDUBSW/VPMADDWD) form them, and the generic twins here
 // reproduce that order exactly, so both paths give the same bits. For
-// Q8_0, Q4_1, Q5_0 and Q5_1 (Q4_0 pairs its blocks, see below) the 32
-// products of block i are summed in eight lanes of four consecutive
+// Q8_0, Q4_1, Q5_0 and Q5_1 (Q4_0 groups its blocks by four, see below)
+// the 32 products of block i are summed in eight lanes of four consecutive
 // elements, s_k = Σ_{j=4k}^{4k+3} q_j·y_j, and lane k of accumulator
 // a = i mod 4 (four independent chains) adds them in float32 without
 // fused multiply-adds,
@@ -88,74 +91,129 @@ func dotQ8_0Q8_0Generic(w []byte, v *QVec) float32 {
 	return accs.sum()
 }
 
-// Q4_0 weights go two blocks at a time, X = block 2m and Y = block 2m+1,
-// which lets the AVX2 kernel put both into one vector and halves its float
-// work. Per pair, the 32 products of a block are summed in four lanes of
-// eight elements, {4k..4k+3} ∪ {16+4k..16+4k+3} (the elements whose quants
-// share bytes 4k..4k+3 of qs), X in lanes 0–3 and Y in lanes 4–7:
+// Q4_0 weights go four blocks at a time, a quad X, Y, Z, W = blocks 4m to
+// 4m+3, which lets the AVX2 kernel put all four into one vector of int32
+// lanes and quarters its float work. Lane 2u+h (u = 0, 1, 2, 3 for X, Z,
+// Y, W) holds the integer sum over the block's elements
 //
-//	acc[a]_k   += float32(s^X_k)·(d_w·d_x)^X     k < 4
-//	acc[a]_4+k += float32(s^Y_k)·(d_w·d_x)^Y
+//	E_0 = {0–3, 8–11, 16–19, 24–27}   (h = 0)
+//	E_1 = {4–7, 12–15, 20–23, 28–31}  (h = 1)
 //
-// where a = m mod 4 for the pairs of the first ⌊nb/4⌋·4 blocks, a = 2 for
-// a pair after them and a = 3 for a last odd block (its partner Y is
-// empty: it adds +0, which changes no accumulator, as none can be −0).
-// The activations come rearranged for this (QVec.pairs, see q4Pairs).
+// (the quants of bytes 0–3, 8–11 and 4–7, 12–15 of qs, both nibbles), and
+// one accumulator takes the quads in order,
+//
+//	acc_2u+h += float32(s^b_h)·(d_w·d_x)^b
+//
+// A quad past the last block has zero quants and scales in its missing
+// blocks, whose lanes add +0 (no lane can be −0, so this changes nothing).
+// The result is hsum8(acc). The activations come rearranged for this
+// (QVec.quads, see q4Quads).
+
+// q4Lane is the first lane of block b of a quad.
+var q4Lane = [4]int{0, 4, 2, 6}
+
+// q4Sums returns the two lane sums of a Q4_0 block wb against y.
+func q4Sums(wb *[18]byte, y *[32]float32) (s0, s1 float32) {
+	lut := &q40Pairs
+	for g := 0; g < 2; g++ {
+		for k := 0; k < 4; k++ {
+			j0, j1 := 8*g+k, 8*g+4+k
+			p, q := &lut[wb[2+j0&15]], &lut[wb[2+j1&15]]
+			s0 += p[0]*y[j0&15] + p[1]*y[16+j0&15]
+			s1 += q[0]*y[j1&15] + q[1]*y[16+j1&15]
+		}
+	}
+	return s0, s1
+}
 
 func dotQ4_0Q8_0Generic(w []byte, v *QVec) float32 {
 	nb := v.nb
 	w, ys, dx := w[:18*nb], v.y[:32*nb], v.d[:nb]
-	lut := &q40Pairs
-	var accs blockAccs
-	full := nb &^ 3
+	var acc [8]float32
 	for i := 0; i < nb; i++ {
-		a := (i >> 1) & 3
-		if i >= full {
-			a = 2 // the remainder pair
-			if i&1 == 0 && i+1 == nb {
-				a = 3 // a lone last block
-			}
-		}
 		wb := (*[18]byte)(w[18*i:])
-		y := (*[32]float32)(ys[32*i:])
+		s0, s1 := q4Sums(wb, (*[32]float32)(ys[32*i:]))
 		d := f16at(wb[0:]) * dx[i]
-		acc := &accs[a]
-		off := 4 * (i & 1) // X in lanes 0–3, Y in 4–7
-		for k := 0; k < 4; k++ {
-			e := 4 * k & 15
-			p0, p1, p2, p3 := &lut[wb[2+e]], &lut[wb[2+(e+1)&15]], &lut[wb[2+(e+2)&15]], &lut[wb[2+(e+3)&15]]
-			s := p0[0]*y[e] + p1[0]*y[(e+1)&15] + p2[0]*y[(e+2)&15] + p3[0]*y[(e+3)&15] +
-				p0[1]*y[16+e] + p1[1]*y[16+(e+1)&15] + p2[1]*y[16+(e+2)&15] + p3[1]*y[16+(e+3)&15]
-			acc[(off+k)&7] += float32(s * d)
-		}
+		l := q4Lane[i&3]
+		acc[l&7] += float32(s0 * d)
+		acc[(l+1)&7] += float32(s1 * d)
 	}
-	return accs.sum()
+	return hsum8(&acc)
 }
 
-// q4PairBytes is the size of one pair of Q4_0-ready activation blocks.
-const q4PairBytes = 96
-
-// q4Pairs writes the activations of nb Q8_0 blocks in the layout of the
-// Q4_0 kernel: for X = block 2m and Y = block 2m+1 (all zero past the last
-// block) 96 bytes,
-//
-//	y_X[0:16] | y_Y[0:16] | y_X[16:32] | y_Y[16:32] | c[16] int16
-//
-// with c_j = 8·(y[2j] + y[2j+1] + y[16+2j] + y[17+2j]) of X for j < 8 and
-// of Y (j−8) for j ≥ 8: the −8·Σy that turns Σ q·y of unsigned nibbles
-// into Σ (q−8)·y, by pairs of int16 as VPMADDUBSW leaves them.
-func q4Pairs(dst, blocks []byte, nb int) {
-	for m := 0; m < (nb+1)/2; m++ {
-		p := (*[q4PairBytes]byte)(dst[q4PairBytes*m:])
-		clear(p[:])
-		for h := 0; h < 2 && 2*m+h < nb; h++ {
-			q := (*[32]byte)(blocks[34*(2*m+h)+2:])
-			copy(p[16*h:16*h+16], q[:16])
-			copy(p[32+16*h:48+16*h], q[16:])
-			for j := 0; j < 8; j++ {
-				c := 8 * (i8(q[2*j]) + i8(q[2*j+1]) + i8(q[16+2*j]) + i8(q[17+2*j]))
-				binary.LittleEndian.PutUint16(p[64+16*h+2*j:], uint16(int16(c)))
+// dotQ4_0Q8_0MultiGeneric computes dst[j] = dotQ4_0Q8_0Generic(w, vs[j])
+// for j < len(vs) ≤ maxMulti, decoding each weight block once.
+func dotQ4_0Q8_0MultiGeneric(dst []float32, w []byte, vs []*QVec) {
+	nb := vs[0].nb
+	w = w[:18*nb]
+	var acc [maxMulti][8]float32
+	var q [32]float32
+	lut := &q40Pairs
+	for i := 0; i < nb; i++ {
+		wb := (*[18]byte)(w[18*i:])
+		for j, b := range (*[16]byte)(wb[2:]) {
+			p := &lut[b]
+			q[j], q[16+j] = p[0], p[1]
+		}
+		dw := f16at(wb[0:])
+		l := q4Lane[i&3]
+		for k, v := range vs {
+			y := (*[32]float32)(v.y[32*i:])
+			var s0, s1 float32
+			for e := 0; e < 4; e++ {
+				s0 += q[e]*y[e] + q[8+e]*y[8+e] + q[16+e]*y[16+e] + q[24+e]*y[24+e]
+				s1 += q[4+e]*y[4+e] + q[12+e]*y[12+e] + q[20+e]*y[20+e] + q[28+e]*y[28+e]
 			}
+			d := dw * v.d[i]
+			a := &acc[k&(maxMulti-1)]
+			a[l&7] += float32(s0 * d)
+			a[(l+1)&7] += float32(s1 * d)
+		}
+	}
+	for k := range vs {
+		dst[k] = hsum8(&acc[k&(maxMulti-1)])
+	}
+}
+
+// q4QuadBytes is the size of one quad of Q4_0-ready activation blocks.
+const q4QuadBytes = 192
+
+// q4Quads writes the activations of nb Q8_0 blocks in the layout of the
+// Q4_0 kernel: per quad X, Y, Z, W (blocks 4m to 4m+3, all zero past the
+// last block) 192 bytes,
+//
+//	yA[32] | yB[32] | yC[32] | yD[32] | c[16] int16 | dx[8] float32
+//
+// where quarter u (8 bytes) of yA, yB, yC, yD holds elements 0–7, 16–23,
+// 8–15 and 24–31 of block (X, Z, Y, W)[u]; word 4u+k of c is 8·Σ y_e over
+// e ∈ {2k, 2k+1, 8+2k, 9+2k, 16+2k, 17+2k, 24+2k, 25+2k} of that block
+// (the −8·Σy that turns Σ q·y of unsigned nibbles into Σ (q−8)·y, by
+// words as the kernel leaves them); and dx is the blocks' activation
+// scales d_x as float32 in the lane order of the result, X X Z Z Y Y W W.
+func q4Quads(dst, blocks []byte, d []float32, nb int) {
+	for m := 0; m < (nb+3)/4; m++ {
+		p := (*[q4QuadBytes]byte)(dst[q4QuadBytes*m:])
+		clear(p[:])
+		for u, b := range [4]int{0, 2, 1, 3} {
+			i := 4*m + b
+			if i >= nb {
+				continue
+			}
+			q := (*[32]byte)(blocks[34*i+2:])
+			copy(p[8*u:8*u+8], q[0:8])
+			copy(p[32+8*u:40+8*u], q[16:24])
+			copy(p[64+8*u:72+8*u], q[8:16])
+			copy(p[96+8*u:104+8*u], q[24:32])
+			for k := 0; k < 4; k++ {
+				var c int32
+				for _, e := range [8]int{2 * k, 2*k + 1, 8 + 2*k, 9 + 2*k, 16 + 2*k, 17 + 2*k, 24 + 2*k, 25 + 2*k} {
+					c += i8(q[e])
+				}
+				binary.LittleEndian.PutUint16(p[128+8*u+2*k:], uint16(int16(8*c)))
+			}
+			bits := math.Float32bits(d[i])
+			binary.LittleEndian.PutUint32(p[160+8*u:], bits)
+			binary.LittleEndian.PutUint32(p[164+8*u:], bits)
 		}
 	}
 }
@@ -228,3 +286,79 @@ func dotQ5_1Q8_0Generic(w []byte, v *QVec) float32 {
 	}
 	return accs.sum()
 }
+
+// The multi-input twins: dst[j] = the row kernel's result for vs[j], for
+// j < len(vs) ≤ maxMulti, each weight block decoded once. Every input has
+// its own accumulators, which take the row kernel's products in the row
+// kernel's order.
+
+func dotQ8_0Q8_0MultiGeneric(dst []float32, w []byte, vs []*QVec) {
+	nb := vs[0].nb
+	w = w[:34*nb]
+	var accs [maxMulti]blockAccs
+	var q [32]float32
+	for i := 0; i < nb; i++ {
+		wb := (*[34]byte)(w[34*i:])
+		for j, b := range (*[32]byte)(wb[2:]) {
+			q[j] = i8Table[b]
+		}
+		dw := f16at(wb[0:])
+		for k, v := range vs {
+			y := (*[32]float32)(v.y[32*i:])
+			d := dw * v.d[i]
+			acc := &accs[k&(maxMulti-1)][i&3]
+			for l := 0; l < 8; l++ {
+				e := 4 * l
+				s := q[e]*y[e] + q[e+1]*y[e+1] + q[e+2]*y[e+2] + q[e+3]*y[e+3]
+				acc[l] += float32(s * d)
+			}
+		}
+	}
+	for k := range vs {
+		dst[k] = accs[k&(maxMulti-1)].sum()
+	}
+}
+
+// pairsMulti is the multi-input twin of the pairsDot kernels: Q4_1
+// (wsize 20), Q5_0 (22) and Q5_1 (24).
+func pairsMulti(dst []float32, w []byte, vs []*QVec, wsize int) {
+	nb := vs[0].nb
+	w = w[:wsize*nb]
+	var accs [maxMulti]blockAccs
+	var p [16]*[2]float32
+	for i := 0; i < nb; i++ {
+		wb := w[wsize*i : wsize*(i+1)]
+		dw, mw := f16at(wb[0:]), f16at(wb[2:])
+		switch wsize {
+		case 20:
+			for j, b := range (*[16]byte)(wb[4:]) {
+				p[j] = &u4Pairs[b]
+			}
+		case 22:
+			h := interleaveQH(binary.LittleEndian.Uint32(wb[2:]))
+			for j, b := range (*[16]byte)(wb[6:]) {
+				p[j] = &q50Pairs[(uint32(b)|h>>(2*uint(j))&3<<8)&1023]
+			}
+		case 24:
+			h := interleaveQH(binary.LittleEndian.Uint32(wb[4:]))
+			for j, b := range (*[16]byte)(wb[8:]) {
+				p[j] = &u5Pairs[(uint32(b)|h>>(2*uint(j))&3<<8)&1023]
+			}
+		}
+		for k, v := range vs {
+			var m *float32
+			mm := mw * v.d[i]
+			if wsize != 22 {
+				m = &mm
+			}
+			pairsDot(&accs[k&(maxMulti-1)][i&3], &p, (*[32]float32)(v.y[32*i:]), dw*v.d[i], m)
+		}
+	}
+	for k := range vs {
+		dst[k] = accs[k&(maxMulti-1)].sum()
+	}
+}
+
+func dotQ4_1Q8_0MultiGeneric(dst []float32, w []byte, vs []*QVec) { pairsMulti(dst, w, vs, 20) }
+func dotQ5_0Q8_0MultiGeneric(dst []float32, w []byte, vs []*QVec) { pairsMulti(dst, w, vs, 22) }
+func dotQ5_1Q8_0MultiGeneric(dst []float32, w []byte, vs []*QVec) { pairsMulti(dst, w, vs, 24) }

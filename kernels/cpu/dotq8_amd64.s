@@ -4,9 +4,2007 @@
 
 #include "textflag.h"
 
+// func dotQ4_0Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
+// Requires: AVX, AVX2, F16C, SSE
+TEXT ·dotQ4_0Q8_0AVX2(SB), NOSPLIT, $0-84
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    d_base+48(FP), DX
+	MOVQ    nb+72(FP), DX
+	VMOVDQU b0f<>+0(SB), Y0
+	VMOVDQU w0001<>+0(SB), Y1
+	VMOVDQU idxq4<>+0(SB), Y2
+	VXORPS  Y3, Y3, Y3
+
+quad2:
+	CMPQ           DX, $0x08
+	JL             quad1
+	MOVWQZX        (AX), BX
+	MOVWQZX        18(AX), SI
+	SHLQ           $0x10, SI
+	ORQ            SI, BX
+	MOVWQZX        36(AX), SI
+	SHLQ           $0x20, SI
+	ORQ            SI, BX
+	MOVWQZX        54(AX), SI
+	SHLQ           $0x30, SI
+	ORQ            SI, BX
+	VMOVQ          BX, X4
+	VCVTPH2PS      X4, X4
+	VPERMPS        Y4, Y2, Y5
+	VBROADCASTI128 2(AX), Y6
+	VINSERTI128    $0x01, 20(AX), Y6, Y6
+	VBROADCASTI128 38(AX), Y7
+	VINSERTI128    $0x01, 56(AX), Y7, Y7
+	VPUNPCKLQDQ    Y7, Y6, Y8
+	VPUNPCKHQDQ    Y7, Y6, Y6
+	VPSRLW         $0x04, Y8, Y7
+	VPAND          Y0, Y7, Y7
+	VPAND          Y0, Y8, Y8
+	VPSRLW         $0x04, Y6, Y9
+	VPAND          Y0, Y9, Y9
+	VPAND          Y0, Y6, Y6
+	VPMADDUBSW     (CX), Y8, Y8
+	VPMADDUBSW     32(CX), Y7, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     64(CX), Y6, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     96(CX), Y9, Y7
+	VPADDW         Y7, Y8, Y8
+	VPSUBW         128(CX), Y8, Y8
+	VPMADDWD       Y1, Y8, Y8
+	VMULPS         160(CX), Y5, Y5
+	VCVTDQ2PS      Y8, Y8
+	VMULPS         Y5, Y8, Y8
+	VADDPS         Y8, Y3, Y3
+	MOVWQZX        72(AX), BX
+	MOVWQZX        90(AX), SI
+	SHLQ           $0x10, SI
+	ORQ            SI, BX
+	MOVWQZX        108(AX), SI
+	SHLQ           $0x20, SI
+	ORQ            SI, BX
+	MOVWQZX        126(AX), SI
+	SHLQ           $0x30, SI
+	ORQ            SI, BX
+	VMOVQ          BX, X4
+	VCVTPH2PS      X4, X4
+	VPERMPS        Y4, Y2, Y5
+	VBROADCASTI128 74(AX), Y6
+	VINSERTI128    $0x01, 92(AX), Y6, Y6
+	VBROADCASTI128 110(AX), Y7
+	VINSERTI128    $0x01, 128(AX), Y7, Y7
+	VPUNPCKLQDQ    Y7, Y6, Y8
+	VPUNPCKHQDQ    Y7, Y6, Y6
+	VPSRLW         $0x04, Y8, Y7
+	VPAND          Y0, Y7, Y7
+	VPAND          Y0, Y8, Y8
+	VPSRLW         $0x04, Y6, Y9
+	VPAND          Y0, Y9, Y9
+	VPAND          Y0, Y6, Y6
+	VPMADDUBSW     192(CX), Y8, Y8
+	VPMADDUBSW     224(CX), Y7, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     256(CX), Y6, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     288(CX), Y9, Y7
+	VPADDW         Y7, Y8, Y8
+	VPSUBW         320(CX), Y8, Y8
+	VPMADDWD       Y1, Y8, Y8
+	VMULPS         352(CX), Y5, Y5
+	VCVTDQ2PS      Y8, Y8
+	VMULPS         Y5, Y8, Y8
+	VADDPS         Y8, Y3, Y3
+	ADDQ           $0x00000090, AX
+	ADDQ           $0x00000180, CX
+	SUBQ           $0x08, DX
+	JMP            quad2
+
+quad1:
+	CMPQ           DX, $0x04
+	JL             tail
+	MOVWQZX        (AX), BX
+	MOVWQZX        18(AX), SI
+	SHLQ           $0x10, SI
+	ORQ            SI, BX
+	MOVWQZX        36(AX), SI
+	SHLQ           $0x20, SI
+	ORQ            SI, BX
+	MOVWQZX        54(AX), SI
+	SHLQ           $0x30, SI
+	ORQ            SI, BX
+	VMOVQ          BX, X4
+	VCVTPH2PS      X4, X4
+	VPERMPS        Y4, Y2, Y5
+	VBROADCASTI128 2(AX), Y6
+	VINSERTI128    $0x01, 20(AX), Y6, Y6
+	VBROADCASTI128 38(AX), Y7
+	VINSERTI128    $0x01, 56(AX), Y7, Y7
+	VPUNPCKLQDQ    Y7, Y6, Y8
+	VPUNPCKHQDQ    Y7, Y6, Y6
+	VPSRLW         $0x04, Y8, Y7
+	VPAND          Y0, Y7, Y7
+	VPAND          Y0, Y8, Y8
+	VPSRLW         $0x04, Y6, Y9
+	VPAND          Y0, Y9, Y9
+	VPAND          Y0, Y6, Y6
+	VPMADDUBSW     (CX), Y8, Y8
+	VPMADDUBSW     32(CX), Y7, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     64(CX), Y6, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     96(CX), Y9, Y7
+	VPADDW         Y7, Y8, Y8
+	VPSUBW         128(CX), Y8, Y8
+	VPMADDWD       Y1, Y8, Y8
+	VMULPS         160(CX), Y5, Y5
+	VCVTDQ2PS      Y8, Y8
+	VMULPS         Y5, Y8, Y8
+	VADDPS         Y8, Y3, Y3
+	ADDQ           $0x00000048, AX
+	ADDQ           $0x000000c0, CX
+	SUBQ           $0x04, DX
+
+tail:
+	CMPQ           DX, $0x02
+	JL             tail1
+	JE             tail2
+	MOVWQZX        (AX), DX
+	MOVWQZX        18(AX), BX
+	SHLQ           $0x10, BX
+	ORQ            BX, DX
+	MOVWQZX        36(AX), BX
+	SHLQ           $0x20, BX
+	ORQ            BX, DX
+	VMOVQ          DX, X4
+	VCVTPH2PS      X4, X4
+	VPERMPS        Y4, Y2, Y2
+	VBROADCASTI128 2(AX), Y5
+	VINSERTI128    $0x01, 20(AX), Y5, Y5
+	VMOVDQU        38(AX), X4
+	VPUNPCKLQDQ    Y4, Y5, Y6
+	VPUNPCKHQDQ    Y4, Y5, Y4
+	VPSRLW         $0x04, Y6, Y5
+	VPAND          Y0, Y5, Y5
+	VPAND          Y0, Y6, Y6
+	VPSRLW         $0x04, Y4, Y7
+	VPAND          Y0, Y7, Y7
+	VPAND          Y0, Y4, Y4
+	VPMADDUBSW     (CX), Y6, Y0
+	VPMADDUBSW     32(CX), Y5, Y5
+	VPADDW         Y5, Y0, Y0
+	VPMADDUBSW     64(CX), Y4, Y5
+	VPADDW         Y5, Y0, Y0
+	VPMADDUBSW     96(CX), Y7, Y5
+	VPADDW         Y5, Y0, Y0
+	VPSUBW         128(CX), Y0, Y0
+	VPMADDWD       Y1, Y0, Y0
+	VMULPS         160(CX), Y2, Y1
+	VCVTDQ2PS      Y0, Y0
+	VMULPS         Y1, Y0, Y0
+	VADDPS         Y0, Y3, Y3
+	JMP            done
+
+tail2:
+	MOVWQZX        (AX), DX
+	MOVWQZX        18(AX), BX
+	SHLQ           $0x10, BX
+	ORQ            BX, DX
+	VMOVQ          DX, X4
+	VCVTPH2PS      X4, X4
+	VPERMPS        Y4, Y2, Y2
+	VBROADCASTI128 2(AX), Y4
+	VINSERTI128    $0x01, 20(AX), Y4, Y4
+	VPXOR          Y5, Y5, Y5
+	VPUNPCKLQDQ    Y5, Y4, Y6
+	VPUNPCKHQDQ    Y5, Y4, Y4
+	VPSRLW         $0x04, Y6, Y5
+	VPAND          Y0, Y5, Y5
+	VPAND          Y0, Y6, Y6
+	VPSRLW         $0x04, Y4, Y7
+	VPAND          Y0, Y7, Y7
+	VPAND          Y0, Y4, Y4
+	VPMADDUBSW     (CX), Y6, Y0
+	VPMADDUBSW     32(CX), Y5, Y5
+	VPADDW         Y5, Y0, Y0
+	VPMADDUBSW     64(CX), Y4, Y5
+	VPADDW         Y5, Y0, Y0
+	VPMADDUBSW     96(CX), Y7, Y5
+	VPADDW         Y5, Y0, Y0
+	VPSUBW         128(CX), Y0, Y0
+	VPMADDWD       Y1, Y0, Y0
+	VMULPS         160(CX), Y2, Y1
+	VCVTDQ2PS      Y0, Y0
+	VMULPS         Y1, Y0, Y0
+	VADDPS         Y0, Y3, Y3
+	JMP            done
+
+tail1:
+	TESTQ       DX, DX
+	JZ          done
+	MOVWQZX     (AX), DX
+	VMOVQ       DX, X4
+	VCVTPH2PS   X4, X4
+	VPERMPS     Y4, Y2, Y2
+	VMOVDQU     2(AX), X4
+	VPXOR       Y5, Y5, Y5
+	VPUNPCKLQDQ Y5, Y4, Y6
+	VPUNPCKHQDQ Y5, Y4, Y4
+	VPSRLW      $0x04, Y6, Y5
+	VPAND       Y0, Y5, Y5
+	VPAND       Y0, Y6, Y6
+	VPSRLW      $0x04, Y4, Y7
+	VPAND       Y0, Y7, Y7
+	VPAND       Y0, Y4, Y4
+	VPMADDUBSW  (CX), Y6, Y0
+	VPMADDUBSW  32(CX), Y5, Y5
+	VPADDW      Y5, Y0, Y0
+	VPMADDUBSW  64(CX), Y4, Y5
+	VPADDW      Y5, Y0, Y0
+	VPMADDUBSW  96(CX), Y7, Y5
+	VPADDW      Y5, Y0, Y0
+	VPSUBW      128(CX), Y0, Y0
+	VPMADDWD    Y1, Y0, Y0
+	VMULPS      160(CX), Y2, Y1
+	VCVTDQ2PS   Y0, Y0
+	VMULPS      Y1, Y0, Y0
+	VADDPS      Y0, Y3, Y3
+
+done:
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+80(FP)
+	RET
+
+DATA b0f<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA b0f<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA b0f<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA b0f<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL b0f<>(SB), RODATA|NOPTR, $32
+
+DATA w0001<>+0(SB)/8, $0x0001000100010001
+DATA w0001<>+8(SB)/8, $0x0001000100010001
+DATA w0001<>+16(SB)/8, $0x0001000100010001
+DATA w0001<>+24(SB)/8, $0x0001000100010001
+GLOBL w0001<>(SB), RODATA|NOPTR, $32
+
+DATA idxq4<>+0(SB)/8, $0x0000000000000000
+DATA idxq4<>+8(SB)/8, $0x0000000200000002
+DATA idxq4<>+16(SB)/8, $0x0000000100000001
+DATA idxq4<>+24(SB)/8, $0x0000000300000003
+GLOBL idxq4<>(SB), RODATA|NOPTR, $32
+
+// func dotQ4_0Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0Q8_0x2AVX2(SB), NOSPLIT, $0-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+72(FP), DX
+	MOVQ    dst_base+80(FP), BX
+	VMOVDQU b0f<>+0(SB), Y0
+	VMOVDQU w0001<>+0(SB), Y1
+	VMOVDQU idxq4<>+0(SB), Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+
+quad2:
+	CMPQ           DX, $0x08
+	JL             quad1
+	MOVWQZX        (AX), SI
+	MOVWQZX        18(AX), DI
+	SHLQ           $0x10, DI
+	ORQ            DI, SI
+	MOVWQZX        36(AX), DI
+	SHLQ           $0x20, DI
+	ORQ            DI, SI
+	MOVWQZX        54(AX), DI
+	SHLQ           $0x30, DI
+	ORQ            DI, SI
+	VMOVQ          SI, X5
+	VCVTPH2PS      X5, X5
+	VPERMPS        Y5, Y2, Y6
+	VBROADCASTI128 2(AX), Y7
+	VINSERTI128    $0x01, 20(AX), Y7, Y7
+	VBROADCASTI128 38(AX), Y8
+	VINSERTI128    $0x01, 56(AX), Y8, Y8
+	VPUNPCKLQDQ    Y8, Y7, Y9
+	VPUNPCKHQDQ    Y8, Y7, Y7
+	VPSRLW         $0x04, Y9, Y8
+	VPAND          Y0, Y8, Y8
+	VPAND          Y0, Y9, Y9
+	VPSRLW         $0x04, Y7, Y10
+	VPAND          Y0, Y10, Y10
+	VPAND          Y0, Y7, Y7
+	VPMADDUBSW     (CX), Y9, Y11
+	VPMADDUBSW     32(CX), Y8, Y12
+	VPADDW         Y12, Y11, Y11
+	VPMADDUBSW     64(CX), Y7, Y12
+	VPADDW         Y12, Y11, Y11
+	VPMADDUBSW     96(CX), Y10, Y12
+	VPADDW         Y12, Y11, Y11
+	VPSUBW         128(CX), Y11, Y11
+	VPMADDWD       Y1, Y11, Y11
+	VMULPS         160(CX), Y6, Y12
+	VCVTDQ2PS      Y11, Y11
+	VMULPS         Y12, Y11, Y11
+	VADDPS         Y11, Y3, Y3
+	VPMADDUBSW     192(CX), Y9, Y9
+	VPMADDUBSW     224(CX), Y8, Y8
+	VPADDW         Y8, Y9, Y9
+	VPMADDUBSW     256(CX), Y7, Y8
+	VPADDW         Y8, Y9, Y9
+	VPMADDUBSW     288(CX), Y10, Y8
+	VPADDW         Y8, Y9, Y9
+	VPSUBW         320(CX), Y9, Y9
+	VPMADDWD       Y1, Y9, Y9
+	VMULPS         352(CX), Y6, Y6
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y6, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	MOVWQZX        72(AX), SI
+	MOVWQZX        90(AX), DI
+	SHLQ           $0x10, DI
+	ORQ            DI, SI
+	MOVWQZX        108(AX), DI
+	SHLQ           $0x20, DI
+	ORQ            DI, SI
+	MOVWQZX        126(AX), DI
+	SHLQ           $0x30, DI
+	ORQ            DI, SI
+	VMOVQ          SI, X5
+	VCVTPH2PS      X5, X5
+	VPERMPS        Y5, Y2, Y6
+	VBROADCASTI128 74(AX), Y7
+	VINSERTI128    $0x01, 92(AX), Y7, Y7
+	VBROADCASTI128 110(AX), Y8
+	VINSERTI128    $0x01, 128(AX), Y8, Y8
+	VPUNPCKLQDQ    Y8, Y7, Y9
+	VPUNPCKHQDQ    Y8, Y7, Y7
+	VPSRLW         $0x04, Y9, Y8
+	VPAND          Y0, Y8, Y8
+	VPAND          Y0, Y9, Y9
+	VPSRLW         $0x04, Y7, Y10
+	VPAND          Y0, Y10, Y10
+	VPAND          Y0, Y7, Y7
+	VPMADDUBSW     384(CX), Y9, Y11
+	VPMADDUBSW     416(CX), Y8, Y12
+	VPADDW         Y12, Y11, Y11
+	VPMADDUBSW     448(CX), Y7, Y12
+	VPADDW         Y12, Y11, Y11
+	VPMADDUBSW     480(CX), Y10, Y12
+	VPADDW         Y12, Y11, Y11
+	VPSUBW         512(CX), Y11, Y11
+	VPMADDWD       Y1, Y11, Y11
+	VMULPS         544(CX), Y6, Y12
+	VCVTDQ2PS      Y11, Y11
+	VMULPS         Y12, Y11, Y11
+	VADDPS         Y11, Y3, Y3
+	VPMADDUBSW     576(CX), Y9, Y9
+	VPMADDUBSW     608(CX), Y8, Y8
+	VPADDW         Y8, Y9, Y9
+	VPMADDUBSW     640(CX), Y7, Y8
+	VPADDW         Y8, Y9, Y9
+	VPMADDUBSW     672(CX), Y10, Y8
+	VPADDW         Y8, Y9, Y9
+	VPSUBW         704(CX), Y9, Y9
+	VPMADDWD       Y1, Y9, Y9
+	VMULPS         736(CX), Y6, Y6
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y6, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	ADDQ           $0x00000090, AX
+	ADDQ           $0x00000300, CX
+	SUBQ           $0x08, DX
+	JMP            quad2
+
+quad1:
+	CMPQ           DX, $0x04
+	JL             tail
+	MOVWQZX        (AX), SI
+	MOVWQZX        18(AX), DI
+	SHLQ           $0x10, DI
+	ORQ            DI, SI
+	MOVWQZX        36(AX), DI
+	SHLQ           $0x20, DI
+	ORQ            DI, SI
+	MOVWQZX        54(AX), DI
+	SHLQ           $0x30, DI
+	ORQ            DI, SI
+	VMOVQ          SI, X5
+	VCVTPH2PS      X5, X5
+	VPERMPS        Y5, Y2, Y6
+	VBROADCASTI128 2(AX), Y7
+	VINSERTI128    $0x01, 20(AX), Y7, Y7
+	VBROADCASTI128 38(AX), Y8
+	VINSERTI128    $0x01, 56(AX), Y8, Y8
+	VPUNPCKLQDQ    Y8, Y7, Y9
+	VPUNPCKHQDQ    Y8, Y7, Y7
+	VPSRLW         $0x04, Y9, Y8
+	VPAND          Y0, Y8, Y8
+	VPAND          Y0, Y9, Y9
+	VPSRLW         $0x04, Y7, Y10
+	VPAND          Y0, Y10, Y10
+	VPAND          Y0, Y7, Y7
+	VPMADDUBSW     (CX), Y9, Y11
+	VPMADDUBSW     32(CX), Y8, Y12
+	VPADDW         Y12, Y11, Y11
+	VPMADDUBSW     64(CX), Y7, Y12
+	VPADDW         Y12, Y11, Y11
+	VPMADDUBSW     96(CX), Y10, Y12
+	VPADDW         Y12, Y11, Y11
+	VPSUBW         128(CX), Y11, Y11
+	VPMADDWD       Y1, Y11, Y11
+	VMULPS         160(CX), Y6, Y12
+	VCVTDQ2PS      Y11, Y11
+	VMULPS         Y12, Y11, Y11
+	VADDPS         Y11, Y3, Y3
+	VPMADDUBSW     192(CX), Y9, Y9
+	VPMADDUBSW     224(CX), Y8, Y8
+	VPADDW         Y8, Y9, Y9
+	VPMADDUBSW     256(CX), Y7, Y8
+	VPADDW         Y8, Y9, Y9
+	VPMADDUBSW     288(CX), Y10, Y8
+	VPADDW         Y8, Y9, Y9
+	VPSUBW         320(CX), Y9, Y9
+	VPMADDWD       Y1, Y9, Y9
+	VMULPS         352(CX), Y6, Y6
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y6, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	ADDQ           $0x00000048, AX
+	ADDQ           $0x00000180, CX
+	SUBQ           $0x04, DX
+
+tail:
+	CMPQ           DX, $0x02
+	JL             tail1
+	JE             tail2
+	MOVWQZX        (AX), DX
+	MOVWQZX        18(AX), SI
+	SHLQ           $0x10, SI
+	ORQ            SI, DX
+	MOVWQZX        36(AX), SI
+	SHLQ           $0x20, SI
+	ORQ            SI, DX
+	VMOVQ          DX, X5
+	VCVTPH2PS      X5, X5
+	VPERMPS        Y5, Y2, Y2
+	VBROADCASTI128 2(AX), Y6
+	VINSERTI128    $0x01, 20(AX), Y6, Y6
+	VMOVDQU        38(AX), X5
+	VPUNPCKLQDQ    Y5, Y6, Y7
+	VPUNPCKHQDQ    Y5, Y6, Y5
+	VPSRLW         $0x04, Y7, Y6
+	VPAND          Y0, Y6, Y6
+	VPAND          Y0, Y7, Y7
+	VPSRLW         $0x04, Y5, Y8
+	VPAND          Y0, Y8, Y8
+	VPAND          Y0, Y5, Y5
+	VPMADDUBSW     (CX), Y7, Y0
+	VPMADDUBSW     32(CX), Y6, Y9
+	VPADDW         Y9, Y0, Y0
+	VPMADDUBSW     64(CX), Y5, Y9
+	VPADDW         Y9, Y0, Y0
+	VPMADDUBSW     96(CX), Y8, Y9
+	VPADDW         Y9, Y0, Y0
+	VPSUBW         128(CX), Y0, Y0
+	VPMADDWD       Y1, Y0, Y0
+	VMULPS         160(CX), Y2, Y9
+	VCVTDQ2PS      Y0, Y0
+	VMULPS         Y9, Y0, Y0
+	VADDPS         Y0, Y3, Y3
+	VPMADDUBSW     192(CX), Y7, Y0
+	VPMADDUBSW     224(CX), Y6, Y6
+	VPADDW         Y6, Y0, Y0
+	VPMADDUBSW     256(CX), Y5, Y6
+	VPADDW         Y6, Y0, Y0
+	VPMADDUBSW     288(CX), Y8, Y6
+	VPADDW         Y6, Y0, Y0
+	VPSUBW         320(CX), Y0, Y0
+	VPMADDWD       Y1, Y0, Y0
+	VMULPS         352(CX), Y2, Y1
+	VCVTDQ2PS      Y0, Y0
+	VMULPS         Y1, Y0, Y0
+	VADDPS         Y0, Y4, Y4
+	JMP            done
+
+tail2:
+	MOVWQZX        (AX), DX
+	MOVWQZX        18(AX), SI
+	SHLQ           $0x10, SI
+	ORQ            SI, DX
+	VMOVQ          DX, X5
+	VCVTPH2PS      X5, X5
+	VPERMPS        Y5, Y2, Y2
+	VBROADCASTI128 2(AX), Y5
+	VINSERTI128    $0x01, 20(AX), Y5, Y5
+	VPXOR          Y6, Y6, Y6
+	VPUNPCKLQDQ    Y6, Y5, Y7
+	VPUNPCKHQDQ    Y6, Y5, Y5
+	VPSRLW         $0x04, Y7, Y6
+	VPAND          Y0, Y6, Y6
+	VPAND          Y0, Y7, Y7
+	VPSRLW         $0x04, Y5, Y8
+	VPAND          Y0, Y8, Y8
+	VPAND          Y0, Y5, Y5
+	VPMADDUBSW     (CX), Y7, Y0
+	VPMADDUBSW     32(CX), Y6, Y9
+	VPADDW         Y9, Y0, Y0
+	VPMADDUBSW     64(CX), Y5, Y9
+	VPADDW         Y9, Y0, Y0
+	VPMADDUBSW     96(CX), Y8, Y9
+	VPADDW         Y9, Y0, Y0
+	VPSUBW         128(CX), Y0, Y0
+	VPMADDWD       Y1, Y0, Y0
+	VMULPS         160(CX), Y2, Y9
+	VCVTDQ2PS      Y0, Y0
+	VMULPS         Y9, Y0, Y0
+	VADDPS         Y0, Y3, Y3
+	VPMADDUBSW     192(CX), Y7, Y0
+	VPMADDUBSW     224(CX), Y6, Y6
+	VPADDW         Y6, Y0, Y0
+	VPMADDUBSW     256(CX), Y5, Y6
+	VPADDW         Y6, Y0, Y0
+	VPMADDUBSW     288(CX), Y8, Y6
+	VPADDW         Y6, Y0, Y0
+	VPSUBW         320(CX), Y0, Y0
+	VPMADDWD       Y1, Y0, Y0
+	VMULPS         352(CX), Y2, Y1
+	VCVTDQ2PS      Y0, Y0
+	VMULPS         Y1, Y0, Y0
+	VADDPS         Y0, Y4, Y4
+	JMP            done
+
+tail1:
+	TESTQ       DX, DX
+	JZ          done
+	MOVWQZX     (AX), DX
+	VMOVQ       DX, X5
+	VCVTPH2PS   X5, X5
+	VPERMPS     Y5, Y2, Y2
+	VMOVDQU     2(AX), X5
+	VPXOR       Y6, Y6, Y6
+	VPUNPCKLQDQ Y6, Y5, Y7
+	VPUNPCKHQDQ Y6, Y5, Y5
+	VPSRLW      $0x04, Y7, Y6
+	VPAND       Y0, Y6, Y6
+	VPAND       Y0, Y7, Y7
+	VPSRLW      $0x04, Y5, Y8
+	VPAND       Y0, Y8, Y8
+	VPAND       Y0, Y5, Y5
+	VPMADDUBSW  (CX), Y7, Y0
+	VPMADDUBSW  32(CX), Y6, Y9
+	VPADDW      Y9, Y0, Y0
+	VPMADDUBSW  64(CX), Y5, Y9
+	VPADDW      Y9, Y0, Y0
+	VPMADDUBSW  96(CX), Y8, Y9
+	VPADDW      Y9, Y0, Y0
+	VPSUBW      128(CX), Y0, Y0
+	VPMADDWD    Y1, Y0, Y0
+	VMULPS      160(CX), Y2, Y9
+	VCVTDQ2PS   Y0, Y0
+	VMULPS      Y9, Y0, Y0
+	VADDPS      Y0, Y3, Y3
+	VPMADDUBSW  192(CX), Y7, Y0
+	VPMADDUBSW  224(CX), Y6, Y6
+	VPADDW      Y6, Y0, Y0
+	VPMADDUBSW  256(CX), Y5, Y6
+	VPADDW      Y6, Y0, Y0
+	VPMADDUBSW  288(CX), Y8, Y6
+	VPADDW      Y6, Y0, Y0
+	VPSUBW      320(CX), Y0, Y0
+	VPMADDWD    Y1, Y0, Y0
+	VMULPS      352(CX), Y2, Y1
+	VCVTDQ2PS   Y0, Y0
+	VMULPS      Y1, Y0, Y0
+	VADDPS      Y0, Y4, Y4
+
+done:
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (BX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(BX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0Q8_0x4AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0Q8_0x4AVX2(SB), NOSPLIT, $0-104
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nb+72(FP), DX
+	MOVQ   dst_base+80(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+quad2:
+	CMPQ           DX, $0x08
+	JL             quad1
+	MOVWQZX        (AX), SI
+	MOVWQZX        18(AX), DI
+	SHLQ           $0x10, DI
+	ORQ            DI, SI
+	MOVWQZX        36(AX), DI
+	SHLQ           $0x20, DI
+	ORQ            DI, SI
+	MOVWQZX        54(AX), DI
+	SHLQ           $0x30, DI
+	ORQ            DI, SI
+	VMOVQ          SI, X4
+	VCVTPH2PS      X4, X4
+	VMOVDQU        idxq4<>+0(SB), Y5
+	VPERMPS        Y4, Y5, Y5
+	VBROADCASTI128 2(AX), Y6
+	VINSERTI128    $0x01, 20(AX), Y6, Y6
+	VBROADCASTI128 38(AX), Y7
+	VINSERTI128    $0x01, 56(AX), Y7, Y7
+	VPUNPCKLQDQ    Y7, Y6, Y8
+	VPUNPCKHQDQ    Y7, Y6, Y6
+	VPSRLW         $0x04, Y8, Y7
+	VPAND          b0f<>+0(SB), Y7, Y7
+	VPAND          b0f<>+0(SB), Y8, Y8
+	VPSRLW         $0x04, Y6, Y9
+	VPAND          b0f<>+0(SB), Y9, Y9
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPMADDUBSW     (CX), Y8, Y10
+	VPMADDUBSW     32(CX), Y7, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     64(CX), Y6, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     96(CX), Y9, Y11
+	VPADDW         Y11, Y10, Y10
+	VPSUBW         128(CX), Y10, Y10
+	VPMADDWD       w0001<>+0(SB), Y10, Y10
+	VMULPS         160(CX), Y5, Y11
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y0, Y0
+	VPMADDUBSW     192(CX), Y8, Y10
+	VPMADDUBSW     224(CX), Y7, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     256(CX), Y6, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     288(CX), Y9, Y11
+	VPADDW         Y11, Y10, Y10
+	VPSUBW         320(CX), Y10, Y10
+	VPMADDWD       w0001<>+0(SB), Y10, Y10
+	VMULPS         352(CX), Y5, Y11
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y1, Y1
+	VPMADDUBSW     384(CX), Y8, Y10
+	VPMADDUBSW     416(CX), Y7, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     448(CX), Y6, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     480(CX), Y9, Y11
+	VPADDW         Y11, Y10, Y10
+	VPSUBW         512(CX), Y10, Y10
+	VPMADDWD       w0001<>+0(SB), Y10, Y10
+	VMULPS         544(CX), Y5, Y11
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y2, Y2
+	VPMADDUBSW     576(CX), Y8, Y8
+	VPMADDUBSW     608(CX), Y7, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     640(CX), Y6, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     672(CX), Y9, Y7
+	VPADDW         Y7, Y8, Y8
+	VPSUBW         704(CX), Y8, Y8
+	VPMADDWD       w0001<>+0(SB), Y8, Y8
+	VMULPS         736(CX), Y5, Y5
+	VCVTDQ2PS      Y8, Y8
+	VMULPS         Y5, Y8, Y8
+	VADDPS         Y8, Y3, Y3
+	MOVWQZX        72(AX), SI
+	MOVWQZX        90(AX), DI
+	SHLQ           $0x10, DI
+	ORQ            DI, SI
+	MOVWQZX        108(AX), DI
+	SHLQ           $0x20, DI
+	ORQ            DI, SI
+	MOVWQZX        126(AX), DI
+	SHLQ           $0x30, DI
+	ORQ            DI, SI
+	VMOVQ          SI, X4
+	VCVTPH2PS      X4, X4
+	VMOVDQU        idxq4<>+0(SB), Y5
+	VPERMPS        Y4, Y5, Y5
+	VBROADCASTI128 74(AX), Y6
+	VINSERTI128    $0x01, 92(AX), Y6, Y6
+	VBROADCASTI128 110(AX), Y7
+	VINSERTI128    $0x01, 128(AX), Y7, Y7
+	VPUNPCKLQDQ    Y7, Y6, Y8
+	VPUNPCKHQDQ    Y7, Y6, Y6
+	VPSRLW         $0x04, Y8, Y7
+	VPAND          b0f<>+0(SB), Y7, Y7
+	VPAND          b0f<>+0(SB), Y8, Y8
+	VPSRLW         $0x04, Y6, Y9
+	VPAND          b0f<>+0(SB), Y9, Y9
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPMADDUBSW     768(CX), Y8, Y10
+	VPMADDUBSW     800(CX), Y7, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     832(CX), Y6, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     864(CX), Y9, Y11
+	VPADDW         Y11, Y10, Y10
+	VPSUBW         896(CX), Y10, Y10
+	VPMADDWD       w0001<>+0(SB), Y10, Y10
+	VMULPS         928(CX), Y5, Y11
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y0, Y0
+	VPMADDUBSW     960(CX), Y8, Y10
+	VPMADDUBSW     992(CX), Y7, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     1024(CX), Y6, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     1056(CX), Y9, Y11
+	VPADDW         Y11, Y10, Y10
+	VPSUBW         1088(CX), Y10, Y10
+	VPMADDWD       w0001<>+0(SB), Y10, Y10
+	VMULPS         1120(CX), Y5, Y11
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y1, Y1
+	VPMADDUBSW     1152(CX), Y8, Y10
+	VPMADDUBSW     1184(CX), Y7, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     1216(CX), Y6, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     1248(CX), Y9, Y11
+	VPADDW         Y11, Y10, Y10
+	VPSUBW         1280(CX), Y10, Y10
+	VPMADDWD       w0001<>+0(SB), Y10, Y10
+	VMULPS         1312(CX), Y5, Y11
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y2, Y2
+	VPMADDUBSW     1344(CX), Y8, Y8
+	VPMADDUBSW     1376(CX), Y7, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     1408(CX), Y6, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     1440(CX), Y9, Y7
+	VPADDW         Y7, Y8, Y8
+	VPSUBW         1472(CX), Y8, Y8
+	VPMADDWD       w0001<>+0(SB), Y8, Y8
+	VMULPS         1504(CX), Y5, Y5
+	VCVTDQ2PS      Y8, Y8
+	VMULPS         Y5, Y8, Y8
+	VADDPS         Y8, Y3, Y3
+	ADDQ           $0x00000090, AX
+	ADDQ           $0x00000600, CX
+	SUBQ           $0x08, DX
+	JMP            quad2
+
+quad1:
+	CMPQ           DX, $0x04
+	JL             tail
+	MOVWQZX        (AX), SI
+	MOVWQZX        18(AX), DI
+	SHLQ           $0x10, DI
+	ORQ            DI, SI
+	MOVWQZX        36(AX), DI
+	SHLQ           $0x20, DI
+	ORQ            DI, SI
+	MOVWQZX        54(AX), DI
+	SHLQ           $0x30, DI
+	ORQ            DI, SI
+	VMOVQ          SI, X4
+	VCVTPH2PS      X4, X4
+	VMOVDQU        idxq4<>+0(SB), Y5
+	VPERMPS        Y4, Y5, Y5
+	VBROADCASTI128 2(AX), Y6
+	VINSERTI128    $0x01, 20(AX), Y6, Y6
+	VBROADCASTI128 38(AX), Y7
+	VINSERTI128    $0x01, 56(AX), Y7, Y7
+	VPUNPCKLQDQ    Y7, Y6, Y8
+	VPUNPCKHQDQ    Y7, Y6, Y6
+	VPSRLW         $0x04, Y8, Y7
+	VPAND          b0f<>+0(SB), Y7, Y7
+	VPAND          b0f<>+0(SB), Y8, Y8
+	VPSRLW         $0x04, Y6, Y9
+	VPAND          b0f<>+0(SB), Y9, Y9
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPMADDUBSW     (CX), Y8, Y10
+	VPMADDUBSW     32(CX), Y7, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     64(CX), Y6, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     96(CX), Y9, Y11
+	VPADDW         Y11, Y10, Y10
+	VPSUBW         128(CX), Y10, Y10
+	VPMADDWD       w0001<>+0(SB), Y10, Y10
+	VMULPS         160(CX), Y5, Y11
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y0, Y0
+	VPMADDUBSW     192(CX), Y8, Y10
+	VPMADDUBSW     224(CX), Y7, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     256(CX), Y6, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     288(CX), Y9, Y11
+	VPADDW         Y11, Y10, Y10
+	VPSUBW         320(CX), Y10, Y10
+	VPMADDWD       w0001<>+0(SB), Y10, Y10
+	VMULPS         352(CX), Y5, Y11
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y1, Y1
+	VPMADDUBSW     384(CX), Y8, Y10
+	VPMADDUBSW     416(CX), Y7, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     448(CX), Y6, Y11
+	VPADDW         Y11, Y10, Y10
+	VPMADDUBSW     480(CX), Y9, Y11
+	VPADDW         Y11, Y10, Y10
+	VPSUBW         512(CX), Y10, Y10
+	VPMADDWD       w0001<>+0(SB), Y10, Y10
+	VMULPS         544(CX), Y5, Y11
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y2, Y2
+	VPMADDUBSW     576(CX), Y8, Y8
+	VPMADDUBSW     608(CX), Y7, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     640(CX), Y6, Y7
+	VPADDW         Y7, Y8, Y8
+	VPMADDUBSW     672(CX), Y9, Y7
+	VPADDW         Y7, Y8, Y8
+	VPSUBW         704(CX), Y8, Y8
+	VPMADDWD       w0001<>+0(SB), Y8, Y8
+	VMULPS         736(CX), Y5, Y5
+	VCVTDQ2PS      Y8, Y8
+	VMULPS         Y5, Y8, Y8
+	VADDPS         Y8, Y3, Y3
+	ADDQ           $0x00000048, AX
+	ADDQ           $0x00000300, CX
+	SUBQ           $0x04, DX
+
+tail:
+	CMPQ           DX, $0x02
+	JL             tail1
+	JE             tail2
+	MOVWQZX        (AX), DX
+	MOVWQZX        18(AX), SI
+	SHLQ           $0x10, SI
+	ORQ            SI, DX
+	MOVWQZX        36(AX), SI
+	SHLQ           $0x20, SI
+	ORQ            SI, DX
+	VMOVQ          DX, X4
+	VCVTPH2PS      X4, X4
+	VMOVDQU        idxq4<>+0(SB), Y5
+	VPERMPS        Y4, Y5, Y5
+	VBROADCASTI128 2(AX), Y6
+	VINSERTI128    $0x01, 20(AX), Y6, Y6
+	VMOVDQU        38(AX), X4
+	VPUNPCKLQDQ    Y4, Y6, Y7
+	VPUNPCKHQDQ    Y4, Y6, Y4
+	VPSRLW         $0x04, Y7, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPAND          b0f<>+0(SB), Y7, Y7
+	VPSRLW         $0x04, Y4, Y8
+	VPAND          b0f<>+0(SB), Y8, Y8
+	VPAND          b0f<>+0(SB), Y4, Y4
+	VPMADDUBSW     (CX), Y7, Y9
+	VPMADDUBSW     32(CX), Y6, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     64(CX), Y4, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     96(CX), Y8, Y10
+	VPADDW         Y10, Y9, Y9
+	VPSUBW         128(CX), Y9, Y9
+	VPMADDWD       w0001<>+0(SB), Y9, Y9
+	VMULPS         160(CX), Y5, Y10
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y10, Y9, Y9
+	VADDPS         Y9, Y0, Y0
+	VPMADDUBSW     192(CX), Y7, Y9
+	VPMADDUBSW     224(CX), Y6, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     256(CX), Y4, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     288(CX), Y8, Y10
+	VPADDW         Y10, Y9, Y9
+	VPSUBW         320(CX), Y9, Y9
+	VPMADDWD       w0001<>+0(SB), Y9, Y9
+	VMULPS         352(CX), Y5, Y10
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y10, Y9, Y9
+	VADDPS         Y9, Y1, Y1
+	VPMADDUBSW     384(CX), Y7, Y9
+	VPMADDUBSW     416(CX), Y6, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     448(CX), Y4, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     480(CX), Y8, Y10
+	VPADDW         Y10, Y9, Y9
+	VPSUBW         512(CX), Y9, Y9
+	VPMADDWD       w0001<>+0(SB), Y9, Y9
+	VMULPS         544(CX), Y5, Y10
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y10, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	VPMADDUBSW     576(CX), Y7, Y7
+	VPMADDUBSW     608(CX), Y6, Y6
+	VPADDW         Y6, Y7, Y7
+	VPMADDUBSW     640(CX), Y4, Y6
+	VPADDW         Y6, Y7, Y7
+	VPMADDUBSW     672(CX), Y8, Y6
+	VPADDW         Y6, Y7, Y7
+	VPSUBW         704(CX), Y7, Y7
+	VPMADDWD       w0001<>+0(SB), Y7, Y7
+	VMULPS         736(CX), Y5, Y4
+	VCVTDQ2PS      Y7, Y7
+	VMULPS         Y4, Y7, Y7
+	VADDPS         Y7, Y3, Y3
+	JMP            done
+
+tail2:
+	MOVWQZX        (AX), DX
+	MOVWQZX        18(AX), SI
+	SHLQ           $0x10, SI
+	ORQ            SI, DX
+	VMOVQ          DX, X4
+	VCVTPH2PS      X4, X4
+	VMOVDQU        idxq4<>+0(SB), Y5
+	VPERMPS        Y4, Y5, Y4
+	VBROADCASTI128 2(AX), Y5
+	VINSERTI128    $0x01, 20(AX), Y5, Y5
+	VPXOR          Y6, Y6, Y6
+	VPUNPCKLQDQ    Y6, Y5, Y7
+	VPUNPCKHQDQ    Y6, Y5, Y5
+	VPSRLW         $0x04, Y7, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPAND          b0f<>+0(SB), Y7, Y7
+	VPSRLW         $0x04, Y5, Y8
+	VPAND          b0f<>+0(SB), Y8, Y8
+	VPAND          b0f<>+0(SB), Y5, Y5
+	VPMADDUBSW     (CX), Y7, Y9
+	VPMADDUBSW     32(CX), Y6, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     64(CX), Y5, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     96(CX), Y8, Y10
+	VPADDW         Y10, Y9, Y9
+	VPSUBW         128(CX), Y9, Y9
+	VPMADDWD       w0001<>+0(SB), Y9, Y9
+	VMULPS         160(CX), Y4, Y10
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y10, Y9, Y9
+	VADDPS         Y9, Y0, Y0
+	VPMADDUBSW     192(CX), Y7, Y9
+	VPMADDUBSW     224(CX), Y6, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     256(CX), Y5, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     288(CX), Y8, Y10
+	VPADDW         Y10, Y9, Y9
+	VPSUBW         320(CX), Y9, Y9
+	VPMADDWD       w0001<>+0(SB), Y9, Y9
+	VMULPS         352(CX), Y4, Y10
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y10, Y9, Y9
+	VADDPS         Y9, Y1, Y1
+	VPMADDUBSW     384(CX), Y7, Y9
+	VPMADDUBSW     416(CX), Y6, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     448(CX), Y5, Y10
+	VPADDW         Y10, Y9, Y9
+	VPMADDUBSW     480(CX), Y8, Y10
+	VPADDW         Y10, Y9, Y9
+	VPSUBW         512(CX), Y9, Y9
+	VPMADDWD       w0001<>+0(SB), Y9, Y9
+	VMULPS         544(CX), Y4, Y10
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y10, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	VPMADDUBSW     576(CX), Y7, Y7
+	VPMADDUBSW     608(CX), Y6, Y6
+	VPADDW         Y6, Y7, Y7
+	VPMADDUBSW     640(CX), Y5, Y6
+	VPADDW         Y6, Y7, Y7
+	VPMADDUBSW     672(CX), Y8, Y6
+	VPADDW         Y6, Y7, Y7
+	VPSUBW         704(CX), Y7, Y7
+	VPMADDWD       w0001<>+0(SB), Y7, Y7
+	VMULPS         736(CX), Y4, Y4
+	VCVTDQ2PS      Y7, Y7
+	VMULPS         Y4, Y7, Y7
+	VADDPS         Y7, Y3, Y3
+	JMP            done
+
+tail1:
+	TESTQ       DX, DX
+	JZ          done
+	MOVWQZX     (AX), DX
+	VMOVQ       DX, X4
+	VCVTPH2PS   X4, X4
+	VMOVDQU     idxq4<>+0(SB), Y5
+	VPERMPS     Y4, Y5, Y5
+	VMOVDQU     2(AX), X4
+	VPXOR       Y6, Y6, Y6
+	VPUNPCKLQDQ Y6, Y4, Y7
+	VPUNPCKHQDQ Y6, Y4, Y4
+	VPSRLW      $0x04, Y7, Y6
+	VPAND       b0f<>+0(SB), Y6, Y6
+	VPAND       b0f<>+0(SB), Y7, Y7
+	VPSRLW      $0x04, Y4, Y8
+	VPAND       b0f<>+0(SB), Y8, Y8
+	VPAND       b0f<>+0(SB), Y4, Y4
+	VPMADDUBSW  (CX), Y7, Y9
+	VPMADDUBSW  32(CX), Y6, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDUBSW  64(CX), Y4, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDUBSW  96(CX), Y8, Y10
+	VPADDW      Y10, Y9, Y9
+	VPSUBW      128(CX), Y9, Y9
+	VPMADDWD    w0001<>+0(SB), Y9, Y9
+	VMULPS      160(CX), Y5, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y10, Y9, Y9
+	VADDPS      Y9, Y0, Y0
+	VPMADDUBSW  192(CX), Y7, Y9
+	VPMADDUBSW  224(CX), Y6, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDUBSW  256(CX), Y4, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDUBSW  288(CX), Y8, Y10
+	VPADDW      Y10, Y9, Y9
+	VPSUBW      320(CX), Y9, Y9
+	VPMADDWD    w0001<>+0(SB), Y9, Y9
+	VMULPS      352(CX), Y5, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y10, Y9, Y9
+	VADDPS      Y9, Y1, Y1
+	VPMADDUBSW  384(CX), Y7, Y9
+	VPMADDUBSW  416(CX), Y6, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDUBSW  448(CX), Y4, Y10
+	VPADDW      Y10, Y9, Y9
+	VPMADDUBSW  480(CX), Y8, Y10
+	VPADDW      Y10, Y9, Y9
+	VPSUBW      512(CX), Y9, Y9
+	VPMADDWD    w0001<>+0(SB), Y9, Y9
+	VMULPS      544(CX), Y5, Y10
+	VCVTDQ2PS   Y9, Y9
+	VMULPS      Y10, Y9, Y9
+	VADDPS      Y9, Y2, Y2
+	VPMADDUBSW  576(CX), Y7, Y7
+	VPMADDUBSW  608(CX), Y6, Y6
+	VPADDW      Y6, Y7, Y7
+	VPMADDUBSW  640(CX), Y4, Y6
+	VPADDW      Y6, Y7, Y7
+	VPMADDUBSW  672(CX), Y8, Y6
+	VPADDW      Y6, Y7, Y7
+	VPSUBW      704(CX), Y7, Y7
+	VPMADDWD    w0001<>+0(SB), Y7, Y7
+	VMULPS      736(CX), Y5, Y4
+	VCVTDQ2PS   Y7, Y7
+	VMULPS      Y4, Y7, Y7
+	VADDPS      Y7, Y3, Y3
+
+done:
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X4
+	VMOVHLPS     X4, X4, X0
+	VADDPS       X0, X4, X4
+	VMOVSHDUP    X4, X0
+	VADDSS       X0, X4, X4
+	VMOVSS       X4, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(BX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 8(BX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 12(BX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0Q8_0x8AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0Q8_0x8AVX2(SB), NOSPLIT, $0-104
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nb+72(FP), DX
+	MOVQ   dst_base+80(FP), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+quad2:
+	CMPQ           DX, $0x08
+	JL             quad1
+	MOVWQZX        (AX), SI
+	MOVWQZX        18(AX), DI
+	SHLQ           $0x10, DI
+	ORQ            DI, SI
+	MOVWQZX        36(AX), DI
+	SHLQ           $0x20, DI
+	ORQ            DI, SI
+	MOVWQZX        54(AX), DI
+	SHLQ           $0x30, DI
+	ORQ            DI, SI
+	VMOVQ          SI, X8
+	VCVTPH2PS      X8, X8
+	VMOVDQU        idxq4<>+0(SB), Y9
+	VPERMPS        Y8, Y9, Y9
+	VBROADCASTI128 2(AX), Y10
+	VINSERTI128    $0x01, 20(AX), Y10, Y10
+	VBROADCASTI128 38(AX), Y11
+	VINSERTI128    $0x01, 56(AX), Y11, Y11
+	VPUNPCKLQDQ    Y11, Y10, Y12
+	VPUNPCKHQDQ    Y11, Y10, Y10
+	VPSRLW         $0x04, Y12, Y11
+	VPAND          b0f<>+0(SB), Y11, Y11
+	VPAND          b0f<>+0(SB), Y12, Y12
+	VPSRLW         $0x04, Y10, Y13
+	VPAND          b0f<>+0(SB), Y13, Y13
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPMADDUBSW     (CX), Y12, Y14
+	VPMADDUBSW     32(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     64(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     96(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         128(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         160(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y0, Y0
+	VPMADDUBSW     192(CX), Y12, Y14
+	VPMADDUBSW     224(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     256(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     288(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         320(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         352(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y1, Y1
+	VPMADDUBSW     384(CX), Y12, Y14
+	VPMADDUBSW     416(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     448(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     480(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         512(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         544(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VPMADDUBSW     576(CX), Y12, Y14
+	VPMADDUBSW     608(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     640(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     672(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         704(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         736(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VPMADDUBSW     768(CX), Y12, Y14
+	VPMADDUBSW     800(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     832(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     864(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         896(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         928(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VPMADDUBSW     960(CX), Y12, Y14
+	VPMADDUBSW     992(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1024(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1056(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         1088(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         1120(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y5, Y5
+	VPMADDUBSW     1152(CX), Y12, Y14
+	VPMADDUBSW     1184(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1216(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1248(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         1280(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         1312(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y6, Y6
+	VPMADDUBSW     1344(CX), Y12, Y12
+	VPMADDUBSW     1376(CX), Y11, Y11
+	VPADDW         Y11, Y12, Y12
+	VPMADDUBSW     1408(CX), Y10, Y11
+	VPADDW         Y11, Y12, Y12
+	VPMADDUBSW     1440(CX), Y13, Y11
+	VPADDW         Y11, Y12, Y12
+	VPSUBW         1472(CX), Y12, Y12
+	VPMADDWD       w0001<>+0(SB), Y12, Y12
+	VMULPS         1504(CX), Y9, Y9
+	VCVTDQ2PS      Y12, Y12
+	VMULPS         Y9, Y12, Y12
+	VADDPS         Y12, Y7, Y7
+	MOVWQZX        72(AX), SI
+	MOVWQZX        90(AX), DI
+	SHLQ           $0x10, DI
+	ORQ            DI, SI
+	MOVWQZX        108(AX), DI
+	SHLQ           $0x20, DI
+	ORQ            DI, SI
+	MOVWQZX        126(AX), DI
+	SHLQ           $0x30, DI
+	ORQ            DI, SI
+	VMOVQ          SI, X8
+	VCVTPH2PS      X8, X8
+	VMOVDQU        idxq4<>+0(SB), Y9
+	VPERMPS        Y8, Y9, Y9
+	VBROADCASTI128 74(AX), Y10
+	VINSERTI128    $0x01, 92(AX), Y10, Y10
+	VBROADCASTI128 110(AX), Y11
+	VINSERTI128    $0x01, 128(AX), Y11, Y11
+	VPUNPCKLQDQ    Y11, Y10, Y12
+	VPUNPCKHQDQ    Y11, Y10, Y10
+	VPSRLW         $0x04, Y12, Y11
+	VPAND          b0f<>+0(SB), Y11, Y11
+	VPAND          b0f<>+0(SB), Y12, Y12
+	VPSRLW         $0x04, Y10, Y13
+	VPAND          b0f<>+0(SB), Y13, Y13
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPMADDUBSW     1536(CX), Y12, Y14
+	VPMADDUBSW     1568(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1600(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1632(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         1664(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         1696(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y0, Y0
+	VPMADDUBSW     1728(CX), Y12, Y14
+	VPMADDUBSW     1760(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1792(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1824(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         1856(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         1888(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y1, Y1
+	VPMADDUBSW     1920(CX), Y12, Y14
+	VPMADDUBSW     1952(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1984(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     2016(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         2048(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         2080(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VPMADDUBSW     2112(CX), Y12, Y14
+	VPMADDUBSW     2144(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     2176(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     2208(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         2240(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         2272(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VPMADDUBSW     2304(CX), Y12, Y14
+	VPMADDUBSW     2336(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     2368(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     2400(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         2432(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         2464(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VPMADDUBSW     2496(CX), Y12, Y14
+	VPMADDUBSW     2528(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     2560(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     2592(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         2624(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         2656(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y5, Y5
+	VPMADDUBSW     2688(CX), Y12, Y14
+	VPMADDUBSW     2720(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     2752(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     2784(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         2816(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         2848(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y6, Y6
+	VPMADDUBSW     2880(CX), Y12, Y12
+	VPMADDUBSW     2912(CX), Y11, Y11
+	VPADDW         Y11, Y12, Y12
+	VPMADDUBSW     2944(CX), Y10, Y11
+	VPADDW         Y11, Y12, Y12
+	VPMADDUBSW     2976(CX), Y13, Y11
+	VPADDW         Y11, Y12, Y12
+	VPSUBW         3008(CX), Y12, Y12
+	VPMADDWD       w0001<>+0(SB), Y12, Y12
+	VMULPS         3040(CX), Y9, Y9
+	VCVTDQ2PS      Y12, Y12
+	VMULPS         Y9, Y12, Y12
+	VADDPS         Y12, Y7, Y7
+	ADDQ           $0x00000090, AX
+	ADDQ           $0x00000c00, CX
+	SUBQ           $0x08, DX
+	JMP            quad2
+
+quad1:
+	CMPQ           DX, $0x04
+	JL             tail
+	MOVWQZX        (AX), SI
+	MOVWQZX        18(AX), DI
+	SHLQ           $0x10, DI
+	ORQ            DI, SI
+	MOVWQZX        36(AX), DI
+	SHLQ           $0x20, DI
+	ORQ            DI, SI
+	MOVWQZX        54(AX), DI
+	SHLQ           $0x30, DI
+	ORQ            DI, SI
+	VMOVQ          SI, X8
+	VCVTPH2PS      X8, X8
+	VMOVDQU        idxq4<>+0(SB), Y9
+	VPERMPS        Y8, Y9, Y9
+	VBROADCASTI128 2(AX), Y10
+	VINSERTI128    $0x01, 20(AX), Y10, Y10
+	VBROADCASTI128 38(AX), Y11
+	VINSERTI128    $0x01, 56(AX), Y11, Y11
+	VPUNPCKLQDQ    Y11, Y10, Y12
+	VPUNPCKHQDQ    Y11, Y10, Y10
+	VPSRLW         $0x04, Y12, Y11
+	VPAND          b0f<>+0(SB), Y11, Y11
+	VPAND          b0f<>+0(SB), Y12, Y12
+	VPSRLW         $0x04, Y10, Y13
+	VPAND          b0f<>+0(SB), Y13, Y13
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPMADDUBSW     (CX), Y12, Y14
+	VPMADDUBSW     32(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     64(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     96(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         128(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         160(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y0, Y0
+	VPMADDUBSW     192(CX), Y12, Y14
+	VPMADDUBSW     224(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     256(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     288(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         320(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         352(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y1, Y1
+	VPMADDUBSW     384(CX), Y12, Y14
+	VPMADDUBSW     416(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     448(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     480(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         512(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         544(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VPMADDUBSW     576(CX), Y12, Y14
+	VPMADDUBSW     608(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     640(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     672(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         704(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         736(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VPMADDUBSW     768(CX), Y12, Y14
+	VPMADDUBSW     800(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     832(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     864(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         896(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         928(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VPMADDUBSW     960(CX), Y12, Y14
+	VPMADDUBSW     992(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1024(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1056(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         1088(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         1120(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y5, Y5
+	VPMADDUBSW     1152(CX), Y12, Y14
+	VPMADDUBSW     1184(CX), Y11, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1216(CX), Y10, Y15
+	VPADDW         Y15, Y14, Y14
+	VPMADDUBSW     1248(CX), Y13, Y15
+	VPADDW         Y15, Y14, Y14
+	VPSUBW         1280(CX), Y14, Y14
+	VPMADDWD       w0001<>+0(SB), Y14, Y14
+	VMULPS         1312(CX), Y9, Y15
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y15, Y14, Y14
+	VADDPS         Y14, Y6, Y6
+	VPMADDUBSW     1344(CX), Y12, Y12
+	VPMADDUBSW     1376(CX), Y11, Y11
+	VPADDW         Y11, Y12, Y12
+	VPMADDUBSW     1408(CX), Y10, Y11
+	VPADDW         Y11, Y12, Y12
+	VPMADDUBSW     1440(CX), Y13, Y11
+	VPADDW         Y11, Y12, Y12
+	VPSUBW         1472(CX), Y12, Y12
+	VPMADDWD       w0001<>+0(SB), Y12, Y12
+	VMULPS         1504(CX), Y9, Y9
+	VCVTDQ2PS      Y12, Y12
+	VMULPS         Y9, Y12, Y12
+	VADDPS         Y12, Y7, Y7
+	ADDQ           $0x00000048, AX
+	ADDQ           $0x00000600, CX
+	SUBQ           $0x04, DX
+
+tail:
+	CMPQ           DX, $0x02
+	JL             tail1
+	JE             tail2
+	MOVWQZX        (AX), DX
+	MOVWQZX        18(AX), SI
+	SHLQ           $0x10, SI
+	ORQ            SI, DX
+	MOVWQZX        36(AX), SI
+	SHLQ           $0x20, SI
+	ORQ            SI, DX
+	VMOVQ          DX, X8
+	VCVTPH2PS      X8, X8
+	VMOVDQU        idxq4<>+0(SB), Y9
+	VPERMPS        Y8, Y9, Y9
+	VBROADCASTI128 2(AX), Y10
+	VINSERTI128    $0x01, 20(AX), Y10, Y10
+	VMOVDQU        38(AX), X8
+	VPUNPCKLQDQ    Y8, Y10, Y11
+	VPUNPCKHQDQ    Y8, Y10, Y8
+	VPSRLW         $0x04, Y11, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPAND          b0f<>+0(SB), Y11, Y11
+	VPSRLW         $0x04, Y8, Y12
+	VPAND          b0f<>+0(SB), Y12, Y12
+	VPAND          b0f<>+0(SB), Y8, Y8
+	VPMADDUBSW     (CX), Y11, Y13
+	VPMADDUBSW     32(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     64(CX), Y8, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     96(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         128(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         160(CX), Y9, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y0, Y0
+	VPMADDUBSW     192(CX), Y11, Y13
+	VPMADDUBSW     224(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     256(CX), Y8, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     288(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         320(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         352(CX), Y9, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y1, Y1
+	VPMADDUBSW     384(CX), Y11, Y13
+	VPMADDUBSW     416(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     448(CX), Y8, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     480(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         512(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         544(CX), Y9, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VPMADDUBSW     576(CX), Y11, Y13
+	VPMADDUBSW     608(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     640(CX), Y8, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     672(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         704(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         736(CX), Y9, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VPMADDUBSW     768(CX), Y11, Y13
+	VPMADDUBSW     800(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     832(CX), Y8, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     864(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         896(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         928(CX), Y9, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VPMADDUBSW     960(CX), Y11, Y13
+	VPMADDUBSW     992(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     1024(CX), Y8, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     1056(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         1088(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         1120(CX), Y9, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VPMADDUBSW     1152(CX), Y11, Y13
+	VPMADDUBSW     1184(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     1216(CX), Y8, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     1248(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         1280(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         1312(CX), Y9, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	VPMADDUBSW     1344(CX), Y11, Y11
+	VPMADDUBSW     1376(CX), Y10, Y10
+	VPADDW         Y10, Y11, Y11
+	VPMADDUBSW     1408(CX), Y8, Y10
+	VPADDW         Y10, Y11, Y11
+	VPMADDUBSW     1440(CX), Y12, Y10
+	VPADDW         Y10, Y11, Y11
+	VPSUBW         1472(CX), Y11, Y11
+	VPMADDWD       w0001<>+0(SB), Y11, Y11
+	VMULPS         1504(CX), Y9, Y8
+	VCVTDQ2PS      Y11, Y11
+	VMULPS         Y8, Y11, Y11
+	VADDPS         Y11, Y7, Y7
+	JMP            done
+
+tail2:
+	MOVWQZX        (AX), DX
+	MOVWQZX        18(AX), SI
+	SHLQ           $0x10, SI
+	ORQ            SI, DX
+	VMOVQ          DX, X8
+	VCVTPH2PS      X8, X8
+	VMOVDQU        idxq4<>+0(SB), Y9
+	VPERMPS        Y8, Y9, Y8
+	VBROADCASTI128 2(AX), Y9
+	VINSERTI128    $0x01, 20(AX), Y9, Y9
+	VPXOR          Y10, Y10, Y10
+	VPUNPCKLQDQ    Y10, Y9, Y11
+	VPUNPCKHQDQ    Y10, Y9, Y9
+	VPSRLW         $0x04, Y11, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPAND          b0f<>+0(SB), Y11, Y11
+	VPSRLW         $0x04, Y9, Y12
+	VPAND          b0f<>+0(SB), Y12, Y12
+	VPAND          b0f<>+0(SB), Y9, Y9
+	VPMADDUBSW     (CX), Y11, Y13
+	VPMADDUBSW     32(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     64(CX), Y9, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     96(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         128(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         160(CX), Y8, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y0, Y0
+	VPMADDUBSW     192(CX), Y11, Y13
+	VPMADDUBSW     224(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     256(CX), Y9, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     288(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         320(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         352(CX), Y8, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y1, Y1
+	VPMADDUBSW     384(CX), Y11, Y13
+	VPMADDUBSW     416(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     448(CX), Y9, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     480(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         512(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         544(CX), Y8, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VPMADDUBSW     576(CX), Y11, Y13
+	VPMADDUBSW     608(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     640(CX), Y9, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     672(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         704(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         736(CX), Y8, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VPMADDUBSW     768(CX), Y11, Y13
+	VPMADDUBSW     800(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     832(CX), Y9, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     864(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         896(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         928(CX), Y8, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VPMADDUBSW     960(CX), Y11, Y13
+	VPMADDUBSW     992(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     1024(CX), Y9, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     1056(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         1088(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         1120(CX), Y8, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VPMADDUBSW     1152(CX), Y11, Y13
+	VPMADDUBSW     1184(CX), Y10, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     1216(CX), Y9, Y14
+	VPADDW         Y14, Y13, Y13
+	VPMADDUBSW     1248(CX), Y12, Y14
+	VPADDW         Y14, Y13, Y13
+	VPSUBW         1280(CX), Y13, Y13
+	VPMADDWD       w0001<>+0(SB), Y13, Y13
+	VMULPS         1312(CX), Y8, Y14
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y14, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	VPMADDUBSW     1344(CX), Y11, Y11
+	VPMADDUBSW     1376(CX), Y10, Y10
+	VPADDW         Y10, Y11, Y11
+	VPMADDUBSW     1408(CX), Y9, Y10
+	VPADDW         Y10, Y11, Y11
+	VPMADDUBSW     1440(CX), Y12, Y10
+	VPADDW         Y10, Y11, Y11
+	VPSUBW         1472(CX), Y11, Y11
+	VPMADDWD       w0001<>+0(SB), Y11, Y11
+	VMULPS         1504(CX), Y8, Y8
+	VCVTDQ2PS      Y11, Y11
+	VMULPS         Y8, Y11, Y11
+	VADDPS         Y11, Y7, Y7
+	JMP            done
+
+tail1:
+	TESTQ       DX, DX
+	JZ          done
+	MOVWQZX     (AX), DX
+	VMOVQ       DX, X8
+	VCVTPH2PS   X8, X8
+	VMOVDQU     idxq4<>+0(SB), Y9
+	VPERMPS     Y8, Y9, Y9
+	VMOVDQU     2(AX), X8
+	VPXOR       Y10, Y10, Y10
+	VPUNPCKLQDQ Y10, Y8, Y11
+	VPUNPCKHQDQ Y10, Y8, Y8
+	VPSRLW      $0x04, Y11, Y10
+	VPAND       b0f<>+0(SB), Y10, Y10
+	VPAND       b0f<>+0(SB), Y11, Y11
+	VPSRLW      $0x04, Y8, Y12
+	VPAND       b0f<>+0(SB), Y12, Y12
+	VPAND       b0f<>+0(SB), Y8, Y8
+	VPMADDUBSW  (CX), Y11, Y13
+	VPMADDUBSW  32(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  64(CX), Y8, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  96(CX), Y12, Y14
+	VPADDW      Y14, Y13, Y13
+	VPSUBW      128(CX), Y13, Y13
+	VPMADDWD    w0001<>+0(SB), Y13, Y13
+	VMULPS      160(CX), Y9, Y14
+	VCVTDQ2PS   Y13, Y13
+	VMULPS      Y14, Y13, Y13
+	VADDPS      Y13, Y0, Y0
+	VPMADDUBSW  192(CX), Y11, Y13
+	VPMADDUBSW  224(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  256(CX), Y8, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  288(CX), Y12, Y14
+	VPADDW      Y14, Y13, Y13
+	VPSUBW      320(CX), Y13, Y13
+	VPMADDWD    w0001<>+0(SB), Y13, Y13
+	VMULPS      352(CX), Y9, Y14
+	VCVTDQ2PS   Y13, Y13
+	VMULPS      Y14, Y13, Y13
+	VADDPS      Y13, Y1, Y1
+	VPMADDUBSW  384(CX), Y11, Y13
+	VPMADDUBSW  416(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  448(CX), Y8, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  480(CX), Y12, Y14
+	VPADDW      Y14, Y13, Y13
+	VPSUBW      512(CX), Y13, Y13
+	VPMADDWD    w0001<>+0(SB), Y13, Y13
+	VMULPS      544(CX), Y9, Y14
+	VCVTDQ2PS   Y13, Y13
+	VMULPS      Y14, Y13, Y13
+	VADDPS      Y13, Y2, Y2
+	VPMADDUBSW  576(CX), Y11, Y13
+	VPMADDUBSW  608(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  640(CX), Y8, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  672(CX), Y12, Y14
+	VPADDW      Y14, Y13, Y13
+	VPSUBW      704(CX), Y13, Y13
+	VPMADDWD    w0001<>+0(SB), Y13, Y13
+	VMULPS      736(CX), Y9, Y14
+	VCVTDQ2PS   Y13, Y13
+	VMULPS      Y14, Y13, Y13
+	VADDPS      Y13, Y3, Y3
+	VPMADDUBSW  768(CX), Y11, Y13
+	VPMADDUBSW  800(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  832(CX), Y8, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  864(CX), Y12, Y14
+	VPADDW      Y14, Y13, Y13
+	VPSUBW      896(CX), Y13, Y13
+	VPMADDWD    w0001<>+0(SB), Y13, Y13
+	VMULPS      928(CX), Y9, Y14
+	VCVTDQ2PS   Y13, Y13
+	VMULPS      Y14, Y13, Y13
+	VADDPS      Y13, Y4, Y4
+	VPMADDUBSW  960(CX), Y11, Y13
+	VPMADDUBSW  992(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  1024(CX), Y8, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  1056(CX), Y12, Y14
+	VPADDW      Y14, Y13, Y13
+	VPSUBW      1088(CX), Y13, Y13
+	VPMADDWD    w0001<>+0(SB), Y13, Y13
+	VMULPS      1120(CX), Y9, Y14
+	VCVTDQ2PS   Y13, Y13
+	VMULPS      Y14, Y13, Y13
+	VADDPS      Y13, Y5, Y5
+	VPMADDUBSW  1152(CX), Y11, Y13
+	VPMADDUBSW  1184(CX), Y10, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  1216(CX), Y8, Y14
+	VPADDW      Y14, Y13, Y13
+	VPMADDUBSW  1248(CX), Y12, Y14
+	VPADDW      Y14, Y13, Y13
+	VPSUBW      1280(CX), Y13, Y13
+	VPMADDWD    w0001<>+0(SB), Y13, Y13
+	VMULPS      1312(CX), Y9, Y14
+	VCVTDQ2PS   Y13, Y13
+	VMULPS      Y14, Y13, Y13
+	VADDPS      Y13, Y6, Y6
+	VPMADDUBSW  1344(CX), Y11, Y11
+	VPMADDUBSW  1376(CX), Y10, Y10
+	VPADDW      Y10, Y11, Y11
+	VPMADDUBSW  1408(CX), Y8, Y10
+	VPADDW      Y10, Y11, Y11
+	VPMADDUBSW  1440(CX), Y12, Y10
+	VPADDW      Y10, Y11, Y11
+	VPSUBW      1472(CX), Y11, Y11
+	VPMADDWD    w0001<>+0(SB), Y11, Y11
+	VMULPS      1504(CX), Y9, Y8
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y8, Y11, Y11
+	VADDPS      Y11, Y7, Y7
+
+done:
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X8
+	VMOVHLPS     X8, X8, X0
+	VADDPS       X0, X8, X8
+	VMOVSHDUP    X8, X0
+	VADDSS       X0, X8, X8
+	VMOVSS       X8, (BX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(BX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 8(BX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 12(BX)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 16(BX)
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 20(BX)
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 24(BX)
+	VEXTRACTF128 $0x01, Y7, X0
+	VADDPS       X0, X7, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 28(BX)
+	VZEROUPPER
+	RET
+
 // func dotQ8_0Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
 // Requires: AVX, AVX2, F16C, SSE
-TEXT ·dotQ8_0Q8_0AVX2(SB), NOSPLIT, $64-84
+TEXT ·dotQ8_0Q8_0AVX2(SB), NOSPLIT, $32-84
 	MOVQ    w_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
 	MOVQ    d_base+48(FP), DX
@@ -45,89 +2043,89 @@ batch8:
 	VCVTPH2PS    X5, Y5
 	VMULPS       (DX), Y5, Y5
 	VMOVUPS      Y5, (SP)
-	VBROADCASTSS (SP), Y5
-	VMOVDQU      2(AX), Y6
-	VMOVDQU      2(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y1, Y1
-	VBROADCASTSS 4(SP), Y5
-	VMOVDQU      36(AX), Y6
-	VMOVDQU      36(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y2, Y2
-	VBROADCASTSS 8(SP), Y5
-	VMOVDQU      70(AX), Y6
-	VMOVDQU      70(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y3, Y3
-	VBROADCASTSS 12(SP), Y5
-	VMOVDQU      104(AX), Y6
-	VMOVDQU      104(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y4, Y4
-	VBROADCASTSS 16(SP), Y5
-	VMOVDQU      138(AX), Y6
-	VMOVDQU      138(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y1, Y1
-	VBROADCASTSS 20(SP), Y5
-	VMOVDQU      172(AX), Y6
-	VMOVDQU      172(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y2, Y2
-	VBROADCASTSS 24(SP), Y5
-	VMOVDQU      206(AX), Y6
-	VMOVDQU      206(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y3, Y3
-	VBROADCASTSS 28(SP), Y5
-	VMOVDQU      240(AX), Y6
-	VMOVDQU      240(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y4, Y4
+	VMOVDQU      2(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS (SP), Y7
+	VMOVDQU      2(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU      36(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 4(SP), Y7
+	VMOVDQU      36(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU      70(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 8(SP), Y7
+	VMOVDQU      70(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      104(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 12(SP), Y7
+	VMOVDQU      104(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y4, Y4
+	VMOVDQU      138(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 16(SP), Y7
+	VMOVDQU      138(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU      172(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 20(SP), Y7
+	VMOVDQU      172(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU      206(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 24(SP), Y7
+	VMOVDQU      206(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      240(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 28(SP), Y7
+	VMOVDQU      240(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y4, Y4
 	ADDQ         $0x00000110, AX
 	ADDQ         $0x00000110, CX
-	ADDQ         $0x20, DX
+	ADDQ         $0x00000020, DX
 	SUBQ         $0x08, BX
 	JMP          batch8
 
@@ -148,46 +2146,46 @@ batch4:
 	VCVTPH2PS    X5, X5
 	VMULPS       (DX), X5, X5
 	VMOVUPS      X5, (SP)
-	VBROADCASTSS (SP), Y5
-	VMOVDQU      2(AX), Y6
-	VMOVDQU      2(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y1, Y1
-	VBROADCASTSS 4(SP), Y5
-	VMOVDQU      36(AX), Y6
-	VMOVDQU      36(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y2, Y2
-	VBROADCASTSS 8(SP), Y5
-	VMOVDQU      70(AX), Y6
-	VMOVDQU      70(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y3, Y3
-	VBROADCASTSS 12(SP), Y5
-	VMOVDQU      104(AX), Y6
-	VMOVDQU      104(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y4, Y4
+	VMOVDQU      2(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS (SP), Y7
+	VMOVDQU      2(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU      36(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 4(SP), Y7
+	VMOVDQU      36(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU      70(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 8(SP), Y7
+	VMOVDQU      70(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      104(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS 12(SP), Y7
+	VMOVDQU      104(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y4, Y4
 	ADDQ         $0x00000088, AX
 	ADDQ         $0x00000088, CX
 	ADDQ         $0x10, DX
@@ -200,16 +2198,17 @@ tail:
 	VMOVD        SI, X5
 	VCVTPH2PS    X5, X5
 	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      2(AX), Y6
-	VMOVDQU      2(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y1, Y1
+	VMOVSS       X5, (SP)
+	VMOVDQU      2(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS (SP), Y7
+	VMOVDQU      2(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y1, Y1
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
 	ADDQ         $0x04, DX
@@ -220,16 +2219,17 @@ tail:
 	VMOVD        SI, X5
 	VCVTPH2PS    X5, X5
 	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      2(AX), Y6
-	VMOVDQU      2(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y2, Y2
+	VMOVSS       X5, (SP)
+	VMOVDQU      2(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS (SP), Y7
+	VMOVDQU      2(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
 	ADDQ         $0x04, DX
@@ -240,16 +2240,17 @@ tail:
 	VMOVD        SI, X5
 	VCVTPH2PS    X5, X5
 	VMULSS       (DX), X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      2(AX), Y6
-	VMOVDQU      2(CX), Y7
-	VPSIGNB      Y6, Y6, Y8
-	VPSIGNB      Y6, Y7, Y7
-	VPMADDUBSW   Y7, Y8, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y5, Y8, Y8
-	VADDPS       Y8, Y3, Y3
+	VMOVSS       X5, (SP)
+	VMOVDQU      2(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	VBROADCASTSS (SP), Y7
+	VMOVDQU      2(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y3, Y3
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
 	ADDQ         $0x04, DX
@@ -269,250 +2270,6 @@ done:
 	MOVSS        X0, ret+80(FP)
 	RET
 
-DATA w0001<>+0(SB)/8, $0x0001000100010001
-DATA w0001<>+8(SB)/8, $0x0001000100010001
-DATA w0001<>+16(SB)/8, $0x0001000100010001
-DATA w0001<>+24(SB)/8, $0x0001000100010001
-GLOBL w0001<>(SB), RODATA|NOPTR, $32
-
-// func dotQ4_0Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
-// Requires: AVX, AVX2, F16C, SSE
-TEXT ·dotQ4_0Q8_0AVX2(SB), NOSPLIT, $32-84
-	MOVQ    w_base+0(FP), AX
-	MOVQ    x_base+24(FP), CX
-	MOVQ    d_base+48(FP), DX
-	MOVQ    nb+72(FP), BX
-	VMOVDQU w0001<>+0(SB), Y0
-	VMOVDQU b0f<>+0(SB), Y1
-	VMOVDQU idx01<>+0(SB), Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
-
-batch8:
-	CMPQ           BX, $0x08
-	JL             batch4
-	MOVWQZX        (AX), SI
-	MOVWQZX        18(AX), DI
-	SHLQ           $0x10, DI
-	ORQ            DI, SI
-	MOVWQZX        36(AX), DI
-	SHLQ           $0x20, DI
-	ORQ            DI, SI
-	MOVWQZX        54(AX), DI
-	SHLQ           $0x30, DI
-	ORQ            DI, SI
-	VMOVQ          SI, X7
-	MOVWQZX        72(AX), SI
-	MOVWQZX        90(AX), DI
-	SHLQ           $0x10, DI
-	ORQ            DI, SI
-	MOVWQZX        108(AX), DI
-	SHLQ           $0x20, DI
-	ORQ            DI, SI
-	MOVWQZX        126(AX), DI
-	SHLQ           $0x30, DI
-	ORQ            DI, SI
-	VPINSRQ        $0x01, SI, X7, X7
-	VCVTPH2PS      X7, Y7
-	VMULPS         (DX), Y7, Y7
-	VMOVUPS        Y7, (SP)
-	VBROADCASTSD   (SP), Y7
-	VPERMPS        Y7, Y2, Y7
-	VBROADCASTI128 2(AX), Y9
-	VINSERTI128    $0x01, 20(AX), Y9, Y9
-	VPSRLW         $0x04, Y9, Y10
-	VPAND          Y1, Y10, Y10
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     (CX), Y9, Y9
-	VPMADDUBSW     32(CX), Y10, Y10
-	VPADDW         Y10, Y9, Y9
-	VPSUBW         64(CX), Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y3, Y3
-	VBROADCASTSD   8(SP), Y7
-	VPERMPS        Y7, Y2, Y7
-	VBROADCASTI128 38(AX), Y9
-	VINSERTI128    $0x01, 56(AX), Y9, Y9
-	VPSRLW         $0x04, Y9, Y10
-	VPAND          Y1, Y10, Y10
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     96(CX), Y9, Y9
-	VPMADDUBSW     128(CX), Y10, Y10
-	VPADDW         Y10, Y9, Y9
-	VPSUBW         160(CX), Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	VBROADCASTSD   16(SP), Y7
-	VPERMPS        Y7, Y2, Y7
-	VBROADCASTI128 74(AX), Y9
-	VINSERTI128    $0x01, 92(AX), Y9, Y9
-	VPSRLW         $0x04, Y9, Y10
-	VPAND          Y1, Y10, Y10
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     192(CX), Y9, Y9
-	VPMADDUBSW     224(CX), Y10, Y10
-	VPADDW         Y10, Y9, Y9
-	VPSUBW         256(CX), Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
-	VBROADCASTSD   24(SP), Y7
-	VPERMPS        Y7, Y2, Y7
-	VBROADCASTI128 110(AX), Y9
-	VINSERTI128    $0x01, 128(AX), Y9, Y9
-	VPSRLW         $0x04, Y9, Y10
-	VPAND          Y1, Y10, Y10
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     288(CX), Y9, Y9
-	VPMADDUBSW     320(CX), Y10, Y10
-	VPADDW         Y10, Y9, Y9
-	VPSUBW         352(CX), Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y6, Y6
-	ADDQ           $0x00000090, AX
-	ADDQ           $0x00000180, CX
-	ADDQ           $0x20, DX
-	SUBQ           $0x08, BX
-	JMP            batch8
-
-batch4:
-	CMPQ           BX, $0x04
-	JL             pair
-	MOVWQZX        (AX), SI
-	MOVWQZX        18(AX), DI
-	SHLQ           $0x10, DI
-	ORQ            DI, SI
-	MOVWQZX        36(AX), DI
-	SHLQ           $0x20, DI
-	ORQ            DI, SI
-	MOVWQZX        54(AX), DI
-	SHLQ           $0x30, DI
-	ORQ            DI, SI
-	VMOVQ          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULPS         (DX), X7, X7
-	VMOVUPS        X7, (SP)
-	VBROADCASTSD   (SP), Y7
-	VPERMPS        Y7, Y2, Y7
-	VBROADCASTI128 2(AX), Y9
-	VINSERTI128    $0x01, 20(AX), Y9, Y9
-	VPSRLW         $0x04, Y9, Y10
-	VPAND          Y1, Y10, Y10
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     (CX), Y9, Y9
-	VPMADDUBSW     32(CX), Y10, Y10
-	VPADDW         Y10, Y9, Y9
-	VPSUBW         64(CX), Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y3, Y3
-	VBROADCASTSD   8(SP), Y7
-	VPERMPS        Y7, Y2, Y7
-	VBROADCASTI128 38(AX), Y9
-	VINSERTI128    $0x01, 56(AX), Y9, Y9
-	VPSRLW         $0x04, Y9, Y10
-	VPAND          Y1, Y10, Y10
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     96(CX), Y9, Y9
-	VPMADDUBSW     128(CX), Y10, Y10
-	VPADDW         Y10, Y9, Y9
-	VPSUBW         160(CX), Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	ADDQ           $0x00000048, AX
-	ADDQ           $0x000000c0, CX
-	ADDQ           $0x10, DX
-	SUBQ           $0x04, BX
-
-pair:
-	CMPQ           BX, $0x02
-	JL             lone
-	MOVWLZX        (AX), SI
-	MOVWLZX        18(AX), DI
-	SHLL           $0x10, DI
-	ORL            DI, SI
-	VMOVD          SI, X8
-	VCVTPH2PS      X8, X8
-	VMOVQ          (DX), X7
-	VMULPS         X7, X8, X8
-	VPERMPS        Y8, Y2, Y7
-	VBROADCASTI128 2(AX), Y9
-	VINSERTI128    $0x01, 20(AX), Y9, Y9
-	VPSRLW         $0x04, Y9, Y10
-	VPAND          Y1, Y10, Y10
-	VPAND          Y1, Y9, Y9
-	VPMADDUBSW     (CX), Y9, Y9
-	VPMADDUBSW     32(CX), Y10, Y10
-	VPADDW         Y10, Y9, Y9
-	VPSUBW         64(CX), Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
-	ADDQ           $0x24, AX
-	ADDQ           $0x60, CX
-	ADDQ           $0x08, DX
-	SUBQ           $0x02, BX
-
-lone:
-	TESTQ          BX, BX
-	JZ             done
-	MOVWLZX        (AX), BX
-	VMOVD          BX, X8
-	VCVTPH2PS      X8, X8
-	VMULSS         (DX), X8, X8
-	VPERMPS        Y8, Y2, Y2
-	VBROADCASTI128 2(AX), Y7
-	VPSRLW         $0x04, Y7, Y8
-	VPAND          Y1, Y8, Y8
-	VPAND          Y1, Y7, Y7
-	VPMADDUBSW     (CX), Y7, Y7
-	VPMADDUBSW     32(CX), Y8, Y8
-	VPADDW         Y8, Y7, Y7
-	VPSUBW         64(CX), Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y2, Y7, Y7
-	VADDPS         Y7, Y6, Y6
-
-done:
-	VADDPS       Y4, Y3, Y3
-	VADDPS       Y6, Y5, Y5
-	VADDPS       Y5, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
-	VMOVHLPS     X0, X0, X1
-	VADDPS       X1, X0, X0
-	VMOVSHDUP    X0, X1
-	VADDSS       X1, X0, X0
-	VZEROUPPER
-	MOVSS        X0, ret+80(FP)
-	RET
-
-DATA b0f<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA b0f<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA b0f<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA b0f<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
-GLOBL b0f<>(SB), RODATA|NOPTR, $32
-
-DATA idx01<>+0(SB)/8, $0x0000000000000000
-DATA idx01<>+8(SB)/8, $0x0000000000000000
-DATA idx01<>+16(SB)/8, $0x0000000100000001
-DATA idx01<>+24(SB)/8, $0x0000000100000001
-GLOBL idx01<>(SB), RODATA|NOPTR, $32
-
 // func dotQ4_1Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
 // Requires: AVX, AVX2, F16C, SSE
 TEXT ·dotQ4_1Q8_0AVX2(SB), NOSPLIT, $64-84
@@ -522,11 +2279,10 @@ TEXT ·dotQ4_1Q8_0AVX2(SB), NOSPLIT, $64-84
 	MOVQ    nb+72(FP), BX
 	VMOVDQU w0001<>+0(SB), Y0
 	VMOVDQU b01<>+0(SB), Y1
-	VMOVDQU b0f<>+0(SB), Y2
+	VXORPS  Y2, Y2, Y2
 	VXORPS  Y3, Y3, Y3
 	VXORPS  Y4, Y4, Y4
 	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
 
 batch8:
 	CMPQ           BX, $0x08
@@ -551,11 +2307,11 @@ batch8:
 	MOVWQZX        140(AX), R8
 	SHLQ           $0x30, R8
 	ORQ            R8, DI
-	VMOVQ          SI, X7
-	VPINSRQ        $0x01, DI, X7, X7
-	VCVTPH2PS      X7, Y7
-	VMULPS         (DX), Y7, Y7
-	VMOVUPS        Y7, (SP)
+	VMOVQ          SI, X6
+	VPINSRQ        $0x01, DI, X6, X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         (DX), Y6, Y6
+	VMOVUPS        Y6, (SP)
 	MOVWQZX        2(AX), SI
 	MOVWQZX        22(AX), DI
 	SHLQ           $0x10, DI
@@ -576,150 +2332,142 @@ batch8:
 	MOVWQZX        142(AX), R8
 	SHLQ           $0x30, R8
 	ORQ            R8, DI
-	VMOVQ          SI, X7
-	VPINSRQ        $0x01, DI, X7, X7
-	VCVTPH2PS      X7, Y7
-	VMULPS         (DX), Y7, Y7
-	VMOVUPS        Y7, 32(SP)
+	VMOVQ          SI, X6
+	VPINSRQ        $0x01, DI, X6, X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         (DX), Y6, Y6
+	VMOVUPS        Y6, 32(SP)
+	VBROADCASTI128 4(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   (SP), Y7
 	VBROADCASTSS   32(SP), Y8
-	VBROADCASTI128 4(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        2(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     2(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y2, Y2
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y3, Y3
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y3, Y3
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	VBROADCASTI128 24(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   4(SP), Y7
 	VBROADCASTSS   36(SP), Y8
-	VBROADCASTI128 24(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        36(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     36(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     36(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y3, Y3
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y4, Y4
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y3, Y3
+	VBROADCASTI128 44(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   8(SP), Y7
 	VBROADCASTSS   40(SP), Y8
-	VBROADCASTI128 44(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        70(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     70(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     70(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y4, Y4
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y5, Y5
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	VBROADCASTI128 64(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   12(SP), Y7
 	VBROADCASTSS   44(SP), Y8
-	VBROADCASTI128 64(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        104(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     104(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     104(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y5, Y5
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y6, Y6
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y6, Y6
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y5, Y5
+	VBROADCASTI128 84(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   16(SP), Y7
 	VBROADCASTSS   48(SP), Y8
-	VBROADCASTI128 84(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        138(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     138(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     138(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y2, Y2
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y3, Y3
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y3, Y3
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	VBROADCASTI128 104(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   20(SP), Y7
 	VBROADCASTSS   52(SP), Y8
-	VBROADCASTI128 104(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        172(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     172(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     172(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y3, Y3
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y4, Y4
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y3, Y3
+	VBROADCASTI128 124(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   24(SP), Y7
 	VBROADCASTSS   56(SP), Y8
-	VBROADCASTI128 124(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        206(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     206(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     206(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y4, Y4
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y5, Y5
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	VBROADCASTI128 144(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   28(SP), Y7
 	VBROADCASTSS   60(SP), Y8
-	VBROADCASTI128 144(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        240(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     240(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     240(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y5, Y5
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y6, Y6
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y6, Y6
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y5, Y5
 	ADDQ           $0x000000a0, AX
 	ADDQ           $0x00000110, CX
-	ADDQ           $0x20, DX
+	ADDQ           $0x00000020, DX
 	SUBQ           $0x08, BX
 	JMP            batch8
 
@@ -736,10 +2484,10 @@ batch4:
 	MOVWQZX        60(AX), DI
 	SHLQ           $0x30, DI
 	ORQ            DI, SI
-	VMOVQ          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULPS         (DX), X7, X7
-	VMOVUPS        X7, (SP)
+	VMOVQ          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULPS         (DX), X6, X6
+	VMOVUPS        X6, (SP)
 	MOVWQZX        2(AX), SI
 	MOVWQZX        22(AX), DI
 	SHLQ           $0x10, DI
@@ -750,78 +2498,74 @@ batch4:
 	MOVWQZX        62(AX), DI
 	SHLQ           $0x30, DI
 	ORQ            DI, SI
-	VMOVQ          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULPS         (DX), X7, X7
-	VMOVUPS        X7, 32(SP)
+	VMOVQ          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULPS         (DX), X6, X6
+	VMOVUPS        X6, 32(SP)
+	VBROADCASTI128 4(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   (SP), Y7
 	VBROADCASTSS   32(SP), Y8
-	VBROADCASTI128 4(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        2(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     2(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y2, Y2
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y3, Y3
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y3, Y3
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	VBROADCASTI128 24(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   4(SP), Y7
 	VBROADCASTSS   36(SP), Y8
-	VBROADCASTI128 24(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        36(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     36(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     36(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y3, Y3
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y4, Y4
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y3, Y3
+	VBROADCASTI128 44(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   8(SP), Y7
 	VBROADCASTSS   40(SP), Y8
-	VBROADCASTI128 44(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        70(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     70(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     70(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y4, Y4
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y5, Y5
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	VBROADCASTI128 64(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
 	VBROADCASTSS   12(SP), Y7
 	VBROADCASTSS   44(SP), Y8
-	VBROADCASTI128 64(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        104(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     104(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     104(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y5, Y5
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y6, Y6
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y6, Y6
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y5, Y5
 	ADDQ           $0x00000050, AX
 	ADDQ           $0x00000088, CX
 	ADDQ           $0x10, DX
@@ -831,30 +2575,63 @@ tail:
 	TESTQ          BX, BX
 	JZ             done
 	MOVWLZX        (AX), SI
-	VMOVD          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULSS         (DX), X7, X7
-	VBROADCASTSS   X7, Y7
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, (SP)
 	MOVWLZX        2(AX), SI
-	VMOVD          SI, X8
-	VCVTPH2PS      X8, X8
-	VMULSS         (DX), X8, X8
-	VBROADCASTSS   X8, Y8
-	VBROADCASTI128 4(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        2(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, 32(SP)
+	VBROADCASTI128 4(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VBROADCASTSS   (SP), Y7
+	VBROADCASTSS   32(SP), Y8
+	VPMADDUBSW     2(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y2, Y2
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	ADDQ           $0x14, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), SI
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, (SP)
+	MOVWLZX        2(AX), SI
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, 32(SP)
+	VBROADCASTI128 4(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VBROADCASTSS   (SP), Y7
+	VBROADCASTSS   32(SP), Y8
+	VPMADDUBSW     2(CX), Y1, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y3, Y3
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y8, Y9, Y9
 	VADDPS         Y9, Y3, Y3
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y3, Y3
 	ADDQ           $0x14, AX
 	ADDQ           $0x22, CX
 	ADDQ           $0x04, DX
@@ -862,72 +2639,42 @@ tail:
 	TESTQ          BX, BX
 	JZ             done
 	MOVWLZX        (AX), SI
-	VMOVD          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULSS         (DX), X7, X7
-	VBROADCASTSS   X7, Y7
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, (SP)
 	MOVWLZX        2(AX), SI
-	VMOVD          SI, X8
-	VCVTPH2PS      X8, X8
-	VMULSS         (DX), X8, X8
-	VBROADCASTSS   X8, Y8
-	VBROADCASTI128 4(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        2(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y4, Y4
-	ADDQ           $0x14, AX
-	ADDQ           $0x22, CX
-	ADDQ           $0x04, DX
-	DECQ           BX
-	TESTQ          BX, BX
-	JZ             done
-	MOVWLZX        (AX), SI
-	VMOVD          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULSS         (DX), X7, X7
-	VBROADCASTSS   X7, Y7
-	MOVWLZX        2(AX), SI
-	VMOVD          SI, X8
-	VCVTPH2PS      X8, X8
-	VMULSS         (DX), X8, X8
-	VBROADCASTSS   X8, Y8
-	VBROADCASTI128 4(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VMOVDQU        2(CX), Y2
-	VPMADDUBSW     Y2, Y1, Y1
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, 32(SP)
+	VBROADCASTI128 4(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VBROADCASTSS   (SP), Y7
+	VBROADCASTSS   32(SP), Y8
+	VPMADDUBSW     2(CX), Y1, Y1
 	VPMADDWD       Y0, Y1, Y1
-	VPMADDUBSW     Y2, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y4, Y4
 	VCVTDQ2PS      Y1, Y1
 	VMULPS         Y8, Y1, Y1
-	VADDPS         Y1, Y5, Y5
+	VADDPS         Y1, Y4, Y4
 	ADDQ           $0x14, AX
 	ADDQ           $0x22, CX
 	ADDQ           $0x04, DX
 	DECQ           BX
 
 done:
-	VADDPS       Y4, Y3, Y3
-	VADDPS       Y6, Y5, Y5
-	VADDPS       Y5, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
@@ -944,13 +2691,13 @@ GLOBL b01<>(SB), RODATA|NOPTR, $32
 
 // func dotQ5_0Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
 // Requires: AVX, AVX2, F16C, SSE
-TEXT ·dotQ5_0Q8_0AVX2(SB), NOSPLIT, $64-84
+TEXT ·dotQ5_0Q8_0AVX2(SB), NOSPLIT, $32-84
 	MOVQ    w_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
 	MOVQ    d_base+48(FP), DX
 	MOVQ    nb+72(FP), BX
-	VMOVDQU w0001<>+0(SB), Y0
-	VMOVDQU b0f<>+0(SB), Y1
+	VMOVDQU b0f<>+0(SB), Y0
+	VMOVDQU w0001<>+0(SB), Y1
 	VXORPS  Y2, Y2, Y2
 	VXORPS  Y3, Y3, Y3
 	VXORPS  Y4, Y4, Y4
@@ -984,161 +2731,161 @@ batch8:
 	VCVTPH2PS      X6, Y6
 	VMULPS         (DX), Y6, Y6
 	VMOVUPS        Y6, (SP)
-	VBROADCASTSS   (SP), Y6
-	VBROADCASTI128 6(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   2(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        2(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y2, Y2
-	VBROADCASTSS   4(SP), Y6
-	VBROADCASTI128 28(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   24(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        36(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y3, Y3
-	VBROADCASTSS   8(SP), Y6
-	VBROADCASTI128 50(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   46(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        70(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y4, Y4
-	VBROADCASTSS   12(SP), Y6
-	VBROADCASTI128 72(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   68(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        104(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y5, Y5
-	VBROADCASTSS   16(SP), Y6
-	VBROADCASTI128 94(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   90(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        138(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y2, Y2
-	VBROADCASTSS   20(SP), Y6
-	VBROADCASTI128 116(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   112(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        172(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y3, Y3
-	VBROADCASTSS   24(SP), Y6
-	VBROADCASTI128 138(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   134(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        206(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y4, Y4
-	VBROADCASTSS   28(SP), Y6
-	VBROADCASTI128 160(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   156(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        240(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y5, Y5
+	VBROADCASTI128 6(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   2(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   (SP), Y8
+	VMOVDQU        2(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y2, Y2
+	VBROADCASTI128 28(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   24(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   4(SP), Y8
+	VMOVDQU        36(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y3, Y3
+	VBROADCASTI128 50(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   46(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   8(SP), Y8
+	VMOVDQU        70(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y4, Y4
+	VBROADCASTI128 72(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   68(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   12(SP), Y8
+	VMOVDQU        104(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y5, Y5
+	VBROADCASTI128 94(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   90(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   16(SP), Y8
+	VMOVDQU        138(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y2, Y2
+	VBROADCASTI128 116(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   112(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   20(SP), Y8
+	VMOVDQU        172(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y3, Y3
+	VBROADCASTI128 138(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   134(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   24(SP), Y8
+	VMOVDQU        206(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y4, Y4
+	VBROADCASTI128 160(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   156(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   28(SP), Y8
+	VMOVDQU        240(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y5, Y5
 	ADDQ           $0x000000b0, AX
 	ADDQ           $0x00000110, CX
-	ADDQ           $0x20, DX
+	ADDQ           $0x00000020, DX
 	SUBQ           $0x08, BX
 	JMP            batch8
 
@@ -1159,82 +2906,82 @@ batch4:
 	VCVTPH2PS      X6, X6
 	VMULPS         (DX), X6, X6
 	VMOVUPS        X6, (SP)
-	VBROADCASTSS   (SP), Y6
-	VBROADCASTI128 6(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   2(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        2(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y2, Y2
-	VBROADCASTSS   4(SP), Y6
-	VBROADCASTI128 28(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   24(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        36(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y3, Y3
-	VBROADCASTSS   8(SP), Y6
-	VBROADCASTI128 50(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   46(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        70(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y4, Y4
-	VBROADCASTSS   12(SP), Y6
-	VBROADCASTI128 72(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   68(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        104(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y5, Y5
+	VBROADCASTI128 6(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   2(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   (SP), Y8
+	VMOVDQU        2(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y2, Y2
+	VBROADCASTI128 28(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   24(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   4(SP), Y8
+	VMOVDQU        36(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y3, Y3
+	VBROADCASTI128 50(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   46(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   8(SP), Y8
+	VMOVDQU        70(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y4, Y4
+	VBROADCASTI128 72(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   68(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   12(SP), Y8
+	VMOVDQU        104(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y5, Y5
 	ADDQ           $0x00000058, AX
 	ADDQ           $0x00000088, CX
 	ADDQ           $0x10, DX
@@ -1247,25 +2994,26 @@ tail:
 	VMOVD          SI, X6
 	VCVTPH2PS      X6, X6
 	VMULSS         (DX), X6, X6
-	VBROADCASTSS   X6, Y6
-	VBROADCASTI128 6(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   2(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        2(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y2, Y2
+	VMOVSS         X6, (SP)
+	VBROADCASTI128 6(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   2(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   (SP), Y8
+	VMOVDQU        2(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y2, Y2
 	ADDQ           $0x16, AX
 	ADDQ           $0x22, CX
 	ADDQ           $0x04, DX
@@ -1276,25 +3024,26 @@ tail:
 	VMOVD          SI, X6
 	VCVTPH2PS      X6, X6
 	VMULSS         (DX), X6, X6
-	VBROADCASTSS   X6, Y6
-	VBROADCASTI128 6(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   2(AX), Y8
-	VPSHUFB        bitsshuf<>+0(SB), Y8, Y8
-	VPOR           bitsmask<>+0(SB), Y8, Y8
-	VPCMPEQB       ones<>+0(SB), Y8, Y8
-	VPANDN         bf0<>+0(SB), Y8, Y8
-	VPOR           Y8, Y7, Y7
-	VMOVDQU        2(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y8, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y3, Y3
+	VMOVSS         X6, (SP)
+	VBROADCASTI128 6(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   2(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPANDN         bf0<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VBROADCASTSS   (SP), Y8
+	VMOVDQU        2(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y6
+	VPMADDWD       Y1, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y8, Y6, Y6
+	VADDPS         Y6, Y3, Y3
 	ADDQ           $0x16, AX
 	ADDQ           $0x22, CX
 	ADDQ           $0x04, DX
@@ -1305,25 +3054,26 @@ tail:
 	VMOVD          SI, X6
 	VCVTPH2PS      X6, X6
 	VMULSS         (DX), X6, X6
-	VBROADCASTSS   X6, Y6
-	VBROADCASTI128 6(AX), Y7
-	VPSRLW         $0x04, X7, X8
-	VINSERTI128    $0x01, X8, Y7, Y7
-	VPAND          Y1, Y7, Y7
-	VPBROADCASTD   2(AX), Y1
-	VPSHUFB        bitsshuf<>+0(SB), Y1, Y1
-	VPOR           bitsmask<>+0(SB), Y1, Y1
-	VPCMPEQB       ones<>+0(SB), Y1, Y1
-	VPANDN         bf0<>+0(SB), Y1, Y1
-	VPOR           Y1, Y7, Y7
-	VMOVDQU        2(CX), Y1
-	VPSIGNB        Y7, Y1, Y1
-	VPSIGNB        Y7, Y7, Y7
-	VPMADDUBSW     Y1, Y7, Y7
-	VPMADDWD       Y0, Y7, Y7
-	VCVTDQ2PS      Y7, Y7
-	VMULPS         Y6, Y7, Y7
-	VADDPS         Y7, Y4, Y4
+	VMOVSS         X6, (SP)
+	VBROADCASTI128 6(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          Y0, Y6, Y6
+	VPBROADCASTD   2(AX), Y0
+	VPSHUFB        bitsshuf<>+0(SB), Y0, Y0
+	VPOR           bitsmask<>+0(SB), Y0, Y0
+	VPCMPEQB       ones<>+0(SB), Y0, Y0
+	VPANDN         bf0<>+0(SB), Y0, Y0
+	VPOR           Y0, Y6, Y6
+	VPSIGNB        Y6, Y6, Y0
+	VBROADCASTSS   (SP), Y7
+	VMOVDQU        2(CX), Y8
+	VPSIGNB        Y6, Y8, Y8
+	VPMADDUBSW     Y8, Y0, Y0
+	VPMADDWD       Y1, Y0, Y0
+	VCVTDQ2PS      Y0, Y0
+	VMULPS         Y7, Y0, Y0
+	VADDPS         Y0, Y4, Y4
 	ADDQ           $0x16, AX
 	ADDQ           $0x22, CX
 	ADDQ           $0x04, DX
@@ -1376,11 +3126,10 @@ TEXT ·dotQ5_1Q8_0AVX2(SB), NOSPLIT, $64-84
 	MOVQ    nb+72(FP), BX
 	VMOVDQU w0001<>+0(SB), Y0
 	VMOVDQU b01<>+0(SB), Y1
-	VMOVDQU b0f<>+0(SB), Y2
+	VXORPS  Y2, Y2, Y2
 	VXORPS  Y3, Y3, Y3
 	VXORPS  Y4, Y4, Y4
 	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
 
 batch8:
 	CMPQ           BX, $0x08
@@ -1405,11 +3154,11 @@ batch8:
 	MOVWQZX        168(AX), R8
 	SHLQ           $0x30, R8
 	ORQ            R8, DI
-	VMOVQ          SI, X7
-	VPINSRQ        $0x01, DI, X7, X7
-	VCVTPH2PS      X7, Y7
-	VMULPS         (DX), Y7, Y7
-	VMOVUPS        Y7, (SP)
+	VMOVQ          SI, X6
+	VPINSRQ        $0x01, DI, X6, X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         (DX), Y6, Y6
+	VMOVUPS        Y6, (SP)
 	MOVWQZX        2(AX), SI
 	MOVWQZX        26(AX), DI
 	SHLQ           $0x10, DI
@@ -1430,198 +3179,190 @@ batch8:
 	MOVWQZX        170(AX), R8
 	SHLQ           $0x30, R8
 	ORQ            R8, DI
-	VMOVQ          SI, X7
-	VPINSRQ        $0x01, DI, X7, X7
-	VCVTPH2PS      X7, Y7
-	VMULPS         (DX), Y7, Y7
-	VMOVUPS        Y7, 32(SP)
+	VMOVQ          SI, X6
+	VPINSRQ        $0x01, DI, X6, X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         (DX), Y6, Y6
+	VMOVUPS        Y6, 32(SP)
+	VBROADCASTI128 8(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   4(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   (SP), Y7
 	VBROADCASTSS   32(SP), Y8
-	VBROADCASTI128 8(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   4(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        2(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     2(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y2, Y2
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y3, Y3
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y3, Y3
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	VBROADCASTI128 32(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   28(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   4(SP), Y7
 	VBROADCASTSS   36(SP), Y8
-	VBROADCASTI128 32(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   28(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        36(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     36(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     36(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y3, Y3
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y4, Y4
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y3, Y3
+	VBROADCASTI128 56(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   52(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   8(SP), Y7
 	VBROADCASTSS   40(SP), Y8
-	VBROADCASTI128 56(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   52(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        70(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     70(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     70(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y4, Y4
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y5, Y5
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	VBROADCASTI128 80(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   76(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   12(SP), Y7
 	VBROADCASTSS   44(SP), Y8
-	VBROADCASTI128 80(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   76(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        104(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     104(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     104(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y5, Y5
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y6, Y6
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y6, Y6
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y5, Y5
+	VBROADCASTI128 104(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   100(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   16(SP), Y7
 	VBROADCASTSS   48(SP), Y8
-	VBROADCASTI128 104(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   100(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        138(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     138(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     138(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y2, Y2
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y3, Y3
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y3, Y3
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	VBROADCASTI128 128(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   124(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   20(SP), Y7
 	VBROADCASTSS   52(SP), Y8
-	VBROADCASTI128 128(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   124(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        172(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     172(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     172(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y3, Y3
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y4, Y4
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y3, Y3
+	VBROADCASTI128 152(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   148(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   24(SP), Y7
 	VBROADCASTSS   56(SP), Y8
-	VBROADCASTI128 152(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   148(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        206(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     206(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     206(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y4, Y4
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y5, Y5
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	VBROADCASTI128 176(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   172(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   28(SP), Y7
 	VBROADCASTSS   60(SP), Y8
-	VBROADCASTI128 176(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   172(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        240(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     240(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     240(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y5, Y5
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y6, Y6
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y6, Y6
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y5, Y5
 	ADDQ           $0x000000c0, AX
 	ADDQ           $0x00000110, CX
-	ADDQ           $0x20, DX
+	ADDQ           $0x00000020, DX
 	SUBQ           $0x08, BX
 	JMP            batch8
 
@@ -1638,10 +3379,10 @@ batch4:
 	MOVWQZX        72(AX), DI
 	SHLQ           $0x30, DI
 	ORQ            DI, SI
-	VMOVQ          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULPS         (DX), X7, X7
-	VMOVUPS        X7, (SP)
+	VMOVQ          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULPS         (DX), X6, X6
+	VMOVUPS        X6, (SP)
 	MOVWQZX        2(AX), SI
 	MOVWQZX        26(AX), DI
 	SHLQ           $0x10, DI
@@ -1652,102 +3393,98 @@ batch4:
 	MOVWQZX        74(AX), DI
 	SHLQ           $0x30, DI
 	ORQ            DI, SI
-	VMOVQ          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULPS         (DX), X7, X7
-	VMOVUPS        X7, 32(SP)
+	VMOVQ          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULPS         (DX), X6, X6
+	VMOVUPS        X6, 32(SP)
+	VBROADCASTI128 8(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   4(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   (SP), Y7
 	VBROADCASTSS   32(SP), Y8
-	VBROADCASTI128 8(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   4(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        2(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     2(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y2, Y2
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y3, Y3
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y3, Y3
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	VBROADCASTI128 32(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   28(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   4(SP), Y7
 	VBROADCASTSS   36(SP), Y8
-	VBROADCASTI128 32(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   28(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        36(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     36(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     36(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y3, Y3
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y4, Y4
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y3, Y3
+	VBROADCASTI128 56(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   52(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   8(SP), Y7
 	VBROADCASTSS   40(SP), Y8
-	VBROADCASTI128 56(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   52(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        70(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     70(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     70(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y4, Y4
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y5, Y5
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y4, Y4
+	VBROADCASTI128 80(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   76(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
 	VBROADCASTSS   12(SP), Y7
 	VBROADCASTSS   44(SP), Y8
-	VBROADCASTI128 80(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   76(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        104(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VPMADDUBSW     104(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     104(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y5, Y5
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y6, Y6
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y6, Y6
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y5, Y5
 	ADDQ           $0x00000060, AX
 	ADDQ           $0x00000088, CX
 	ADDQ           $0x10, DX
@@ -1757,36 +3494,75 @@ tail:
 	TESTQ          BX, BX
 	JZ             done
 	MOVWLZX        (AX), SI
-	VMOVD          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULSS         (DX), X7, X7
-	VBROADCASTSS   X7, Y7
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, (SP)
 	MOVWLZX        2(AX), SI
-	VMOVD          SI, X8
-	VCVTPH2PS      X8, X8
-	VMULSS         (DX), X8, X8
-	VBROADCASTSS   X8, Y8
-	VBROADCASTI128 8(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   4(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        2(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, 32(SP)
+	VBROADCASTI128 8(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   4(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VBROADCASTSS   (SP), Y7
+	VBROADCASTSS   32(SP), Y8
+	VPMADDUBSW     2(CX), Y1, Y9
 	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y2, Y2
 	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
+	VMULPS         Y8, Y9, Y9
+	VADDPS         Y9, Y2, Y2
+	ADDQ           $0x18, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), SI
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, (SP)
+	MOVWLZX        2(AX), SI
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, 32(SP)
+	VBROADCASTI128 8(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   4(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VBROADCASTSS   (SP), Y7
+	VBROADCASTSS   32(SP), Y8
+	VPMADDUBSW     2(CX), Y1, Y9
+	VPMADDWD       Y0, Y9, Y9
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y3, Y3
+	VCVTDQ2PS      Y9, Y9
+	VMULPS         Y8, Y9, Y9
 	VADDPS         Y9, Y3, Y3
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y3, Y3
 	ADDQ           $0x18, AX
 	ADDQ           $0x22, CX
 	ADDQ           $0x04, DX
@@ -1794,84 +3570,48 @@ tail:
 	TESTQ          BX, BX
 	JZ             done
 	MOVWLZX        (AX), SI
-	VMOVD          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULSS         (DX), X7, X7
-	VBROADCASTSS   X7, Y7
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, (SP)
 	MOVWLZX        2(AX), SI
-	VMOVD          SI, X8
-	VCVTPH2PS      X8, X8
-	VMULSS         (DX), X8, X8
-	VBROADCASTSS   X8, Y8
-	VBROADCASTI128 8(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   4(AX), Y10
-	VPSHUFB        bitsshuf<>+0(SB), Y10, Y10
-	VPOR           bitsmask<>+0(SB), Y10, Y10
-	VPCMPEQB       ones<>+0(SB), Y10, Y10
-	VPAND          b10<>+0(SB), Y10, Y10
-	VPOR           Y10, Y9, Y9
-	VMOVDQU        2(CX), Y10
-	VPMADDUBSW     Y10, Y1, Y11
-	VPMADDWD       Y0, Y11, Y11
-	VPMADDUBSW     Y10, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y4, Y4
-	VCVTDQ2PS      Y11, Y11
-	VMULPS         Y8, Y11, Y11
-	VADDPS         Y11, Y4, Y4
-	ADDQ           $0x18, AX
-	ADDQ           $0x22, CX
-	ADDQ           $0x04, DX
-	DECQ           BX
-	TESTQ          BX, BX
-	JZ             done
-	MOVWLZX        (AX), SI
-	VMOVD          SI, X7
-	VCVTPH2PS      X7, X7
-	VMULSS         (DX), X7, X7
-	VBROADCASTSS   X7, Y7
-	MOVWLZX        2(AX), SI
-	VMOVD          SI, X8
-	VCVTPH2PS      X8, X8
-	VMULSS         (DX), X8, X8
-	VBROADCASTSS   X8, Y8
-	VBROADCASTI128 8(AX), Y9
-	VPSRLW         $0x04, X9, X10
-	VINSERTI128    $0x01, X10, Y9, Y9
-	VPAND          Y2, Y9, Y9
-	VPBROADCASTD   4(AX), Y2
-	VPSHUFB        bitsshuf<>+0(SB), Y2, Y2
-	VPOR           bitsmask<>+0(SB), Y2, Y2
-	VPCMPEQB       ones<>+0(SB), Y2, Y2
-	VPAND          b10<>+0(SB), Y2, Y2
-	VPOR           Y2, Y9, Y9
-	VMOVDQU        2(CX), Y2
-	VPMADDUBSW     Y2, Y1, Y1
+	VMOVD          SI, X6
+	VCVTPH2PS      X6, X6
+	VMULSS         (DX), X6, X6
+	VMOVSS         X6, 32(SP)
+	VBROADCASTI128 8(AX), Y6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y6
+	VPAND          b0f<>+0(SB), Y6, Y6
+	VPBROADCASTD   4(AX), Y7
+	VPSHUFB        bitsshuf<>+0(SB), Y7, Y7
+	VPOR           bitsmask<>+0(SB), Y7, Y7
+	VPCMPEQB       ones<>+0(SB), Y7, Y7
+	VPAND          b10<>+0(SB), Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VBROADCASTSS   (SP), Y7
+	VBROADCASTSS   32(SP), Y8
+	VPMADDUBSW     2(CX), Y1, Y1
 	VPMADDWD       Y0, Y1, Y1
-	VPMADDUBSW     Y2, Y9, Y9
-	VPMADDWD       Y0, Y9, Y9
-	VCVTDQ2PS      Y9, Y9
-	VMULPS         Y7, Y9, Y9
-	VADDPS         Y9, Y5, Y5
+	VPMADDUBSW     2(CX), Y6, Y6
+	VPMADDWD       Y0, Y6, Y6
+	VCVTDQ2PS      Y6, Y6
+	VMULPS         Y7, Y6, Y6
+	VADDPS         Y6, Y4, Y4
 	VCVTDQ2PS      Y1, Y1
 	VMULPS         Y8, Y1, Y1
-	VADDPS         Y1, Y5, Y5
+	VADDPS         Y1, Y4, Y4
 	ADDQ           $0x18, AX
 	ADDQ           $0x22, CX
 	ADDQ           $0x04, DX
 	DECQ           BX
 
 done:
-	VADDPS       Y4, Y3, Y3
-	VADDPS       Y6, Y5, Y5
-	VADDPS       Y5, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
 	VMOVHLPS     X0, X0, X1
 	VADDPS       X1, X0, X0
 	VMOVSHDUP    X0, X1
@@ -1885,3 +3625,2311 @@ DATA b10<>+8(SB)/8, $0x1010101010101010
 DATA b10<>+16(SB)/8, $0x1010101010101010
 DATA b10<>+24(SB)/8, $0x1010101010101010
 GLOBL b10<>(SB), RODATA|NOPTR, $32
+
+// func dotQ8_0Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ8_0Q8_0x2AVX2(SB), NOSPLIT, $64-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    d_base+48(FP), DX
+	MOVQ    nb+72(FP), BX
+	MOVQ    dst_base+80(FP), SI
+	VMOVDQU w0001<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+
+batch8:
+	CMPQ         BX, $0x08
+	JL           batch4
+	MOVWQZX      (AX), DI
+	MOVWQZX      34(AX), R8
+	SHLQ         $0x10, R8
+	ORQ          R8, DI
+	MOVWQZX      68(AX), R8
+	SHLQ         $0x20, R8
+	ORQ          R8, DI
+	MOVWQZX      102(AX), R8
+	SHLQ         $0x30, R8
+	ORQ          R8, DI
+	MOVWQZX      136(AX), R8
+	MOVWQZX      170(AX), R9
+	SHLQ         $0x10, R9
+	ORQ          R9, R8
+	MOVWQZX      204(AX), R9
+	SHLQ         $0x20, R9
+	ORQ          R9, R8
+	MOVWQZX      238(AX), R9
+	SHLQ         $0x30, R9
+	ORQ          R9, R8
+	VMOVQ        DI, X9
+	VPINSRQ      $0x01, R8, X9, X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       (DX), Y9, Y10
+	VMOVUPS      Y10, (SP)
+	VMULPS       32(DX), Y9, Y9
+	VMOVUPS      Y9, 32(SP)
+	VMOVDQU      2(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS (SP), Y11
+	VMOVDQU      2(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y1, Y1
+	VBROADCASTSS 32(SP), Y11
+	VMOVDQU      36(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y5, Y5
+	VMOVDQU      36(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 4(SP), Y11
+	VMOVDQU      70(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y2, Y2
+	VBROADCASTSS 36(SP), Y11
+	VMOVDQU      104(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y6, Y6
+	VMOVDQU      70(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 8(SP), Y11
+	VMOVDQU      138(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y3, Y3
+	VBROADCASTSS 40(SP), Y11
+	VMOVDQU      172(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y7, Y7
+	VMOVDQU      104(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 12(SP), Y11
+	VMOVDQU      206(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y4, Y4
+	VBROADCASTSS 44(SP), Y11
+	VMOVDQU      240(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y8, Y8
+	VMOVDQU      138(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 16(SP), Y11
+	VMOVDQU      274(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y1, Y1
+	VBROADCASTSS 48(SP), Y11
+	VMOVDQU      308(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y5, Y5
+	VMOVDQU      172(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 20(SP), Y11
+	VMOVDQU      342(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y2, Y2
+	VBROADCASTSS 52(SP), Y11
+	VMOVDQU      376(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y6, Y6
+	VMOVDQU      206(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 24(SP), Y11
+	VMOVDQU      410(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y3, Y3
+	VBROADCASTSS 56(SP), Y11
+	VMOVDQU      444(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y7, Y7
+	VMOVDQU      240(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 28(SP), Y11
+	VMOVDQU      478(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y4, Y4
+	VBROADCASTSS 60(SP), Y11
+	VMOVDQU      512(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y8, Y8
+	ADDQ         $0x00000110, AX
+	ADDQ         $0x00000220, CX
+	ADDQ         $0x00000040, DX
+	SUBQ         $0x08, BX
+	JMP          batch8
+
+batch4:
+	CMPQ         BX, $0x04
+	JL           tail
+	MOVWQZX      (AX), DI
+	MOVWQZX      34(AX), R8
+	SHLQ         $0x10, R8
+	ORQ          R8, DI
+	MOVWQZX      68(AX), R8
+	SHLQ         $0x20, R8
+	ORQ          R8, DI
+	MOVWQZX      102(AX), R8
+	SHLQ         $0x30, R8
+	ORQ          R8, DI
+	VMOVQ        DI, X9
+	VCVTPH2PS    X9, X9
+	VMULPS       (DX), X9, X10
+	VMOVUPS      X10, (SP)
+	VMULPS       32(DX), X9, X9
+	VMOVUPS      X9, 32(SP)
+	VMOVDQU      2(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS (SP), Y11
+	VMOVDQU      2(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y1, Y1
+	VBROADCASTSS 32(SP), Y11
+	VMOVDQU      36(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y5, Y5
+	VMOVDQU      36(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 4(SP), Y11
+	VMOVDQU      70(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y2, Y2
+	VBROADCASTSS 36(SP), Y11
+	VMOVDQU      104(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y6, Y6
+	VMOVDQU      70(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 8(SP), Y11
+	VMOVDQU      138(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y3, Y3
+	VBROADCASTSS 40(SP), Y11
+	VMOVDQU      172(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y7, Y7
+	VMOVDQU      104(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS 12(SP), Y11
+	VMOVDQU      206(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y4, Y4
+	VBROADCASTSS 44(SP), Y11
+	VMOVDQU      240(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y8, Y8
+	ADDQ         $0x00000088, AX
+	ADDQ         $0x00000110, CX
+	ADDQ         $0x10, DX
+	SUBQ         $0x04, BX
+
+tail:
+	TESTQ        BX, BX
+	JZ           done
+	MOVWLZX      (AX), DI
+	VMOVD        DI, X9
+	VCVTPH2PS    X9, X9
+	VMULSS       (DX), X9, X10
+	VMOVSS       X10, (SP)
+	VMULSS       32(DX), X9, X9
+	VMOVSS       X9, 32(SP)
+	VMOVDQU      2(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS (SP), Y11
+	VMOVDQU      2(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y1, Y1
+	VBROADCASTSS 32(SP), Y11
+	VMOVDQU      36(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y5, Y5
+	ADDQ         $0x22, AX
+	ADDQ         $0x44, CX
+	ADDQ         $0x04, DX
+	DECQ         BX
+	TESTQ        BX, BX
+	JZ           done
+	MOVWLZX      (AX), DI
+	VMOVD        DI, X9
+	VCVTPH2PS    X9, X9
+	VMULSS       (DX), X9, X10
+	VMOVSS       X10, (SP)
+	VMULSS       32(DX), X9, X9
+	VMOVSS       X9, 32(SP)
+	VMOVDQU      2(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS (SP), Y11
+	VMOVDQU      2(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y2, Y2
+	VBROADCASTSS 32(SP), Y11
+	VMOVDQU      36(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y6, Y6
+	ADDQ         $0x22, AX
+	ADDQ         $0x44, CX
+	ADDQ         $0x04, DX
+	DECQ         BX
+	TESTQ        BX, BX
+	JZ           done
+	MOVWLZX      (AX), DI
+	VMOVD        DI, X9
+	VCVTPH2PS    X9, X9
+	VMULSS       (DX), X9, X10
+	VMOVSS       X10, (SP)
+	VMULSS       32(DX), X9, X9
+	VMOVSS       X9, 32(SP)
+	VMOVDQU      2(AX), Y9
+	VPSIGNB      Y9, Y9, Y10
+	VBROADCASTSS (SP), Y11
+	VMOVDQU      2(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y0, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VMULPS       Y11, Y12, Y12
+	VADDPS       Y12, Y3, Y3
+	VBROADCASTSS 32(SP), Y11
+	VMOVDQU      36(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VADDPS       Y9, Y7, Y7
+	ADDQ         $0x22, AX
+	ADDQ         $0x44, CX
+	ADDQ         $0x04, DX
+	DECQ         BX
+
+done:
+	VADDPS       Y2, Y1, Y1
+	VADDPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)
+	VADDPS       Y6, Y5, Y5
+	VADDPS       Y8, Y7, Y7
+	VADDPS       Y7, Y5, Y5
+	VEXTRACTF128 $0x01, Y5, X0
+	VADDPS       X0, X5, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ4_1Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_1Q8_0x2AVX2(SB), NOSPLIT, $128-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    d_base+48(FP), DX
+	MOVQ    nb+72(FP), BX
+	MOVQ    dst_base+80(FP), SI
+	VMOVDQU w0001<>+0(SB), Y0
+	VMOVDQU b01<>+0(SB), Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+	VXORPS  Y9, Y9, Y9
+
+batch8:
+	CMPQ           BX, $0x08
+	JL             batch4
+	MOVWQZX        (AX), DI
+	MOVWQZX        20(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        40(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        60(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	MOVWQZX        80(AX), R8
+	MOVWQZX        100(AX), R9
+	SHLQ           $0x10, R9
+	ORQ            R9, R8
+	MOVWQZX        120(AX), R9
+	SHLQ           $0x20, R9
+	ORQ            R9, R8
+	MOVWQZX        140(AX), R9
+	SHLQ           $0x30, R9
+	ORQ            R9, R8
+	VMOVQ          DI, X10
+	VPINSRQ        $0x01, R8, X10, X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         (DX), Y10, Y11
+	VMOVUPS        Y11, (SP)
+	VMULPS         32(DX), Y10, Y10
+	VMOVUPS        Y10, 64(SP)
+	MOVWQZX        2(AX), DI
+	MOVWQZX        22(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        42(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        62(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	MOVWQZX        82(AX), R8
+	MOVWQZX        102(AX), R9
+	SHLQ           $0x10, R9
+	ORQ            R9, R8
+	MOVWQZX        122(AX), R9
+	SHLQ           $0x20, R9
+	ORQ            R9, R8
+	MOVWQZX        142(AX), R9
+	SHLQ           $0x30, R9
+	ORQ            R9, R8
+	VMOVQ          DI, X10
+	VPINSRQ        $0x01, R8, X10, X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         (DX), Y10, Y11
+	VMOVUPS        Y11, 32(SP)
+	VMULPS         32(DX), Y10, Y10
+	VMOVUPS        Y10, 96(SP)
+	VBROADCASTI128 4(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	VBROADCASTI128 24(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   4(SP), Y11
+	VBROADCASTSS   36(SP), Y12
+	VPMADDUBSW     70(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     70(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   68(SP), Y11
+	VBROADCASTSS   100(SP), Y12
+	VPMADDUBSW     104(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     104(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y7, Y7
+	VBROADCASTI128 44(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   8(SP), Y11
+	VBROADCASTSS   40(SP), Y12
+	VPMADDUBSW     138(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     138(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   72(SP), Y11
+	VBROADCASTSS   104(SP), Y12
+	VPMADDUBSW     172(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     172(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y8, Y8
+	VBROADCASTI128 64(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   12(SP), Y11
+	VBROADCASTSS   44(SP), Y12
+	VPMADDUBSW     206(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     206(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y5, Y5
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VBROADCASTSS   76(SP), Y11
+	VBROADCASTSS   108(SP), Y12
+	VPMADDUBSW     240(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     240(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y9, Y9
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y9, Y9
+	VBROADCASTI128 84(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   16(SP), Y11
+	VBROADCASTSS   48(SP), Y12
+	VPMADDUBSW     274(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     274(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   80(SP), Y11
+	VBROADCASTSS   112(SP), Y12
+	VPMADDUBSW     308(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     308(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	VBROADCASTI128 104(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   20(SP), Y11
+	VBROADCASTSS   52(SP), Y12
+	VPMADDUBSW     342(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     342(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   84(SP), Y11
+	VBROADCASTSS   116(SP), Y12
+	VPMADDUBSW     376(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     376(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y7, Y7
+	VBROADCASTI128 124(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   24(SP), Y11
+	VBROADCASTSS   56(SP), Y12
+	VPMADDUBSW     410(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     410(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   88(SP), Y11
+	VBROADCASTSS   120(SP), Y12
+	VPMADDUBSW     444(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     444(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y8, Y8
+	VBROADCASTI128 144(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   28(SP), Y11
+	VBROADCASTSS   60(SP), Y12
+	VPMADDUBSW     478(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     478(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y5, Y5
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VBROADCASTSS   92(SP), Y11
+	VBROADCASTSS   124(SP), Y12
+	VPMADDUBSW     512(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     512(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y9, Y9
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y9, Y9
+	ADDQ           $0x000000a0, AX
+	ADDQ           $0x00000220, CX
+	ADDQ           $0x00000040, DX
+	SUBQ           $0x08, BX
+	JMP            batch8
+
+batch4:
+	CMPQ           BX, $0x04
+	JL             tail
+	MOVWQZX        (AX), DI
+	MOVWQZX        20(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        40(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        60(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	VMOVQ          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULPS         (DX), X10, X11
+	VMOVUPS        X11, (SP)
+	VMULPS         32(DX), X10, X10
+	VMOVUPS        X10, 64(SP)
+	MOVWQZX        2(AX), DI
+	MOVWQZX        22(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        42(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        62(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	VMOVQ          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULPS         (DX), X10, X11
+	VMOVUPS        X11, 32(SP)
+	VMULPS         32(DX), X10, X10
+	VMOVUPS        X10, 96(SP)
+	VBROADCASTI128 4(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	VBROADCASTI128 24(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   4(SP), Y11
+	VBROADCASTSS   36(SP), Y12
+	VPMADDUBSW     70(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     70(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   68(SP), Y11
+	VBROADCASTSS   100(SP), Y12
+	VPMADDUBSW     104(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     104(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y7, Y7
+	VBROADCASTI128 44(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   8(SP), Y11
+	VBROADCASTSS   40(SP), Y12
+	VPMADDUBSW     138(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     138(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   72(SP), Y11
+	VBROADCASTSS   104(SP), Y12
+	VPMADDUBSW     172(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     172(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y8, Y8
+	VBROADCASTI128 64(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   12(SP), Y11
+	VBROADCASTSS   44(SP), Y12
+	VPMADDUBSW     206(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     206(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y5, Y5
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VBROADCASTSS   76(SP), Y11
+	VBROADCASTSS   108(SP), Y12
+	VPMADDUBSW     240(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     240(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y9, Y9
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y9, Y9
+	ADDQ           $0x00000050, AX
+	ADDQ           $0x00000110, CX
+	ADDQ           $0x10, DX
+	SUBQ           $0x04, BX
+
+tail:
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, (SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 64(SP)
+	MOVWLZX        2(AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, 32(SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 96(SP)
+	VBROADCASTI128 4(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	ADDQ           $0x14, AX
+	ADDQ           $0x44, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, (SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 64(SP)
+	MOVWLZX        2(AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, 32(SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 96(SP)
+	VBROADCASTI128 4(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y7, Y7
+	ADDQ           $0x14, AX
+	ADDQ           $0x44, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, (SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 64(SP)
+	MOVWLZX        2(AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, 32(SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 96(SP)
+	VBROADCASTI128 4(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y1
+	VPMADDWD       Y0, Y1, Y1
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VCVTDQ2PS      Y1, Y1
+	VMULPS         Y12, Y1, Y1
+	VADDPS         Y1, Y8, Y8
+	ADDQ           $0x14, AX
+	ADDQ           $0x44, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+
+done:
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y9, Y8, Y8
+	VADDPS       Y8, Y6, Y6
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_0Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_0Q8_0x2AVX2(SB), NOSPLIT, $64-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    d_base+48(FP), DX
+	MOVQ    nb+72(FP), BX
+	MOVQ    dst_base+80(FP), SI
+	VMOVDQU b0f<>+0(SB), Y0
+	VMOVDQU w0001<>+0(SB), Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+	VXORPS  Y9, Y9, Y9
+
+batch8:
+	CMPQ           BX, $0x08
+	JL             batch4
+	MOVWQZX        (AX), DI
+	MOVWQZX        22(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        44(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        66(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	MOVWQZX        88(AX), R8
+	MOVWQZX        110(AX), R9
+	SHLQ           $0x10, R9
+	ORQ            R9, R8
+	MOVWQZX        132(AX), R9
+	SHLQ           $0x20, R9
+	ORQ            R9, R8
+	MOVWQZX        154(AX), R9
+	SHLQ           $0x30, R9
+	ORQ            R9, R8
+	VMOVQ          DI, X10
+	VPINSRQ        $0x01, R8, X10, X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         (DX), Y10, Y11
+	VMOVUPS        Y11, (SP)
+	VMULPS         32(DX), Y10, Y10
+	VMOVUPS        Y10, 32(SP)
+	VBROADCASTI128 6(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   2(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   (SP), Y12
+	VMOVDQU        2(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   32(SP), Y12
+	VMOVDQU        36(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VBROADCASTI128 28(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   24(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   4(SP), Y12
+	VMOVDQU        70(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   36(SP), Y12
+	VMOVDQU        104(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VBROADCASTI128 50(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   46(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   8(SP), Y12
+	VMOVDQU        138(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   40(SP), Y12
+	VMOVDQU        172(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VBROADCASTI128 72(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   68(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   12(SP), Y12
+	VMOVDQU        206(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VBROADCASTSS   44(SP), Y12
+	VMOVDQU        240(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y9, Y9
+	VBROADCASTI128 94(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   90(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   16(SP), Y12
+	VMOVDQU        274(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   48(SP), Y12
+	VMOVDQU        308(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VBROADCASTI128 116(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   112(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   20(SP), Y12
+	VMOVDQU        342(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   52(SP), Y12
+	VMOVDQU        376(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VBROADCASTI128 138(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   134(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   24(SP), Y12
+	VMOVDQU        410(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   56(SP), Y12
+	VMOVDQU        444(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VBROADCASTI128 160(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   156(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   28(SP), Y12
+	VMOVDQU        478(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VBROADCASTSS   60(SP), Y12
+	VMOVDQU        512(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y9, Y9
+	ADDQ           $0x000000b0, AX
+	ADDQ           $0x00000220, CX
+	ADDQ           $0x00000040, DX
+	SUBQ           $0x08, BX
+	JMP            batch8
+
+batch4:
+	CMPQ           BX, $0x04
+	JL             tail
+	MOVWQZX        (AX), DI
+	MOVWQZX        22(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        44(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        66(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	VMOVQ          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULPS         (DX), X10, X11
+	VMOVUPS        X11, (SP)
+	VMULPS         32(DX), X10, X10
+	VMOVUPS        X10, 32(SP)
+	VBROADCASTI128 6(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   2(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   (SP), Y12
+	VMOVDQU        2(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   32(SP), Y12
+	VMOVDQU        36(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VBROADCASTI128 28(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   24(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   4(SP), Y12
+	VMOVDQU        70(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   36(SP), Y12
+	VMOVDQU        104(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VBROADCASTI128 50(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   46(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   8(SP), Y12
+	VMOVDQU        138(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   40(SP), Y12
+	VMOVDQU        172(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VBROADCASTI128 72(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   68(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   12(SP), Y12
+	VMOVDQU        206(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VBROADCASTSS   44(SP), Y12
+	VMOVDQU        240(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y9, Y9
+	ADDQ           $0x00000058, AX
+	ADDQ           $0x00000110, CX
+	ADDQ           $0x10, DX
+	SUBQ           $0x04, BX
+
+tail:
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, (SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 32(SP)
+	VBROADCASTI128 6(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   2(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   (SP), Y12
+	VMOVDQU        2(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   32(SP), Y12
+	VMOVDQU        36(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	ADDQ           $0x16, AX
+	ADDQ           $0x44, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, (SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 32(SP)
+	VBROADCASTI128 6(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   2(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPANDN         bf0<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VPSIGNB        Y10, Y10, Y11
+	VBROADCASTSS   (SP), Y12
+	VMOVDQU        2(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y13
+	VPMADDWD       Y1, Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   32(SP), Y12
+	VMOVDQU        36(CX), Y13
+	VPSIGNB        Y10, Y13, Y13
+	VPMADDUBSW     Y13, Y11, Y10
+	VPMADDWD       Y1, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y12, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	ADDQ           $0x16, AX
+	ADDQ           $0x44, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, (SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 32(SP)
+	VBROADCASTI128 6(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          Y0, Y10, Y10
+	VPBROADCASTD   2(AX), Y0
+	VPSHUFB        bitsshuf<>+0(SB), Y0, Y0
+	VPOR           bitsmask<>+0(SB), Y0, Y0
+	VPCMPEQB       ones<>+0(SB), Y0, Y0
+	VPANDN         bf0<>+0(SB), Y0, Y0
+	VPOR           Y0, Y10, Y10
+	VPSIGNB        Y10, Y10, Y0
+	VBROADCASTSS   (SP), Y11
+	VMOVDQU        2(CX), Y12
+	VPSIGNB        Y10, Y12, Y12
+	VPMADDUBSW     Y12, Y0, Y12
+	VPMADDWD       Y1, Y12, Y12
+	VCVTDQ2PS      Y12, Y12
+	VMULPS         Y11, Y12, Y12
+	VADDPS         Y12, Y4, Y4
+	VBROADCASTSS   32(SP), Y11
+	VMOVDQU        36(CX), Y12
+	VPSIGNB        Y10, Y12, Y12
+	VPMADDUBSW     Y12, Y0, Y0
+	VPMADDWD       Y1, Y0, Y0
+	VCVTDQ2PS      Y0, Y0
+	VMULPS         Y11, Y0, Y0
+	VADDPS         Y0, Y8, Y8
+	ADDQ           $0x16, AX
+	ADDQ           $0x44, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+
+done:
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y9, Y8, Y8
+	VADDPS       Y8, Y6, Y6
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_1Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_1Q8_0x2AVX2(SB), NOSPLIT, $128-104
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    d_base+48(FP), DX
+	MOVQ    nb+72(FP), BX
+	MOVQ    dst_base+80(FP), SI
+	VMOVDQU w0001<>+0(SB), Y0
+	VMOVDQU b01<>+0(SB), Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	VXORPS  Y8, Y8, Y8
+	VXORPS  Y9, Y9, Y9
+
+batch8:
+	CMPQ           BX, $0x08
+	JL             batch4
+	MOVWQZX        (AX), DI
+	MOVWQZX        24(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        48(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        72(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	MOVWQZX        96(AX), R8
+	MOVWQZX        120(AX), R9
+	SHLQ           $0x10, R9
+	ORQ            R9, R8
+	MOVWQZX        144(AX), R9
+	SHLQ           $0x20, R9
+	ORQ            R9, R8
+	MOVWQZX        168(AX), R9
+	SHLQ           $0x30, R9
+	ORQ            R9, R8
+	VMOVQ          DI, X10
+	VPINSRQ        $0x01, R8, X10, X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         (DX), Y10, Y11
+	VMOVUPS        Y11, (SP)
+	VMULPS         32(DX), Y10, Y10
+	VMOVUPS        Y10, 64(SP)
+	MOVWQZX        2(AX), DI
+	MOVWQZX        26(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        50(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        74(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	MOVWQZX        98(AX), R8
+	MOVWQZX        122(AX), R9
+	SHLQ           $0x10, R9
+	ORQ            R9, R8
+	MOVWQZX        146(AX), R9
+	SHLQ           $0x20, R9
+	ORQ            R9, R8
+	MOVWQZX        170(AX), R9
+	SHLQ           $0x30, R9
+	ORQ            R9, R8
+	VMOVQ          DI, X10
+	VPINSRQ        $0x01, R8, X10, X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         (DX), Y10, Y11
+	VMOVUPS        Y11, 32(SP)
+	VMULPS         32(DX), Y10, Y10
+	VMOVUPS        Y10, 96(SP)
+	VBROADCASTI128 8(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   4(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	VBROADCASTI128 32(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   28(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   4(SP), Y11
+	VBROADCASTSS   36(SP), Y12
+	VPMADDUBSW     70(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     70(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   68(SP), Y11
+	VBROADCASTSS   100(SP), Y12
+	VPMADDUBSW     104(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     104(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y7, Y7
+	VBROADCASTI128 56(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   52(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   8(SP), Y11
+	VBROADCASTSS   40(SP), Y12
+	VPMADDUBSW     138(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     138(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   72(SP), Y11
+	VBROADCASTSS   104(SP), Y12
+	VPMADDUBSW     172(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     172(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y8, Y8
+	VBROADCASTI128 80(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   76(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   12(SP), Y11
+	VBROADCASTSS   44(SP), Y12
+	VPMADDUBSW     206(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     206(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y5, Y5
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VBROADCASTSS   76(SP), Y11
+	VBROADCASTSS   108(SP), Y12
+	VPMADDUBSW     240(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     240(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y9, Y9
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y9, Y9
+	VBROADCASTI128 104(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   100(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   16(SP), Y11
+	VBROADCASTSS   48(SP), Y12
+	VPMADDUBSW     274(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     274(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   80(SP), Y11
+	VBROADCASTSS   112(SP), Y12
+	VPMADDUBSW     308(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     308(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	VBROADCASTI128 128(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   124(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   20(SP), Y11
+	VBROADCASTSS   52(SP), Y12
+	VPMADDUBSW     342(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     342(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   84(SP), Y11
+	VBROADCASTSS   116(SP), Y12
+	VPMADDUBSW     376(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     376(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y7, Y7
+	VBROADCASTI128 152(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   148(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   24(SP), Y11
+	VBROADCASTSS   56(SP), Y12
+	VPMADDUBSW     410(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     410(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   88(SP), Y11
+	VBROADCASTSS   120(SP), Y12
+	VPMADDUBSW     444(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     444(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y8, Y8
+	VBROADCASTI128 176(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   172(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   28(SP), Y11
+	VBROADCASTSS   60(SP), Y12
+	VPMADDUBSW     478(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     478(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y5, Y5
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VBROADCASTSS   92(SP), Y11
+	VBROADCASTSS   124(SP), Y12
+	VPMADDUBSW     512(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     512(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y9, Y9
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y9, Y9
+	ADDQ           $0x000000c0, AX
+	ADDQ           $0x00000220, CX
+	ADDQ           $0x00000040, DX
+	SUBQ           $0x08, BX
+	JMP            batch8
+
+batch4:
+	CMPQ           BX, $0x04
+	JL             tail
+	MOVWQZX        (AX), DI
+	MOVWQZX        24(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        48(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        72(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	VMOVQ          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULPS         (DX), X10, X11
+	VMOVUPS        X11, (SP)
+	VMULPS         32(DX), X10, X10
+	VMOVUPS        X10, 64(SP)
+	MOVWQZX        2(AX), DI
+	MOVWQZX        26(AX), R8
+	SHLQ           $0x10, R8
+	ORQ            R8, DI
+	MOVWQZX        50(AX), R8
+	SHLQ           $0x20, R8
+	ORQ            R8, DI
+	MOVWQZX        74(AX), R8
+	SHLQ           $0x30, R8
+	ORQ            R8, DI
+	VMOVQ          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULPS         (DX), X10, X11
+	VMOVUPS        X11, 32(SP)
+	VMULPS         32(DX), X10, X10
+	VMOVUPS        X10, 96(SP)
+	VBROADCASTI128 8(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   4(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	VBROADCASTI128 32(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   28(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   4(SP), Y11
+	VBROADCASTSS   36(SP), Y12
+	VPMADDUBSW     70(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     70(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   68(SP), Y11
+	VBROADCASTSS   100(SP), Y12
+	VPMADDUBSW     104(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     104(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y7, Y7
+	VBROADCASTI128 56(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   52(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   8(SP), Y11
+	VBROADCASTSS   40(SP), Y12
+	VPMADDUBSW     138(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     138(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   72(SP), Y11
+	VBROADCASTSS   104(SP), Y12
+	VPMADDUBSW     172(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     172(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y8, Y8
+	VBROADCASTI128 80(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   76(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   12(SP), Y11
+	VBROADCASTSS   44(SP), Y12
+	VPMADDUBSW     206(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     206(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y5, Y5
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y5, Y5
+	VBROADCASTSS   76(SP), Y11
+	VBROADCASTSS   108(SP), Y12
+	VPMADDUBSW     240(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     240(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y9, Y9
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y9, Y9
+	ADDQ           $0x00000060, AX
+	ADDQ           $0x00000110, CX
+	ADDQ           $0x10, DX
+	SUBQ           $0x04, BX
+
+tail:
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, (SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 64(SP)
+	MOVWLZX        2(AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, 32(SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 96(SP)
+	VBROADCASTI128 8(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   4(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y2, Y2
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y2, Y2
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y6, Y6
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y6, Y6
+	ADDQ           $0x18, AX
+	ADDQ           $0x44, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, (SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 64(SP)
+	MOVWLZX        2(AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, 32(SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 96(SP)
+	VBROADCASTI128 8(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   4(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y3, Y3
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y3, Y3
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y7, Y7
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y7, Y7
+	ADDQ           $0x18, AX
+	ADDQ           $0x44, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+	TESTQ          BX, BX
+	JZ             done
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, (SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 64(SP)
+	MOVWLZX        2(AX), DI
+	VMOVD          DI, X10
+	VCVTPH2PS      X10, X10
+	VMULSS         (DX), X10, X11
+	VMOVSS         X11, 32(SP)
+	VMULSS         32(DX), X10, X10
+	VMOVSS         X10, 96(SP)
+	VBROADCASTI128 8(AX), Y10
+	VPSRLW         $0x04, X10, X11
+	VINSERTI128    $0x01, X11, Y10, Y10
+	VPAND          b0f<>+0(SB), Y10, Y10
+	VPBROADCASTD   4(AX), Y11
+	VPSHUFB        bitsshuf<>+0(SB), Y11, Y11
+	VPOR           bitsmask<>+0(SB), Y11, Y11
+	VPCMPEQB       ones<>+0(SB), Y11, Y11
+	VPAND          b10<>+0(SB), Y11, Y11
+	VPOR           Y11, Y10, Y10
+	VBROADCASTSS   (SP), Y11
+	VBROADCASTSS   32(SP), Y12
+	VPMADDUBSW     2(CX), Y1, Y13
+	VPMADDWD       Y0, Y13, Y13
+	VPMADDUBSW     2(CX), Y10, Y14
+	VPMADDWD       Y0, Y14, Y14
+	VCVTDQ2PS      Y14, Y14
+	VMULPS         Y11, Y14, Y14
+	VADDPS         Y14, Y4, Y4
+	VCVTDQ2PS      Y13, Y13
+	VMULPS         Y12, Y13, Y13
+	VADDPS         Y13, Y4, Y4
+	VBROADCASTSS   64(SP), Y11
+	VBROADCASTSS   96(SP), Y12
+	VPMADDUBSW     36(CX), Y1, Y1
+	VPMADDWD       Y0, Y1, Y1
+	VPMADDUBSW     36(CX), Y10, Y10
+	VPMADDWD       Y0, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VMULPS         Y11, Y10, Y10
+	VADDPS         Y10, Y8, Y8
+	VCVTDQ2PS      Y1, Y1
+	VMULPS         Y12, Y1, Y1
+	VADDPS         Y1, Y8, Y8
+	ADDQ           $0x18, AX
+	ADDQ           $0x44, CX
+	ADDQ           $0x04, DX
+	DECQ           BX
+
+done:
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)
+	VADDPS       Y7, Y6, Y6
+	VADDPS       Y9, Y8, Y8
+	VADDPS       Y8, Y6, Y6
+	VEXTRACTF128 $0x01, Y6, X0
+	VADDPS       X0, X6, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, 4(SI)
+	VZEROUPPER
+	RET

@@ -4,15 +4,30 @@
 
 package cpu
 
+// dotQ4_0Q8_0AVX2 is dotQ4_0Q8_0Generic; x is the q4Quads layout.
+//
+//go:noescape
+func dotQ4_0Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
+
+// dotQ4_0Q8_0x2AVX2 is dotQ4_0Q8_0MultiGeneric for 2 inputs; x holds their q4Quads interleaved by quad.
+//
+//go:noescape
+func dotQ4_0Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ4_0Q8_0x4AVX2 is dotQ4_0Q8_0MultiGeneric for 4 inputs; x holds their q4Quads interleaved by quad.
+//
+//go:noescape
+func dotQ4_0Q8_0x4AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ4_0Q8_0x8AVX2 is dotQ4_0Q8_0MultiGeneric for 8 inputs; x holds their q4Quads interleaved by quad.
+//
+//go:noescape
+func dotQ4_0Q8_0x8AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
 // dotQ8_0Q8_0AVX2 is dotQ8_0Q8_0Generic.
 //
 //go:noescape
 func dotQ8_0Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
-
-// dotQ4_0Q8_0AVX2 is dotQ4_0Q8_0Generic; x is the q4Pairs layout.
-//
-//go:noescape
-func dotQ4_0Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
 
 // dotQ4_1Q8_0AVX2 is dotQ4_1Q8_0Generic.
 //
@@ -28,3 +43,23 @@ func dotQ5_0Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
 //
 //go:noescape
 func dotQ5_1Q8_0AVX2(w []byte, x []byte, d []float32, nb int) float32
+
+// dotQ8_0Q8_0x2AVX2 is dotQ8_0Q8_0MultiGeneric for 2 inputs; x and d interleave their blocks and scales (see legacyLoop).
+//
+//go:noescape
+func dotQ8_0Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ4_1Q8_0x2AVX2 is dotQ4_1Q8_0MultiGeneric for 2 inputs; x and d interleave their blocks and scales (see legacyLoop).
+//
+//go:noescape
+func dotQ4_1Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ5_0Q8_0x2AVX2 is dotQ5_0Q8_0MultiGeneric for 2 inputs; x and d interleave their blocks and scales (see legacyLoop).
+//
+//go:noescape
+func dotQ5_0Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ5_1Q8_0x2AVX2 is dotQ5_1Q8_0MultiGeneric for 2 inputs; x and d interleave their blocks and scales (see legacyLoop).
+//
+//go:noescape
+func dotQ5_1Q8_0x2AVX2(w []byte, x []byte, d []float32, nb int, dst []float32)

@@ -76,11 +76,13 @@ func checkLen(what string, got, want int) {
 // the pool's scratch) and every row is dotted with it by the integer row
 // kernel (DotRowQ8); for F32, F16, BF16 and Q8_K weights x is used as is
 // (DotRow). MatVec, MatVecRows and MatMul use the same quantization and
-// the same row kernels, so a row's result is the same bits whichever
-// driver computes it and however many threads share the work. With
-// quantized activations a result differs from Σ_c W[r,c]·x[c] by the
-// quantization error that q8act.go bounds (≤ Σ_blocks Σ|w|·0.563·d_x for
-// Q8_0 activations, Σ|w|·|d_x|/2 for Q8_K), as in llama.cpp.
+// the same row kernels (MatMul's multi-input kernels, multi.go, repeat
+// the row kernel's operations for each of their inputs), so a row's
+// result is the same bits whichever driver computes it and however many
+// threads share the work. With quantized activations a result differs
+// from Σ_c W[r,c]·x[c] by the quantization error that q8act.go bounds
+// (≤ Σ_blocks Σ|w|·0.563·d_x for Q8_0 activations, Σ|w|·|d_x|/2 for Q8_K),
+// as in llama.cpp.
 
 // MatVec computes dst[r] = Σ_c W[r,c]·x[c] for r < rows, W being the rows×cols
 // matrix of type t in w (see the layout above; len(w) ≥ rows·RowBytes(cols)).
@@ -118,10 +120,28 @@ func (p *Pool) prepare(t dtype.Type, x []float32, cols, n int) actInput {
 		p.qv = append(p.qv, make([]QVec, n-len(p.qv))...)
 	}
 	qv := p.qv[:n]
-	for i := range qv {
-		qv[i].Quantize(t, x[i*cols:(i+1)*cols])
+	if n == 1 {
+		qv[0].Quantize(t, x)
+	} else { // one input per chunk, on all threads
+		p.prep = prepTask{t: t, x: x, cols: cols, qv: qv}
+		p.run(n, 1, &p.prep, nil)
+		p.prep = prepTask{}
 	}
 	return actInput{f: qdotFor(t), qv: qv}
+}
+
+// prepTask quantizes inputs [lo, hi) of a driver call.
+type prepTask struct {
+	t    dtype.Type
+	x    []float32
+	cols int
+	qv   []QVec
+}
+
+func (q *prepTask) Run(lo, hi int) {
+	for i := lo; i < hi; i++ {
+		q.qv[i].Quantize(q.t, q.x[i*q.cols:(i+1)*q.cols])
+	}
 }
 
 // dot returns row · input i.
@@ -194,8 +214,13 @@ func (m *matVecRowsTask) Run(lo, hi int) {
 // Each input is quantized once (as MatVec does). Each worker takes a chunk
 // of about chunkBytes of weight rows, a tile that stays in cache, and dots
 // every row of it with all n inputs: the weights stream from memory once
-// per call, not once per input. The row kernels are MatVec's, so
-// dst[i·rows + r] is bit for bit what MatVec gives for input i.
+// per call, not once per input. The inputs go in groups (of two to eight,
+// see multi.go) to the multi-input kernels, which decode each weight block
+// once for the whole group, and one at a time, by the row kernel, where no
+// group is left or the type has no multi-input kernel.
+// Either way dst[i·rows + r] is bit for bit what MatVec gives for input i:
+// the multi-input kernels compute each input's result with the row
+// kernel's operations in the row kernel's order.
 func (p *Pool) MatMul(dst []float32, w []byte, t dtype.Type, rows, cols int, x []float32, n int) {
 	rb := rowBytes(t, cols)
 	checkWeights(w, rows, rb)
@@ -211,8 +236,60 @@ func (p *Pool) MatMul(dst []float32, w []byte, t dtype.Type, rows, cols int, x [
 	}
 	p.mm = matMulTask{dst: dst, w: w, t: t, rb: rb, rows: rows, cols: cols, x: x, n: n}
 	p.mm.act = p.prepare(t, x, cols, n)
+	p.mm.groups = p.group(t, n)
 	p.run(rows, rowsPerChunk(rb), &p.mm, nil)
 	p.mm = matMulTask{}
+}
+
+// group splits the n inputs of a MatMul with weights of type t, prepared
+// by prepare, into groups for the multi-input kernels: it returns the
+// groups, largest first, covering inputs 0 to Σ sizes − 1; the inputs
+// after them go one at a time. p.mu is held.
+func (p *Pool) group(t dtype.Type, n int) []qBatch {
+	var sizes []int
+	switch {
+	case !useMulti:
+	case ActivationType(t) == dtype.F32:
+		if hasFloatMulti(t) {
+			sizes = floatMultiSizes[:]
+		}
+	default:
+		sizes = multiSizesFor(t)
+	}
+	p.qb = p.qb[:0]
+	i := 0
+	for _, s := range sizes {
+		for ; n-i >= s; i += s {
+			if len(p.qb) < cap(p.qb) {
+				p.qb = p.qb[:len(p.qb)+1]
+			} else {
+				p.qb = append(p.qb, qBatch{})
+			}
+			b := &p.qb[len(p.qb)-1]
+			if ActivationType(t) == dtype.F32 {
+				b.t, b.n, b.nb = t, s, 0
+				continue
+			}
+			var vs [maxMulti]*QVec
+			for j := range s {
+				vs[j] = &p.mm.act.qv[i+j]
+			}
+			b.assign(t, vs[:s])
+		}
+	}
+	if len(p.qb) > 0 && ActivationType(t) != dtype.F32 {
+		p.run(len(p.qb), 1, (*batchTask)(&p.qb), nil) // the assembly's layouts, on all threads
+	}
+	return p.qb
+}
+
+// batchTask builds the batches [lo, hi).
+type batchTask []qBatch
+
+func (b *batchTask) Run(lo, hi int) {
+	for k := lo; k < hi; k++ {
+		(*b)[k].build()
+	}
 }
 
 // growScratch makes every worker's scratch at least n floats. p.mu is held.
@@ -233,12 +310,30 @@ type matMulTask struct {
 	x          []float32
 	n          int
 	act        actInput
+	groups     []qBatch // the first inputs, in groups for the multi-input kernels
 }
 
 func (m *matMulTask) Run(lo, hi int) {
 	rb, rows, cols := m.rb, m.rows, m.cols
 	tile := m.w[lo*rb : hi*rb]
-	for i := range m.n {
+	i := 0 // first input of the group
+	var out [maxMulti]float32
+	for k := range m.groups {
+		g := &m.groups[k]
+		for r := lo; r < hi; r++ {
+			row := tile[(r-lo)*rb : (r-lo+1)*rb]
+			if m.act.f != nil {
+				qdotMulti(m.t, out[:], row, g)
+			} else {
+				floatMulti(m.t, out[:], row, m.x[i*cols:(i+g.n)*cols], cols, g.n)
+			}
+			for j, v := range out[:g.n] {
+				m.dst[(i+j)*rows+r] = v
+			}
+		}
+		i += g.n
+	}
+	for ; i < m.n; i++ {
 		xi := m.x[i*cols : (i+1)*cols]
 		d := m.dst[i*rows+lo : i*rows+hi]
 		for r := range d {

@@ -56,11 +56,22 @@ func TestKernelsStayInBounds(t *testing.T) {
 				}
 				var v cpu.QVec
 				v.AliasBlocks(typ, xq)
+				v.FenceScales(fencedFloats(t, v.ScaleCount()))
 				row := fenced(t, rdRowBytes(typ, n))
 				copy(row, rdQuantRow(r, typ, n))
 				_ = cpu.DotRowQ8(typ, row, &v)
+				for _, ni := range cpu.MultiSizes(typ) {
+					vs := make([]*cpu.QVec, ni)
+					for j := range vs {
+						vs[j] = new(cpu.QVec)
+						vs[j].Quantize(typ, rdVec(r, n))
+					}
+					_ = cpu.DotRowQ8Multi(typ, row, vs)
+				}
 			}
 		}
+		p := cpu.NewPool(1)
+		defer p.Close()
 		for _, typ := range []dtype.Type{dtype.F32, dtype.F16, dtype.BF16} {
 			for n := 0; n <= 70; n++ {
 				x := fencedFloats(t, n)
@@ -68,6 +79,14 @@ func TestKernelsStayInBounds(t *testing.T) {
 				row := fenced(t, rdRowBytes(typ, n))
 				copy(row, rdQuantRow(r, typ, n))
 				_ = cpu.DotRow(typ, row, x)
+				for _, ni := range []int{2, 3} { // MatMul's float multi-input kernels
+					if n == 0 {
+						break
+					}
+					xs := fencedFloats(t, ni*n)
+					copy(xs, rdVec(r, ni*n))
+					p.MatMul(fencedFloats(t, ni), row, typ, 1, n, xs, ni)
+				}
 			}
 		}
 		for n := 0; n <= 70; n++ {

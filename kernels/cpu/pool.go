@@ -62,12 +62,14 @@ type Pool struct {
 	gen uint64 // job generation, caller side
 
 	// Kernel task structs and scratch, reused by every call.
-	mv  matVecTask
-	mvr matVecRowsTask
-	mm  matMulTask
-	att attentionTask
-	scr [][]float32 // per-worker float scratch (attention scores)
-	qv  []QVec      // quantized activations of the current driver call
+	mv   matVecTask
+	mvr  matVecRowsTask
+	mm   matMulTask
+	prep prepTask
+	att  attentionTask
+	scr  [][]float32 // per-worker float scratch (attention scores)
+	qv   []QVec      // quantized activations of the current driver call
+	qb   []qBatch    // MatMul's groups of inputs for the multi-input kernels
 }
 
 type worker struct {

@@ -448,31 +448,8 @@ func FuzzDotQ8(f *testing.F) {
 				}
 			}
 		}
-		// activation quants from the fuzz bytes (after the row's), in [−127, 127]
-		xq := quantizeQ8(at, rdVec(rr, n))
-		rest := data[rb:]
-		for b := 0; b < nb; b++ {
-			var qs []byte
-			if at == dtype.Q8_0 {
-				qs = xq[34*b+2 : 34*b+34]
-			} else {
-				qs = xq[292*b+4 : 292*b+260]
-			}
-			for j := range qs {
-				if k := b*len(qs) + j; k < len(rest) {
-					qs[j] = byte(max(-127, int8(rest[k])))
-				}
-			}
-			if at == dtype.Q8_K { // keep the bsums consistent with the quants
-				for g := 0; g < 16; g++ {
-					var s int16
-					for _, q := range qs[16*g : 16*g+16] {
-						s += int16(int8(q))
-					}
-					binary.LittleEndian.PutUint16(xq[292*b+260+2*g:], uint16(s))
-				}
-			}
-		}
+		// activation quants from the fuzz bytes (after the row's)
+		xq := fuzzQuants(at, quantizeQ8(at, rdVec(rr, n)), data[rb:], nb)
 		var v cpu.QVec
 		v.SetBlocks(typ, xq)
 		asm, gen := bothImpls(func() float32 { return cpu.DotRowQ8(typ, row, &v) })
@@ -480,6 +457,35 @@ func FuzzDotQ8(f *testing.F) {
 			t.Fatalf("%s n=%d: asm vs non-asm output mismatch: %v vs %v", typ, n, asm, gen)
 		}
 	})
+}
+
+// fuzzQuants overwrites the quants of the nb activation blocks xq (of
+// type at) with the fuzz bytes rest, clamped to [−127, 127], keeps Q8_K's
+// bsums consistent with them, and returns xq.
+func fuzzQuants(at dtype.Type, xq, rest []byte, nb int) []byte {
+	for b := 0; b < nb; b++ {
+		var qs []byte
+		if at == dtype.Q8_0 {
+			qs = xq[34*b+2 : 34*b+34]
+		} else {
+			qs = xq[292*b+4 : 292*b+260]
+		}
+		for j := range qs {
+			if k := b*len(qs) + j; k < len(rest) {
+				qs[j] = byte(max(-127, int8(rest[k])))
+			}
+		}
+		if at == dtype.Q8_K { // keep the bsums consistent with the quants
+			for g := 0; g < 16; g++ {
+				var s int16
+				for _, q := range qs[16*g : 16*g+16] {
+					s += int16(int8(q))
+				}
+				binary.LittleEndian.PutUint16(xq[292*b+260+2*g:], uint16(s))
+			}
+		}
+	}
+	return xq
 }
 
 // FuzzDotFloat compares the F32/F16/BF16 FMA kernels with the generic ones.

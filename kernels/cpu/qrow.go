@@ -42,7 +42,7 @@ type QVec struct {
 	blocks []byte     // nb blocks of type at
 	d      []float32  // Q8_0: the nb block scales as float32
 	y      []float32  // the quants as float32, for the generic kernels
-	pairs  []byte     // Q4_0 weights: q4Pair layout, 96 bytes per two blocks
+	quads  []byte     // Q4_0 weights: q4Quads layout, 192 bytes per four blocks
 }
 
 // Quantize sets v to x quantized for weights of type t: by QuantizeQ8_0 or
@@ -108,7 +108,7 @@ func (v *QVec) grow(t dtype.Type, nb int) {
 	}
 	v.y = v.y[:nb*at.BlockSize()]
 	if t == dtype.Q4_0 {
-		v.pairs = growBytes(v.pairs, (nb+1)/2*q4PairBytes)
+		v.quads = growBytes(v.quads, (nb+3)/4*q4QuadBytes)
 	}
 }
 
@@ -140,7 +140,7 @@ func (v *QVec) derive() {
 		}
 	}
 	if v.t == dtype.Q4_0 {
-		q4Pairs(v.pairs, v.blocks, v.nb)
+		q4Quads(v.quads, v.blocks, v.d, v.nb)
 	}
 }
 

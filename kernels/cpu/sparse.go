@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"unsafe"
+
 	"github.com/stokehq/stoke/models/dtype"
 )
 
@@ -53,6 +55,12 @@ func (a *AxpyRows) Do(p *Pool, dst []float32, w []byte, t dtype.Type, cols int, 
 }
 
 // Run implements Task over column chunks.
+//
+// F32 and F16 rows are added straight from the weights (the AVX2 axpy
+// kernels where there are any: F16C converts F16 in registers); Q8_0 rows,
+// the engine's neuron-major form of quantized downs, by a fused
+// dequantize-and-add loop; other types through a decoded copy of the
+// chunk.
 func (a *AxpyRows) Run(lo, hi int) {
 	var buf [sparseCols]float32
 	for ch := lo; ch < hi; ch++ {
@@ -60,13 +68,48 @@ func (a *AxpyRows) Run(lo, hi int) {
 		c1 := min(c0+a.chunk, a.cols)
 		out := a.dst[c0:c1]
 		clear(out)
-		tmp := buf[:c1-c0]
+		n := c1 - c0
 		b0 := ch * a.chunkBytes
-		b1 := b0 + (c1-c0)/a.t.BlockSize()*a.t.TypeSize()
-		for k, r := range a.idx {
-			row := a.w[int(r)*a.rb : (int(r)+1)*a.rb]
-			DequantizeRow(a.t, row[b0:b1], tmp)
-			Axpy(out, a.coef[k], tmp)
+		b1 := b0 + n/a.t.BlockSize()*a.t.TypeSize()
+		switch a.t {
+		case dtype.F32:
+			for k, r := range a.idx {
+				row := a.w[int(r)*a.rb+b0 : int(r)*a.rb+b1]
+				axpyF32(out, a.coef[k], unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(row))), n))
+			}
+		case dtype.F16:
+			for k, r := range a.idx {
+				row := a.w[int(r)*a.rb+b0 : int(r)*a.rb+b1]
+				axpyHalf(out, a.coef[k], unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(row))), n))
+			}
+		case dtype.Q8_0:
+			for k, r := range a.idx {
+				axpyQ8_0(out, a.coef[k], a.w[int(r)*a.rb+b0:int(r)*a.rb+b1])
+			}
+		default:
+			tmp := buf[:n]
+			for k, r := range a.idx {
+				row := a.w[int(r)*a.rb : (int(r)+1)*a.rb]
+				DequantizeRow(a.t, row[b0:b1], tmp)
+				Axpy(out, a.coef[k], tmp)
+			}
+		}
+	}
+}
+
+// axpyQ8_0 computes dst[j] += c·W[j] for the len(dst) elements of Q8_0
+// blocks in row (d f16 | qs[32] int8 per block, W[j] = d·qs[j]), without
+// a decoded copy: per block s = c·d, then dst[j] += s·qs[j].
+func axpyQ8_0(dst []float32, c float32, row []byte) {
+	nb := len(dst) / 32
+	row = row[:34*nb]
+	lut := &i8Table
+	for i := range nb {
+		b := (*[34]byte)(row[34*i:])
+		y := (*[32]float32)(dst[32*i:])
+		s := c * f16at(b[0:])
+		for j := range 32 {
+			y[j] += s * lut[b[2+j]]
 		}
 	}
 }

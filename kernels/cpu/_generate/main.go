@@ -11,6 +11,14 @@
 // The integer-activation kernels reproduce, operation for operation, the
 // lane structure their pure-Go twins document (dotq8.go, dotk.go), so the
 // two give identical bits; keep them in step.
+//
+// Most kernels come twice or more: the row kernel (one input) and the
+// multi-input kernels of MatMul (…xN, N inputs at once), which one
+// generator function writes from the same code, so each input of a
+// multi-input kernel takes the row kernel's operations in its order. The
+// families live in q4_0.go, legacy.go (Q8_0, Q4_1, Q5_0, Q5_1),
+// kquant.go and float.go; this file has the activation quantizers, the
+// axpy kernels and the shared helpers.
 package main
 
 import (
@@ -34,19 +42,30 @@ func main() {
 		genQuantizeQ8_0()
 		genQuantizeQ8_K()
 	case "dotq8":
-		genDotQ8_0()
-		genDotQ4_0()
-		genDotQ4_1()
-		genDotQ5_0()
-		genDotQ5_1()
+		for _, inputs := range []int{0, 2, 4, 8} {
+			genDotQ4_0(inputs)
+		}
+		for _, inputs := range []int{0, 2} {
+			genDotQ8_0(inputs)
+			genDotQ4_1(inputs)
+			genDotQ5_0(inputs)
+			genDotQ5_1(inputs)
+		}
 	case "dotk":
-		genDotQ4_K()
-		genDotQ5_K()
-		genDotQ6_K()
+		for _, inputs := range []int{0, 2, 4} {
+			genDotK45(false, inputs)
+			genDotK45(true, inputs)
+			genDotQ6_K(inputs)
+		}
 	case "dotf":
 		genDotFloat("dotF32AVX2", 4)
 		genDotFloat("dotF16AVX2", 2)
 		genDotFloat("dotBF16AVX2", 2)
+		for _, inputs := range []int{2, 3} {
+			genDotFloatMulti("dotF32", 4, inputs)
+			genDotFloatMulti("dotF16", 2, inputs)
+			genDotFloatMulti("dotBF16", 2, inputs)
+		}
 		genAxpy("axpyF32AVX2", 4)
 		genAxpy("axpyF16AVX2", 2)
 	default:
@@ -396,335 +415,6 @@ func halves4(base Register, off, stride int) GPVirtual {
 	return a
 }
 
-// legacyLoop emits the block loop of a 32-element block kernel whose
-// weight blocks are wsize bytes with the f16 scale d_w first (and, when
-// withMin, the f16 min m_w after it). Block i adds into acc[i mod 4] (four
-// independent chains, so the loop is not bound by the latency of VADDPS).
-// Blocks go eight at a time: their eight d_w are widened together (the
-// integer units gather them, one VCVTPH2PS converts them), multiplied by
-// the eight float32 activation scales in one VMULPS and parked on the
-// stack, from where each block broadcasts its d_w·d_x (likewise m_w·d_x);
-// then four at a time the same way, then the last nb mod 4 one at a time.
-// body emits one block: weights at wb, activations at xb, d_w·d_x in every
-// lane of dv (m_w·d_x in mv), accumulator acc. Each product is the same
-// float32 the generic twin computes.
-func legacyLoop(wp, xp, dp, n Register, wsize int, withMin bool, body func(wb, xb Mem, dv, mv, acc VecVirtual)) {
-	acc := [4]VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, a := range acc {
-		VXORPS(a, a, a)
-	}
-	offs := []int{0}
-	if withMin {
-		offs = append(offs, 2)
-	}
-	tmp := AllocLocal(64)
-	// scales widens the f16 at offset off of count (4 or 8) blocks, times
-	// the activation scales, to tmp+32·k.
-	scales := func(count int) {
-		for k, off := range offs {
-			if count == 8 {
-				lo, hi := halves4(wp, off, wsize), halves4(wp, off+4*wsize, wsize)
-				s, sy := XMM(), YMM()
-				VMOVQ(lo, s)
-				VPINSRQ(U8(1), hi, s, s)
-				VCVTPH2PS(s, sy)
-				VMULPS(Mem{Base: dp}, sy, sy)
-				VMOVUPS(sy, tmp.Offset(32*k))
-			} else {
-				q4 := halves4(wp, off, wsize)
-				s4 := XMM()
-				VMOVQ(q4, s4)
-				VCVTPH2PS(s4, s4)
-				VMULPS(Mem{Base: dp}, s4, s4)
-				VMOVUPS(s4, tmp.Offset(32*k))
-			}
-		}
-	}
-	blocks := func(count int) {
-		for j := 0; j < count; j++ {
-			dv, mv := YMM(), VecVirtual(nil)
-			VBROADCASTSS(tmp.Offset(4*j), dv)
-			if withMin {
-				mv = YMM()
-				VBROADCASTSS(tmp.Offset(32+4*j), mv)
-			}
-			body(Mem{Base: wp, Disp: wsize * j}, Mem{Base: xp, Disp: 34 * j}, dv, mv, acc[j%4])
-		}
-		ADDQ(U32(count*wsize), wp)
-		ADDQ(U32(count*34), xp)
-		ADDQ(U8(4*count), dp)
-		SUBQ(U8(count), n)
-	}
-	Label("batch8")
-	CMPQ(n, U8(8))
-	JL(LabelRef("batch4"))
-	scales(8)
-	blocks(8)
-	JMP(LabelRef("batch8"))
-
-	Label("batch4")
-	CMPQ(n, U8(4))
-	JL(LabelRef("tail"))
-	scales(4)
-	blocks(4)
-
-	Label("tail") // n < 4 blocks left: they go to acc[0], acc[1], acc[2]
-	for j := 0; j < 3; j++ {
-		TESTQ(n, n)
-		JZ(LabelRef("done"))
-		var sv [2]VecVirtual
-		for k, off := range offs {
-			r := GP32()
-			MOVWLZX(Mem{Base: wp, Disp: off}, r)
-			s1 := XMM()
-			VMOVD(r, s1)
-			VCVTPH2PS(s1, s1)
-			VMULSS(Mem{Base: dp}, s1, s1)
-			sv[k] = YMM()
-			VBROADCASTSS(s1, sv[k])
-		}
-		body(Mem{Base: wp}, Mem{Base: xp}, sv[0], sv[1], acc[j])
-		ADDQ(U8(wsize), wp)
-		ADDQ(U8(34), xp)
-		ADDQ(U8(4), dp)
-		DECQ(n)
-	}
-	Label("done")
-	// (acc0 + acc1) + (acc2 + acc3), lane by lane, then hsum8
-	VADDPS(acc[1], acc[0], acc[0])
-	VADDPS(acc[3], acc[2], acc[2])
-	VADDPS(acc[2], acc[0], acc[0])
-	dotEpilogue(acc[0])
-}
-
-// nibbleBytes returns the 32 quants of 16 bytes of nibbles at m, low
-// nibbles (elements 0–15) in the low lane, high nibbles in the high lane.
-func nibbleBytes(m Mem, m4 VecVirtual) VecVirtual {
-	q, hi := YMM(), XMM()
-	// (a full-width load: writing only q's low half would keep q live
-	// across blocks for the register allocator)
-	VBROADCASTI128(m, q)
-	VPSRLW(U8(4), q.AsX(), hi)
-	VINSERTI128(U8(1), hi, q, q)
-	VPAND(m4, q, q)
-	return q
-}
-
-// fifthBits returns, for the 32 bits of the f16-aligned uint32 at m, a
-// vector whose byte j is 0xFF when bit j is set and 0 otherwise (ggml's
-// bytes_from_bits_32).
-func fifthBits(m Mem) VecVirtual {
-	b := YMM()
-	VPBROADCASTD(m, b)
-	VPSHUFB(constant("bitsshuf", func() []byte {
-		c := make([]byte, 32)
-		for j := range c {
-			c[j] = byte(j / 8)
-		}
-		return c
-	}()), b, b)
-	VPOR(constant("bitsmask", dwords32(0xf7fbfdfe, 0x7fbfdfef)), b, b)
-	VPCMPEQB(constant("ones", bytes32(0xff)), b, b)
-	return b
-}
-
-func genDotQ8_0() {
-	wp, xp, dp, n := dotPrologue("dotQ8_0Q8_0AVX2", "dotQ8_0Q8_0AVX2 is dotQ8_0Q8_0Generic.")
-	ones := YMM()
-	VMOVDQU(cWords(1), ones)
-	legacyLoop(wp, xp, dp, n, 34, false, func(wb, xb Mem, dv, _, acc VecVirtual) {
-		qw, qx, aw := YMM(), YMM(), YMM()
-		VMOVDQU(wb.Offset(2), qw)
-		VMOVDQU(xb.Offset(2), qx)
-		// |w| (unsigned) times y with w's sign: Σ w·y by pairs, then fours
-		VPSIGNB(qw, qw, aw)
-		VPSIGNB(qw, qx, qx)
-		VPMADDUBSW(qx, aw, aw)
-		VPMADDWD(ones, aw, aw)
-		accumulate(acc, aw, dv)
-	})
-}
-
-// genDotQ4_0 works on pairs of blocks X, Y with the activations in the
-// q4Pairs layout (see dotq8.go): the nibbles of both blocks fill one
-// vector (low nibbles: X in the low lane, Y in the high lane), the two
-// halves' VPMADDUBSW products are added as int16, the −8·Σy correction
-// subtracted, and one VPMADDWD, VCVTDQ2PS, VMULPS and VADDPS serve both
-// blocks. Pairs j of an 8-block batch add into acc[j] (of a 4-block batch
-// too), a remainder pair into acc[2], a lone last block into acc[3].
-func genDotQ4_0() {
-	wp, xp, dp, n := dotPrologue("dotQ4_0Q8_0AVX2", "dotQ4_0Q8_0AVX2 is dotQ4_0Q8_0Generic; x is the q4Pairs layout.")
-	ones, m4, idx := YMM(), YMM(), YMM()
-	VMOVDQU(cWords(1), ones)
-	VMOVDQU(cBytes(0x0f), m4)
-	VMOVDQU(constant("idx01", dwords32(0, 0, 0, 0, 1, 1, 1, 1)), idx)
-	acc := [4]VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, a := range acc {
-		VXORPS(a, a, a)
-	}
-	tmp := AllocLocal(32)
-
-	// pair emits one pair (or a lone block, full = false) with weights at
-	// wb, activations at pb and the scale vector sv = [d_X ×4, d_Y ×4].
-	pair := func(wb, pb Mem, sv, acc VecVirtual, full bool) {
-		q, qh := YMM(), YMM()
-		VBROADCASTI128(wb.Offset(2), q) // a lone block's high lane meets y = 0
-		if full {
-			VINSERTI128(U8(1), wb.Offset(18+2), q, q)
-		}
-		VPSRLW(U8(4), q, qh)
-		VPAND(m4, qh, qh)
-		VPAND(m4, q, q)
-		VPMADDUBSW(pb, q, q)
-		VPMADDUBSW(pb.Offset(32), qh, qh)
-		VPADDW(qh, q, q) // |·| ≤ 2·3810: no int16 overflow
-		VPSUBW(pb.Offset(64), q, q)
-		VPMADDWD(ones, q, q)
-		accumulate(acc, q, sv)
-	}
-	// batch emits count (8 or 4) blocks: their scales at once, then the pairs.
-	batch := func(count int) {
-		lo := halves4(wp, 0, 18)
-		s := XMM()
-		VMOVQ(lo, s)
-		if count == 8 {
-			hi := halves4(wp, 4*18, 18)
-			VPINSRQ(U8(1), hi, s, s)
-			sy := YMM()
-			VCVTPH2PS(s, sy)
-			VMULPS(Mem{Base: dp}, sy, sy)
-			VMOVUPS(sy, tmp)
-		} else {
-			VCVTPH2PS(s, s)
-			VMULPS(Mem{Base: dp}, s, s)
-			VMOVUPS(s, tmp.Offset(0))
-		}
-		for j := 0; j < count/2; j++ {
-			sv := YMM()
-			VBROADCASTSD(tmp.Offset(8*j), sv)
-			VPERMPS(sv, idx, sv)
-			pair(Mem{Base: wp, Disp: 36 * j}, Mem{Base: xp, Disp: 96 * j}, sv, acc[j], true)
-		}
-		ADDQ(U32(18*count), wp)
-		ADDQ(U32(48*count), xp)
-		ADDQ(U8(4*count), dp)
-		SUBQ(U8(count), n)
-	}
-	Label("batch8")
-	CMPQ(n, U8(8))
-	JL(LabelRef("batch4"))
-	batch(8)
-	JMP(LabelRef("batch8"))
-	Label("batch4")
-	CMPQ(n, U8(4))
-	JL(LabelRef("pair"))
-	batch(4)
-
-	Label("pair")
-	CMPQ(n, U8(2))
-	JL(LabelRef("lone"))
-	{
-		r, r2 := GP32(), GP32()
-		MOVWLZX(Mem{Base: wp}, r)
-		MOVWLZX(Mem{Base: wp, Disp: 18}, r2)
-		SHLL(U8(16), r2)
-		ORL(r2, r)
-		s, dx := XMM(), XMM()
-		VMOVD(r, s)
-		VCVTPH2PS(s, s)
-		VMOVQ(Mem{Base: dp}, dx) // (not 16 bytes: d may end here)
-		VMULPS(dx, s, s)
-		sv := YMM()
-		VPERMPS(s.AsY(), idx, sv)
-		pair(Mem{Base: wp}, Mem{Base: xp}, sv, acc[2], true)
-		ADDQ(U8(36), wp)
-		ADDQ(U8(96), xp)
-		ADDQ(U8(8), dp)
-		SUBQ(U8(2), n)
-	}
-	Label("lone")
-	TESTQ(n, n)
-	JZ(LabelRef("done"))
-	{
-		r := GP32()
-		MOVWLZX(Mem{Base: wp}, r)
-		s := XMM()
-		VMOVD(r, s)
-		VCVTPH2PS(s, s)
-		VMULSS(Mem{Base: dp}, s, s) // [d_X, 0, 0, 0]
-		sv := YMM()
-		VPERMPS(s.AsY(), idx, sv)
-		pair(Mem{Base: wp}, Mem{Base: xp}, sv, acc[3], false)
-	}
-	Label("done")
-	VADDPS(acc[1], acc[0], acc[0])
-	VADDPS(acc[3], acc[2], acc[2])
-	VADDPS(acc[2], acc[0], acc[0])
-	dotEpilogue(acc[0])
-}
-
-// unsignedWithMin emits the block body of Q4_1/Q5_1: unsigned quants q,
-// acc += float32(Σ_4 q·y)·d, then acc += float32(Σ_4 y)·m.
-func unsignedWithMin(q VecVirtual, xb Mem, dv, mv, acc, ones16, ones8 VecVirtual) {
-	y, ys := YMM(), YMM()
-	VMOVDQU(xb.Offset(2), y)
-	VPMADDUBSW(y, ones8, ys)
-	VPMADDWD(ones16, ys, ys)
-	VPMADDUBSW(y, q, q)
-	VPMADDWD(ones16, q, q)
-	accumulate(acc, q, dv)
-	accumulate(acc, ys, mv)
-}
-
-func genDotQ4_1() {
-	wp, xp, dp, n := dotPrologue("dotQ4_1Q8_0AVX2", "dotQ4_1Q8_0AVX2 is dotQ4_1Q8_0Generic.")
-	ones16, ones8, m4 := YMM(), YMM(), YMM()
-	VMOVDQU(cWords(1), ones16)
-	VMOVDQU(cBytes(1), ones8)
-	VMOVDQU(cBytes(0x0f), m4)
-	legacyLoop(wp, xp, dp, n, 20, true, func(wb, xb Mem, dv, mv, acc VecVirtual) {
-		q := nibbleBytes(wb.Offset(4), m4)
-		unsignedWithMin(q, xb, dv, mv, acc, ones16, ones8)
-	})
-}
-
-func genDotQ5_0() {
-	wp, xp, dp, n := dotPrologue("dotQ5_0Q8_0AVX2", "dotQ5_0Q8_0AVX2 is dotQ5_0Q8_0Generic.")
-	ones, m4 := YMM(), YMM()
-	VMOVDQU(cWords(1), ones)
-	VMOVDQU(cBytes(0x0f), m4)
-	legacyLoop(wp, xp, dp, n, 22, false, func(wb, xb Mem, dv, _, acc VecVirtual) {
-		q := nibbleBytes(wb.Offset(6), m4)
-		// (nibble | bit<<4) − 16 is the nibble where the bit is set and
-		// int8(0xF0 | nibble) where it is not
-		h := fifthBits(wb.Offset(2))
-		VPANDN(cBytes(0xf0), h, h)
-		VPOR(h, q, q)
-		y := YMM()
-		VMOVDQU(xb.Offset(2), y)
-		VPSIGNB(q, y, y)
-		VPSIGNB(q, q, q)
-		VPMADDUBSW(y, q, q)
-		VPMADDWD(ones, q, q)
-		accumulate(acc, q, dv)
-	})
-}
-
-func genDotQ5_1() {
-	wp, xp, dp, n := dotPrologue("dotQ5_1Q8_0AVX2", "dotQ5_1Q8_0AVX2 is dotQ5_1Q8_0Generic.")
-	ones16, ones8, m4 := YMM(), YMM(), YMM()
-	VMOVDQU(cWords(1), ones16)
-	VMOVDQU(cBytes(1), ones8)
-	VMOVDQU(cBytes(0x0f), m4)
-	legacyLoop(wp, xp, dp, n, 24, true, func(wb, xb Mem, dv, mv, acc VecVirtual) {
-		q := nibbleBytes(wb.Offset(8), m4)
-		h := fifthBits(wb.Offset(4))
-		VPAND(cBytes(0x10), h, h)
-		VPOR(h, q, q)
-		unsignedWithMin(q, xb, dv, mv, acc, ones16, ones8)
-	})
-}
-
 // ---- Q8_K-activation dot products ---------------------------------------
 
 // kScales unpacks the 12 packed 6-bit scales and mins of a Q4_K/Q5_K block
@@ -779,108 +469,6 @@ func kScaleShuffle() Mem {
 	return constant("k4shuf", b)
 }
 
-func genDotQ4_K() { genDotK45("dotQ4_KQ8_KAVX2", "dotQ4_KQ8_KAVX2 is dotQ4_KQ8_KGeneric.", false) }
-func genDotQ5_K() { genDotK45("dotQ5_KQ8_KAVX2", "dotQ5_KQ8_KAVX2 is dotQ5_KQ8_KGeneric.", true) }
-
-func genDotK45(name, doc string, five bool) {
-	wp, xp, _, n := dotPrologue(name, doc)
-	wsize, qoff := 144, 16
-	if five {
-		wsize, qoff = 176, 48
-	}
-	shuf := kScaleShuffle()
-	m4 := YMM()
-	VMOVDQU(cBytes(0x0f), m4)
-	masks := loadKMasks()
-	acc, accm := YMM(), XMM()
-	VXORPS(acc, acc, acc)
-	VXORPS(accm, accm, accm)
-	TESTQ(n, n)
-	JZ(LabelRef("done"))
-	Label("block")
-
-	// d = yd·d_w in every lane of dv, dm = yd·dmin_w in every lane of dmv
-	r := GP32()
-	s := XMM()
-	MOVL(Mem{Base: wp}, r)
-	VMOVD(r, s)
-	VCVTPH2PS(s, s) // [d_w, dmin_w, 0, 0]
-	yd := XMM()
-	VBROADCASTSS(Mem{Base: xp}, yd)
-	VMULPS(yd, s, s)
-	dv, dmv := YMM(), XMM()
-	VBROADCASTSS(s, dv)
-	VPERMILPS(U8(0x55), s, dmv)
-
-	sm := kScales(Mem{Base: wp, Disp: 4}, masks)
-
-	// mins: accm −= float32(m_{2k}·b_{2k} + m_{2k+1}·b_{2k+1})·dm
-	q8s, mins := XMM(), XMM()
-	VMOVDQU(Mem{Base: xp, Disp: 260}, q8s)
-	VPHADDW(Mem{Base: xp, Disp: 276}, q8s, q8s)
-	VEXTRACTI128(U8(1), sm, mins)
-	VPMADDWD(q8s, mins, mins)
-	VCVTDQ2PS(mins, mins)
-	VMULPS(dmv, mins, mins)
-	VSUBPS(mins, accm, accm)
-
-	sc := YMM()
-	VPERMQ(U8(0x44), sm, sc) // the eight scales in both lanes
-	var hb VecVirtual
-	if five {
-		hb = YMM()
-		VMOVDQU(Mem{Base: wp, Disp: 16}, hb)
-	}
-	sumi := YMM()
-	for g := 0; g < 4; g++ {
-		qb, ql, qh := YMM(), YMM(), YMM()
-		VMOVDQU(Mem{Base: wp, Disp: qoff + 32*g}, qb)
-		VPAND(m4, qb, ql)
-		VPSRLW(U8(4), qb, qh)
-		VPAND(m4, qh, qh)
-		if five {
-			for half, q := range []VecVirtual{ql, qh} {
-				h := YMM()
-				sh := 2*g + half
-				if sh > 0 {
-					VPSRLW(U8(sh), hb, h)
-					VPAND(cBytes(1), h, h)
-				} else {
-					VPAND(cBytes(1), hb, h)
-				}
-				VPSLLW(U8(4), h, h)
-				VPOR(h, q, q)
-			}
-		}
-		sl, sh := YMM(), YMM()
-		VPSHUFB(shuf.Offset(64*g), sc, sl)
-		VPSHUFB(shuf.Offset(64*g+32), sc, sh)
-		VPMADDUBSW(Mem{Base: xp, Disp: 4 + 64*g}, ql, ql)
-		VPMADDWD(sl, ql, ql)
-		VPMADDUBSW(Mem{Base: xp, Disp: 36 + 64*g}, qh, qh)
-		VPMADDWD(sh, qh, qh)
-		if g == 0 {
-			VPADDD(qh, ql, sumi)
-		} else {
-			VPADDD(ql, sumi, sumi)
-			VPADDD(qh, sumi, sumi)
-		}
-	}
-	accumulate(acc, sumi, dv)
-
-	ADDQ(U32(wsize), wp)
-	ADDQ(U32(292), xp)
-	DECQ(n)
-	JNZ(LabelRef("block"))
-	Label("done")
-	r8 := hsum8(acc)
-	r4 := hsum4(accm)
-	VADDSS(r4, r8, r8)
-	VZEROUPPER()
-	Store(r8, ReturnIndex(0))
-	RET()
-}
-
 // q6ScaleShuffle is get_scale_shuffle: entry i (16 bytes) is 2i eight
 // times, then 2i+1 eight times.
 func q6ScaleShuffle() Mem {
@@ -892,92 +480,6 @@ func q6ScaleShuffle() Mem {
 		}
 	}
 	return constant("q6shuf", b)
-}
-
-// genDotQ6_K sums the unsigned 6-bit quants against y per lane (scaled by
-// VPMADDWD with the sub-block scales) and takes the −32 offset off once per
-// super-block from the bsums: lane k −= 32·(sc_2k·bsum_2k + sc_2k+1·bsum_2k+1).
-func genDotQ6_K() {
-	wp, xp, _, n := dotPrologue("dotQ6_KQ8_KAVX2", "dotQ6_KQ8_KAVX2 is dotQ6_KQ8_KGeneric.")
-	shuf := q6ScaleShuffle()
-	m4, m30 := YMM(), YMM()
-	VMOVDQU(cBytes(0x0f), m4)
-	VMOVDQU(cBytes(0x30), m30)
-	acc := YMM()
-	VXORPS(acc, acc, acc)
-	TESTQ(n, n)
-	JZ(LabelRef("done"))
-	Label("block")
-
-	r := GP32()
-	s, yd := XMM(), XMM()
-	MOVWLZX(Mem{Base: wp, Disp: 208}, r)
-	VMOVD(r, s)
-	VCVTPH2PS(s, s)
-	VMOVSS(Mem{Base: xp}, yd)
-	VMULSS(s, yd, s) // yd·d_w
-	dv := YMM()
-	VBROADCASTSS(s, dv)
-
-	scales := XMM()
-	VMOVDQU(Mem{Base: wp, Disp: 192}, scales)
-	// sumi = −32·(sc_2k·bsum_2k + sc_2k+1·bsum_2k+1), lanes k < 8
-	sumi := YMM()
-	VPMOVSXBW(scales, sumi)
-	VPMADDWD(Mem{Base: xp, Disp: 260}, sumi, sumi)
-	VPSLLD(U8(5), sumi, sumi)
-	z := YMM()
-	VPXOR(z, z, z)
-	VPSUBD(sumi, z, sumi)
-	for h := 0; h < 2; h++ {
-		b1, b2, hb := YMM(), YMM(), YMM()
-		VMOVDQU(Mem{Base: wp, Disp: 64 * h}, b1)
-		VMOVDQU(Mem{Base: wp, Disp: 64*h + 32}, b2)
-		VMOVDQU(Mem{Base: wp, Disp: 128 + 32*h}, hb)
-		for c := 0; c < 4; c++ {
-			sx, sv := XMM(), YMM()
-			VPSHUFB(shuf.Offset(16*(4*h+c)), scales, sx)
-			VPMOVSXBW(sx, sv)
-			// bits 2c, 2c+1 of each qh byte moved to bits 4, 5 (word
-			// shifts: the mask drops what crosses between the bytes)
-			q, t := YMM(), YMM()
-			switch c {
-			case 0:
-				VPSLLW(U8(4), hb, t)
-				VPAND(m30, t, t)
-			case 1:
-				VPSLLW(U8(2), hb, t)
-				VPAND(m30, t, t)
-			case 2:
-				VPAND(m30, hb, t)
-			case 3:
-				VPSRLW(U8(2), hb, t)
-				VPAND(m30, t, t)
-			}
-			src := b1
-			if c&1 == 1 {
-				src = b2
-			}
-			if c >= 2 {
-				VPSRLW(U8(4), src, q)
-				VPAND(m4, q, q)
-			} else {
-				VPAND(m4, src, q)
-			}
-			VPOR(t, q, q)
-			VPMADDUBSW(Mem{Base: xp, Disp: 4 + 128*h + 32*c}, q, q) // pairs ≤ 2·63·128: no saturation
-			VPMADDWD(sv, q, q)
-			VPADDD(q, sumi, sumi)
-		}
-	}
-	accumulate(acc, sumi, dv)
-
-	ADDQ(U32(210), wp)
-	ADDQ(U32(292), xp)
-	DECQ(n)
-	JNZ(LabelRef("block"))
-	Label("done")
-	dotEpilogue(acc)
 }
 
 // ---- float dot products ---------------------------------------------------

@@ -1,0 +1,319 @@
+package cpu_test
+
+import (
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stokehq/stoke/kernels/cpu"
+	"github.com/stokehq/stoke/models/dtype"
+)
+
+// The sparse FFN against the dense one on a 7B-shaped layer (Llama-2-7B:
+// dim 4096, FFN 11008, gated: gate, up, down), kernels only:
+//
+//	dense:  MatVec gate, MatVec up (11008×4096), MatVec down (4096×11008)
+//	sparse: MatVecRows gate, MatVecRows up over the active neurons, then
+//	        AxpyRows over the neuron-major down (11008 rows of 4096)
+//
+// The neuron-major down is stored as the engine stores it
+// (engine.neuronMajorDown): F16 stays F16, a Q4_0 down becomes Q8_0 (a
+// quantized matrix cannot be transposed without re-encoding); a Q4_0
+// layer with an F16 neuron-major down is timed too. Weights are
+// random (speed does not depend on the values). Each iteration uses the
+// next of sparseSets random active sets, so that the rows a sparse product
+// reads are not the cached rows of the last iteration; a real decode
+// moves on to the next layer's weights anyway.
+//
+// The predictor, fc2·ReLU(fc1·x) with fc1 rank×4096 and fc2 11008×rank,
+// plus the scan for scores ≥ threshold, is timed at the ranks Train tries.
+//
+//	go test ./kernels/cpu -run '^$' -bench 'SparseFFN|Predictor7B'
+//	go test ./kernels/cpu -run TestSparseFFNTable -sparse-table -v
+//
+// The second prints one table from interleaved runs (dense, every active
+// fraction and every predictor rank timed round after round, medians
+// kept), which is what to compare on a shared machine.
+
+const (
+	ffn7BDim   = 4096
+	ffn7BFFN   = 11008
+	sparseSets = 16
+)
+
+var (
+	sparseFractions = []float64{0.5, 0.25, 0.10, 0.05}
+	predictorRanks  = []int{64, 128, 256, 512, 1024}
+	sparseTable     = flag.Bool("sparse-table", false, "TestSparseFFNTable: print the 7B-layer sparse FFN and predictor table")
+)
+
+// ffnLayer is one FFN layer's weights in a type.
+type ffnLayer struct {
+	t, downT        dtype.Type // gate/up/down type, neuron-major down type
+	gate, up, down  []byte
+	downNeuronMajor []byte
+	x, h, hu, out   []float32
+	axpy            cpu.AxpyRows
+	fracSets        map[float64][][]int32 // per fraction, sparseSets active sets
+}
+
+// randomRows returns rows rows of cols random elements of type t, built
+// block by block (finite scales, uniform quants) without the slow encoder.
+func randomRows(rng *rand.Rand, t dtype.Type, rows, cols int) []byte {
+	rb, err := t.RowBytes(uint64(cols))
+	if err != nil {
+		panic(err)
+	}
+	out := make([]byte, rows*int(rb))
+	half := func(v float32) (byte, byte) {
+		h := dtype.F32ToF16(v)
+		return byte(h), byte(h >> 8)
+	}
+	switch t {
+	case dtype.F16:
+		for i := 0; i < len(out); i += 2 {
+			out[i], out[i+1] = half(float32(rng.NormFloat64() * 0.02))
+		}
+	case dtype.F32:
+		for i := 0; i < len(out); i += 4 {
+			b := math.Float32bits(float32(rng.NormFloat64() * 0.02))
+			out[i], out[i+1], out[i+2], out[i+3] = byte(b), byte(b>>8), byte(b>>16), byte(b>>24)
+		}
+	case dtype.Q4_0, dtype.Q8_0:
+		bs := t.TypeSize()
+		for i := 0; i < len(out); i += bs {
+			out[i], out[i+1] = half(0.001 + 0.002*rng.Float32())
+			for j := i + 2; j < i+bs; j++ {
+				out[j] = byte(rng.Uint32())
+			}
+		}
+	default:
+		panic("randomRows: " + t.String())
+	}
+	return out
+}
+
+// sparseBenchLayer is a layer type and the type of its neuron-major down.
+type sparseBenchLayer struct{ t, downT dtype.Type }
+
+func (c sparseBenchLayer) String() string {
+	if c.downT == c.t || c.downT == dtype.Q8_0 {
+		return c.t.String()
+	}
+	return c.t.String() + "-down" + c.downT.String()
+}
+
+// sparseBenchLayers are the layers timed: Q4_0 and F16 as the engine
+// stores their neuron-major downs (Q8_0, F16), and Q4_0 with an F16
+// neuron-major down, the alternative while AxpyRows has an AVX2 kernel
+// for F16 rows but none for Q8_0 ones.
+var sparseBenchLayers = []sparseBenchLayer{{dtype.Q4_0, dtype.Q8_0}, {dtype.F16, dtype.F16}, {dtype.Q4_0, dtype.F16}}
+
+var ffnLayers = map[sparseBenchLayer]*ffnLayer{}
+
+// layer7B returns (building once) a 7B-shaped FFN layer.
+func layer7B(c sparseBenchLayer) *ffnLayer {
+	if l, ok := ffnLayers[c]; ok {
+		return l
+	}
+	t := c.t
+	rng := rand.New(rand.NewPCG(7, uint64(t)))
+	l := &ffnLayer{t: t, downT: c.downT}
+	l.gate = randomRows(rng, t, ffn7BFFN, ffn7BDim)
+	l.up = randomRows(rng, t, ffn7BFFN, ffn7BDim)
+	l.down = randomRows(rng, t, ffn7BDim, ffn7BFFN)
+	l.downNeuronMajor = randomRows(rng, l.downT, ffn7BFFN, ffn7BDim)
+	l.x = make([]float32, ffn7BDim)
+	for i := range l.x {
+		l.x[i] = float32(rng.NormFloat64())
+	}
+	l.h, l.hu, l.out = make([]float32, ffn7BFFN), make([]float32, ffn7BFFN), make([]float32, ffn7BDim)
+	l.fracSets = map[float64][][]int32{}
+	for _, f := range sparseFractions {
+		k := int(math.Round(f * ffn7BFFN))
+		for range sparseSets {
+			perm := rng.Perm(ffn7BFFN)[:k]
+			idx := make([]int32, k)
+			for i, v := range perm {
+				idx[i] = int32(v)
+			}
+			slices.Sort(idx)
+			l.fracSets[f] = append(l.fracSets[f], idx)
+		}
+	}
+	ffnLayers[c] = l
+	return l
+}
+
+func (l *ffnLayer) dense(p *cpu.Pool) {
+	p.MatVec(l.h, l.gate, l.t, ffn7BFFN, ffn7BDim, l.x)
+	p.MatVec(l.hu, l.up, l.t, ffn7BFFN, ffn7BDim, l.x)
+	p.MatVec(l.out, l.down, l.t, ffn7BDim, ffn7BFFN, l.h)
+}
+
+func (l *ffnLayer) sparse(p *cpu.Pool, idx []int32) {
+	l.sparseRows(p, idx)
+	l.sparseDown(p, idx)
+}
+
+// sparseRows is the sparse FFN's gate and up products.
+func (l *ffnLayer) sparseRows(p *cpu.Pool, idx []int32) {
+	n := len(idx)
+	p.MatVecRows(l.h[:n], l.gate, l.t, ffn7BDim, idx, l.x)
+	p.MatVecRows(l.hu[:n], l.up, l.t, ffn7BDim, idx, l.x)
+}
+
+// sparseDown is the sparse FFN's down product.
+func (l *ffnLayer) sparseDown(p *cpu.Pool, idx []int32) {
+	l.axpy.Do(p, l.out, l.downNeuronMajor, l.downT, ffn7BDim, idx, l.h[:len(idx)])
+}
+
+// predictor7B is a predictor for the 7B layer: fc1 rank×dim and fc2
+// ffn×rank in type t.
+type predictor7B struct {
+	t        dtype.Type
+	rank     int
+	fc1, fc2 []byte
+	h, s     []float32
+	idx      []int32
+}
+
+func newPredictor7B(t dtype.Type, rank int) *predictor7B {
+	rng := rand.New(rand.NewPCG(uint64(rank), uint64(t)))
+	return &predictor7B{t: t, rank: rank,
+		fc1: randomRows(rng, t, rank, ffn7BDim), fc2: randomRows(rng, t, ffn7BFFN, rank),
+		h: make([]float32, rank), s: make([]float32, ffn7BFFN), idx: make([]int32, ffn7BFFN)}
+}
+
+// run is LayerPredictor.Predict on the stored form: two mat-vecs, the
+// ReLU between them and the scan for scores ≥ 0.
+func (pr *predictor7B) run(p *cpu.Pool, x []float32) int {
+	p.MatVec(pr.h, pr.fc1, pr.t, pr.rank, ffn7BDim, x)
+	cpu.ReLU(pr.h)
+	p.MatVec(pr.s, pr.fc2, pr.t, ffn7BFFN, pr.rank, pr.h)
+	k := 0
+	for i, v := range pr.s {
+		if v >= 0 {
+			pr.idx[k] = int32(i)
+			k++
+		}
+	}
+	return k
+}
+
+func BenchmarkSparseFFN(b *testing.B) {
+	p := cpu.NewPool(2)
+	defer p.Close()
+	for _, c := range sparseBenchLayers {
+		l := layer7B(c)
+		b.Run(c.String()+"/dense", func(b *testing.B) {
+			for b.Loop() {
+				l.dense(p)
+			}
+		})
+		for _, f := range sparseFractions {
+			sets := l.fracSets[f]
+			b.Run(fmt.Sprintf("%s/active=%g%%", c, 100*f), func(b *testing.B) {
+				i := 0
+				for b.Loop() {
+					l.sparse(p, sets[i%len(sets)])
+					i++
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkPredictor7B(b *testing.B) {
+	p := cpu.NewPool(2)
+	defer p.Close()
+	x := layer7B(sparseBenchLayers[1]).x
+	for _, t := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q4_0} {
+		for _, r := range predictorRanks {
+			pr := newPredictor7B(t, r)
+			b.Run(fmt.Sprintf("%s/rank=%d", t, r), func(b *testing.B) {
+				for b.Loop() {
+					pr.run(p, x)
+				}
+			})
+		}
+	}
+}
+
+// TestSparseFFNTable prints the speed-up of the sparse FFN over the dense
+// one per active fraction (goal: ≥ 0.8/fraction down to 10%), and the
+// predictor's time as a share of the dense FFN (goal: ≤ 10%), for Q4_0 and
+// F16 layers on 2 threads. It fails nothing: it measures.
+func TestSparseFFNTable(t *testing.T) {
+	if !*sparseTable {
+		t.Skip("run with -sparse-table")
+	}
+	p := cpu.NewPool(2)
+	defer p.Close()
+	const rounds, reps = 9, 4
+	type job struct {
+		name string
+		run  func(rep int)
+	}
+	median := func(v []time.Duration) time.Duration {
+		v = slices.Clone(v)
+		sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+		return v[len(v)/2]
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "7B FFN layer (dim %d, ffn %d), 2 threads, median of %d rounds × %d reps\n", ffn7BDim, ffn7BFFN, rounds, reps)
+	for li, c := range sparseBenchLayers {
+		l := layer7B(c)
+		jobs := []job{{"dense", func(int) { l.dense(p) }}}
+		for _, f := range sparseFractions {
+			sets := l.fracSets[f]
+			jobs = append(jobs,
+				job{fmt.Sprintf("%g%%", 100*f), func(rep int) { l.sparse(p, sets[rep%len(sets)]) }},
+				job{"rows", func(rep int) { l.sparseRows(p, sets[rep%len(sets)]) }},
+				job{"down", func(rep int) { l.sparseDown(p, sets[rep%len(sets)]) }})
+		}
+		for _, pt := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q4_0} {
+			if li == 2 {
+				break // the same dense FFN as the first layer
+			}
+			for _, r := range predictorRanks {
+				pr := newPredictor7B(pt, r)
+				jobs = append(jobs, job{fmt.Sprintf("pred %s r%d", pt, r), func(int) { pr.run(p, l.x) }})
+			}
+		}
+		times := make([][]time.Duration, len(jobs))
+		rep := 0
+		for range rounds {
+			for j, jb := range jobs {
+				t0 := time.Now()
+				for range reps {
+					jb.run(rep)
+					rep++
+				}
+				times[j] = append(times[j], time.Since(t0)/reps)
+			}
+		}
+		dense := median(times[0])
+		fmt.Fprintf(&sb, "%s (neuron-major down %s): dense FFN %.2f ms\n", c.t, l.downT, float64(dense)/1e6)
+		fmt.Fprintf(&sb, "  %-8s %9s %10s %10s %14s %14s\n", "active", "sparse ms", "speed-up", "goal", "gate+up ms", "down ms")
+		for j, f := range sparseFractions {
+			m := median(times[1+3*j])
+			fmt.Fprintf(&sb, "  %-8s %9.2f %9.2f× %9.1f× %14.2f %14.2f\n", jobs[1+3*j].name, float64(m)/1e6, float64(dense)/float64(m), 0.8/f,
+				float64(median(times[2+3*j]))/1e6, float64(median(times[3+3*j]))/1e6)
+		}
+		if len(jobs) > 1+3*len(sparseFractions) {
+			fmt.Fprintf(&sb, "  %-16s %9s %12s\n", "predictor", "ms", "of dense FFN")
+		}
+		for j := 1 + 3*len(sparseFractions); j < len(jobs); j++ {
+			m := median(times[j])
+			fmt.Fprintf(&sb, "  %-16s %9.3f %11.1f%%\n", jobs[j].name, float64(m)/1e6, 100*float64(m)/float64(dense))
+		}
+	}
+	t.Log("\n" + sb.String())
+}
