@@ -16,22 +16,34 @@ type TrainOptions struct {
 	// Ranks are the candidate ranks, tried in ascending order; each is
 	// capped at min(Dim, FFN). [64, 128, 256, 512, 1024]
 	Ranks []int
-	// RecallTarget is the held-out recall a rank must reach. [0.99]
+	// RecallTarget is the recall on unseen tokens a predictor must reach.
+	// [0.99]
 	RecallTarget float64
-	// Epochs is the most passes over the training samples per rank. [40]
+	// CalibrationRecall is the recall on the validation samples that the
+	// output threshold is set for. It is above RecallTarget so that recall
+	// on unseen tokens, which scatters around the calibrated value, stays
+	// at or above the target. [1 − (1 − RecallTarget)/2: 0.995 for 0.99]
+	CalibrationRecall float64
+	// Epochs is the most passes over the training samples per rank. [60]
 	Epochs int
 	// BatchSize is the mini-batch size. [128]
 	BatchSize int
-	// LR is Adam's learning rate (constant). [0.01]
+	// LR is Adam's initial learning rate. [0.01]
 	LR float64
+	// Decays is how many times the learning rate is divided by ten when
+	// training stalls (Patience epochs without a better validation score,
+	// the best weights restored each time); training of a rank ends at the
+	// next stall. [2; negative: none]
+	Decays int
 	// WeightDecay is AdamW's decoupled weight decay on FC1 and FC2, per
 	// unit of learning rate (0: none).
 	WeightDecay float64
 	// PosWeight is the weight of active labels in the binary cross-entropy.
 	// [inactive/active on the layer's training samples, clamped to [1, 100]]
 	PosWeight float64
-	// HoldOut is the fraction of samples held out for early stopping, the
-	// threshold shift and the report. [0.1]
+	// HoldOut is the fraction of samples held out of training, split
+	// evenly into validation samples (early stopping, rank choice, output
+	// threshold) and test samples (the report). [0.2]
 	HoldOut float64
 	// Seed makes training deterministic: the same seed, profile and options
 	// give the same predictor, whatever Threads is.
@@ -39,27 +51,30 @@ type TrainOptions struct {
 	// Threads is the number of threads of the matrix products. [all CPUs]
 	Threads int
 	// SparsityLoss is how much of the true sparsity a predictor may give up
-	// and still count as reaching the target: a rank reaches it when, at the
-	// threshold that gives held-out recall ≥ RecallTarget, its predicted
-	// sparsity is at least (1 − SparsityLoss)·(true sparsity). [0.05]
+	// and still count as reaching the target: a rank reaches it when, at
+	// its output threshold, its predicted sparsity is at least
+	// (1 − SparsityLoss)·(true sparsity). [0.05]
 	SparsityLoss float64
-	// Patience is how many epochs without a better held-out sparsity (at
-	// the recall target) end a rank's training once it reached the target. [3]
+	// Patience is how many epochs without a better validation score (the
+	// sparsity at the calibration threshold) count as a stall. [3]
 	Patience int
 	// NoBias trains PowerInfer's exact form, fc2·ReLU(fc1·x) without
 	// biases; the recall threshold then stays in Threshold instead of being
 	// folded into B2.
 	NoBias bool
 	// KeepF32 keeps float32 weights; by default they are rounded to binary16
-	// before the threshold is set, so the F16 sidecar is what was measured.
+	// before the threshold is set, so the F16 sidecar is what was measured,
+	// and the predictor returned holds them in F16 form too (W1, W2, read
+	// by Predict) besides FC1 and FC2.
 	KeepF32 bool
-	// Progress, if set, is called after every epoch with the held-out
+	// Progress, if set, is called after every epoch with the validation
 	// recall at threshold 0 (the trained decision boundary).
 	Progress func(layer, rank, epoch int, recall float64)
 }
 
 // LayerReport is what Train measured for one layer's chosen predictor, on
-// held-out samples, at its final threshold.
+// its test samples (held out of training, early stopping, rank choice and
+// threshold: an unbiased estimate), at its final threshold.
 type LayerReport struct {
 	Layer, Rank  int
 	Recall       float64
@@ -67,18 +82,21 @@ type LayerReport struct {
 	Sparsity     float64 // predicted inactive fraction
 	TrueSparsity float64 // truly inactive fraction
 	Epochs       int     // epochs trained at this rank
-	// Reached tells whether the predictor reaches the target: held-out
-	// recall ≥ RecallTarget at a sparsity ≥ (1 − SparsityLoss)·TrueSparsity.
-	// When no rank does, the largest tried is kept and Reached is false.
+	// Reached tells whether the predictor reaches the target on the test
+	// samples: recall ≥ RecallTarget at a sparsity ≥ (1 − SparsityLoss)·
+	// TrueSparsity. The rank is chosen on the validation samples (the
+	// smallest that reaches the target there); when none does, the one
+	// with the best validation sparsity is kept.
 	Reached bool
-	// Recall0 is the held-out recall at the trained decision boundary
+	// Recall0 is the validation recall at the trained decision boundary
 	// (score ≥ 0, before the shift) of the kept epoch.
 	Recall0 float64
-	// Shift is the output threshold that makes held-out recall reach the
-	// target (folded into B2 when the predictor has biases).
+	// Shift is the output threshold that makes validation recall reach
+	// CalibrationRecall (folded into B2 when the predictor has biases).
 	Shift float32
-	// TrainSamples and HeldSamples count the samples of each set.
-	TrainSamples, HeldSamples int
+	// TrainSamples, ValSamples and HeldSamples count the training,
+	// validation and test samples.
+	TrainSamples, ValSamples, HeldSamples int
 }
 
 func (o *TrainOptions) withDefaults() (TrainOptions, error) {
@@ -89,8 +107,17 @@ func (o *TrainOptions) withDefaults() (TrainOptions, error) {
 	if d.RecallTarget == 0 {
 		d.RecallTarget = 0.99
 	}
+	if d.CalibrationRecall == 0 {
+		d.CalibrationRecall = 1 - (1-d.RecallTarget)/2
+	}
 	if d.Epochs == 0 {
-		d.Epochs = 40
+		d.Epochs = 60
+	}
+	switch {
+	case d.Decays == 0:
+		d.Decays = 2
+	case d.Decays < 0:
+		d.Decays = 0
 	}
 	if d.BatchSize == 0 {
 		d.BatchSize = 128
@@ -99,7 +126,7 @@ func (o *TrainOptions) withDefaults() (TrainOptions, error) {
 		d.LR = 0.01
 	}
 	if d.HoldOut == 0 {
-		d.HoldOut = 0.1
+		d.HoldOut = 0.2
 	}
 	if d.SparsityLoss == 0 {
 		d.SparsityLoss = 0.05
@@ -110,6 +137,8 @@ func (o *TrainOptions) withDefaults() (TrainOptions, error) {
 	switch {
 	case !(d.RecallTarget > 0 && d.RecallTarget <= 1):
 		return d, fmt.Errorf("predictor: recall target %v outside (0, 1]", d.RecallTarget)
+	case !(d.CalibrationRecall > 0 && d.CalibrationRecall <= 1):
+		return d, fmt.Errorf("predictor: calibration recall %v outside (0, 1]", d.CalibrationRecall)
 	case d.Epochs < 1 || d.BatchSize < 1 || d.Patience < 1:
 		return d, fmt.Errorf("predictor: epochs %d, batch size %d, patience %d must be positive", d.Epochs, d.BatchSize, d.Patience)
 	case !(d.LR > 0) || math.IsInf(d.LR, 0):
@@ -134,30 +163,32 @@ func (o *TrainOptions) withDefaults() (TrainOptions, error) {
 // Train fits one predictor per layer of p to the labels |a_i| >
 // actThreshold[l] (nil: each layer's profile Threshold).
 //
-// Per layer the samples are split (seeded) into training and held-out
-// sets. For each candidate rank in ascending order an MLP is trained with
-// Adam on mini-batches (reshuffled every epoch) of the weighted binary
-// cross-entropy
+// Per layer the samples are split (seeded) into training, validation and
+// test sets (see HoldOut). For each candidate rank in ascending order an
+// MLP is trained with Adam on mini-batches (reshuffled every epoch) of the
+// weighted binary cross-entropy
 //
 //	L = −Σ_i [ w·y_i·log σ(s_i) + (1 − y_i)·log(1 − σ(s_i)) ] / batch
 //
-// on standardised inputs. After each epoch the held-out sparsity at the
-// recall target (at the threshold that makes held-out recall reach
-// RecallTarget) is measured and the epoch with the best one is kept.
-// Training of a rank stops when it has reached the target (see
-// SparsityLoss) and not improved for Patience epochs, or after Epochs. The
-// first rank that reaches the target is chosen (else the largest tried).
+// on standardised inputs. After each epoch the validation score is
+// measured: the predicted sparsity at the threshold that makes validation
+// recall reach CalibrationRecall. The epoch with the best score is kept;
+// when the score stalls for Patience epochs the best weights are restored
+// and the learning rate divided by ten, Decays times, and the next stall
+// (or Epochs) ends the rank. The first rank whose validation sparsity is
+// within SparsityLoss of the true sparsity is chosen; failing that, the
+// rank with the best validation sparsity, the search ending at a rank
+// that does worse than the one before it.
 //
 // The standardisation is then folded into FC1 and B1, the weights are
 // rounded to binary16 (unless KeepF32), and the output threshold is set,
-// less a small margin, to the largest value that keeps held-out recall at
-// the target and folded into B2; the reported metrics are measured on the
-// predictor as returned. The threshold is chosen on the held-out samples
-// it is then measured on, so the reported recall sits at the target by
-// construction; Evaluate on other tokens gives the unbiased figure.
+// less a small margin, to the largest value that keeps validation recall
+// at CalibrationRecall and folded into B2. The reported metrics are
+// measured on the predictor as returned, on the test samples, which
+// played no part in training, stopping, the rank or the threshold.
 //
 // A layer whose samples hold a non-finite input, or too few samples to
-// hold some out, is an error.
+// train on and hold out a validation and a test sample, is an error.
 func Train(p *Profile, actThreshold []float32, o TrainOptions) (*Predictor, []LayerReport, error) {
 	opt, err := o.withDefaults()
 	if err != nil {
@@ -196,35 +227,43 @@ func Train(p *Profile, actThreshold []float32, o TrainOptions) (*Predictor, []La
 // layerData is one layer's samples, split and prepared for training.
 type layerData struct {
 	d, f      int
-	ntr, nh   int
+	ntr       int
 	xtr       []float32 // training inputs, standardised, ntr×d
 	ytr       []uint8   // their labels, ntr×f
-	xh, xhs   []float32 // held-out inputs, raw and standardised, nh×d
-	yh        []uint8   // their labels, nh×f
+	val, test sampleSet
 	mean, inv []float32 // standardisation: x' = (x − mean)·inv
 	posWeight float32
 	baseLogit []float32 // per neuron, logit of the training firing rate
-	actTrue   float64   // held-out true sparsity
 	rankLimit int       // min(d, f)
+}
+
+// sampleSet is a set of held-out samples: raw inputs x, the same
+// standardised (xs; validation only), labels y, n×f, and the set's true
+// sparsity.
+type sampleSet struct {
+	n       int
+	x, xs   []float32
+	y       []uint8
+	actTrue float64
 }
 
 func prepare(p *Profile, l int, actThr float32, o *TrainOptions) (*layerData, error) {
 	lay := &p.Layers[l]
 	n, d, f := lay.N, lay.Dim, lay.FFN
-	nh := int(math.Round(o.HoldOut * float64(n)))
-	nh = max(nh, 1)
+	nh := max(int(math.Round(o.HoldOut*float64(n))), 2)
 	if n-nh < 1 {
-		return nil, fmt.Errorf("%d samples are too few to train and hold out", n)
+		return nil, fmt.Errorf("%d samples are too few to train on and hold out a validation and a test sample", n)
 	}
 	for j, v := range lay.X[:n*d] {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return nil, fmt.Errorf("sample %d: input %d is %v", j/d, j%d, v)
 		}
 	}
-	ld := &layerData{d: d, f: f, ntr: n - nh, nh: nh, rankLimit: min(d, f)}
+	ld := &layerData{d: d, f: f, ntr: n - nh, rankLimit: min(d, f)}
 	rng := rand.New(rand.NewPCG(o.Seed, uint64(l)))
 	perm := rng.Perm(n)
-	held, train := perm[:nh], perm[nh:]
+	nv := (nh + 1) / 2
+	val, test, train := perm[:nv], perm[nv:nh], perm[nh:]
 
 	label := func(dst []uint8, j int) (pos int) {
 		for i, v := range lay.A[j*f : (j+1)*f] {
@@ -277,14 +316,23 @@ func prepare(p *Profile, l int, actThr float32, o *TrainOptions) (*layerData, er
 			rate[i] += float64(v)
 		}
 	}
-	ld.xh, ld.xhs, ld.yh = make([]float32, nh*d), make([]float32, nh*d), make([]uint8, nh*f)
-	var heldPos int
-	for k, j := range held {
-		copy(ld.xh[k*d:(k+1)*d], lay.X[j*d:(j+1)*d])
-		standardise(ld.xhs[k*d:(k+1)*d], lay.X[j*d:(j+1)*d])
-		heldPos += label(ld.yh[k*f:(k+1)*f], j)
+	held := func(idx []int, std bool) sampleSet {
+		hs := sampleSet{n: len(idx), x: make([]float32, len(idx)*d), y: make([]uint8, len(idx)*f)}
+		if std {
+			hs.xs = make([]float32, len(idx)*d)
+		}
+		var pos int
+		for k, j := range idx {
+			copy(hs.x[k*d:(k+1)*d], lay.X[j*d:(j+1)*d])
+			if std {
+				standardise(hs.xs[k*d:(k+1)*d], lay.X[j*d:(j+1)*d])
+			}
+			pos += label(hs.y[k*f:(k+1)*f], j)
+		}
+		hs.actTrue = 1 - float64(pos)/float64(len(idx)*f)
+		return hs
 	}
-	ld.actTrue = 1 - float64(heldPos)/float64(nh*f)
+	ld.val, ld.test = held(val, true), held(test, false)
 
 	ld.baseLogit = make([]float32, f)
 	for i := range f {
@@ -302,6 +350,10 @@ func prepare(p *Profile, l int, actThr float32, o *TrainOptions) (*layerData, er
 	}
 	return ld, nil
 }
+
+// b1Init is the initial hidden bias, about two standard deviations of a
+// hidden unit's initial input.
+const b1Init = 3
 
 // mlp is a predictor under training: h = ReLU(fc1·x + b1), s = fc2·h + b2.
 type mlp struct {
@@ -323,7 +375,15 @@ func newMLP(ld *layerData, r int, bias bool, rng *rand.Rand) *mlp {
 		m.fc2[i] = float32(rng.NormFloat64() * s2)
 	}
 	if bias {
+		// Hidden units start in their linear range (fc1·x has a standard
+		// deviation of about √2 on standardised inputs): the predictor
+		// starts close to a low-rank linear model, which generalises to
+		// inputs unlike the training samples better than a half-silenced
+		// start that training bends into memorising them.
 		m.b1 = make([]float32, r)
+		for j := range m.b1 {
+			m.b1[j] = b1Init
+		}
 		m.b2 = slices.Clone(ld.baseLogit)
 	}
 	m.mfc1, m.vfc1 = make([]float32, len(m.fc1)), make([]float32, len(m.fc1))
@@ -338,6 +398,14 @@ func newMLP(ld *layerData, r int, bias bool, rng *rand.Rand) *mlp {
 // params returns copies of the weights.
 func (m *mlp) params() (fc1, b1, fc2, b2 []float32) {
 	return slices.Clone(m.fc1), slices.Clone(m.b1), slices.Clone(m.fc2), slices.Clone(m.b2)
+}
+
+// setParams copies weights from params back in.
+func (m *mlp) setParams(fc1, b1, fc2, b2 []float32) {
+	copy(m.fc1, fc1)
+	copy(m.b1, b1)
+	copy(m.fc2, fc2)
+	copy(m.b2, b2)
 }
 
 // forward computes s (n×f) and the hidden activations h (n×r) for n inputs x.
@@ -383,7 +451,7 @@ func newTrainer(pool *cpu.Pool, ld *layerData, r, batch int) *trainer {
 		g: make([]float32, batch*f), gT: make([]float32, batch*f),
 		fc2T: make([]float32, f*r), dh: make([]float32, batch*r), dhT: make([]float32, batch*r),
 		gfc1: make([]float32, r*d), gb1: make([]float32, r), gfc2: make([]float32, f*r), gb2: make([]float32, f),
-		hh: make([]float32, ld.nh*r), sh: make([]float32, ld.nh*f),
+		hh: make([]float32, max(ld.val.n, ld.test.n)*r), sh: make([]float32, max(ld.val.n, ld.test.n)*f),
 	}
 }
 
@@ -490,17 +558,18 @@ func sigmoid(s float32) float32 {
 	return float32(1 / (1 + math.Exp(-float64(s))))
 }
 
-// heldOut scores the held-out samples with the given weights and returns
-// the recall at s ≥ 0, the largest threshold whose recall reaches target,
-// and the metrics at that threshold.
-func (t *trainer) heldOut(ld *layerData, x []float32, fc1, b1, fc2, b2 []float32, r int, target float64) (recall0 float64, thr float32, m Metrics) {
+// score runs the weights on the held-out set hs (x: its inputs, raw or
+// standardised to match the weights) and returns the recall at s ≥ 0, the
+// largest threshold whose recall reaches target, and the metrics at that
+// threshold.
+func (t *trainer) score(ld *layerData, hs *sampleSet, x []float32, fc1, b1, fc2, b2 []float32, r int, target float64) (recall0 float64, thr float32, m Metrics) {
 	f := ld.f
-	forward(t.pool, fc1, b1, fc2, b2, ld.d, r, f, x, ld.nh, t.hh, t.sh)
-	s := t.sh[:ld.nh*f]
+	forward(t.pool, fc1, b1, fc2, b2, ld.d, r, f, x, hs.n, t.hh, t.sh)
+	s := t.sh[:hs.n*f]
 	t.pos = t.pos[:0]
 	var hit0 int
 	for i, v := range s {
-		if ld.yh[i] != 0 {
+		if hs.y[i] != 0 {
 			t.pos = append(t.pos, v)
 			if v >= 0 {
 				hit0++
@@ -515,19 +584,21 @@ func (t *trainer) heldOut(ld *layerData, x []float32, fc1, b1, fc2, b2 []float32
 		miss := min(int(math.Floor((1-target)*float64(np)+1e-9)), np-1)
 		thr = t.pos[miss]
 	}
-	return recall0, thr, t.confusion(ld, s, thr)
+	return recall0, thr, confusionOf(hs, s, thr)
 }
 
-func (t *trainer) confusion(ld *layerData, s []float32, thr float32) Metrics {
+// confusionOf counts the predictions s ≥ thr against hs's labels.
+func confusionOf(hs *sampleSet, s []float32, thr float32) Metrics {
 	var c confusion
 	for i, v := range s {
-		c.add(ld.yh[i] != 0, v >= thr)
+		c.add(hs.y[i] != 0, v >= thr)
 	}
 	return c.metrics()
 }
 
-// fitRank trains one rank and returns the finished predictor.
-func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPredictor, LayerReport) {
+// fitRank trains one rank and returns the finished predictor, its report,
+// its validation sparsity and whether that reaches the target.
+func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPredictor, LayerReport, float64, bool) {
 	rng := rand.New(rand.NewPCG(o.Seed^0x5eed_0f_9e3779b9, uint64(l)<<32|uint64(r)))
 	m := newMLP(ld, r, !o.NoBias, rng)
 	t := newTrainer(pool, ld, r, o.BatchSize)
@@ -536,33 +607,40 @@ func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPre
 		order[i] = i
 	}
 	var (
-		reached              bool
 		bestSp, bestRec0     = -1.0, 0.0
-		stale                int
+		stale, decays        int
 		bfc1, bb1, bfc2, bb2 []float32
 	)
+	lr := o.LR
 	epochs := 0
 	for epoch := 1; epoch <= o.Epochs; epoch++ {
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for lo := 0; lo < len(order); lo += o.BatchSize {
-			t.batch(m, ld, order[lo:min(lo+o.BatchSize, len(order))], o.LR, o.WeightDecay)
+			t.batch(m, ld, order[lo:min(lo+o.BatchSize, len(order))], lr, o.WeightDecay)
 		}
 		epochs = epoch
-		rec0, _, met := t.heldOut(ld, ld.xhs, m.fc1, m.b1, m.fc2, m.b2, r, o.RecallTarget)
+		rec0, _, met := t.score(ld, &ld.val, ld.val.xs, m.fc1, m.b1, m.fc2, m.b2, r, o.CalibrationRecall)
 		if o.Progress != nil {
 			o.Progress(l, r, epoch, rec0)
 		}
-		if met.Sparsity > bestSp+1e-3 {
+		if met.Sparsity > bestSp+1e-4 {
 			bestSp, bestRec0, stale = met.Sparsity, rec0, 0
 			bfc1, bb1, bfc2, bb2 = m.params()
-			reached = met.Sparsity >= (1-o.SparsityLoss)*ld.actTrue
-		} else {
-			stale++
+			continue
 		}
-		if reached && stale >= o.Patience {
+		if stale++; stale < o.Patience {
+			continue
+		}
+		if decays == o.Decays {
 			break
 		}
+		// A stall: back to the best weights, with smaller steps.
+		decays++
+		lr /= 10
+		stale = 0
+		m.setParams(bfc1, bb1, bfc2, bb2)
 	}
+	valReached := bestSp >= (1-o.SparsityLoss)*ld.val.actTrue
 
 	// Fold the standardisation: fc1·((x − μ)·inv) + b1 = (fc1·inv)·x + (b1 − fc1·(μ·inv)).
 	for j := range r {
@@ -576,11 +654,12 @@ func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPre
 			bb1[j] -= float32(shift)
 		}
 	}
+	halves := false
 	if !o.KeepF32 {
-		roundHalves(bfc1)
-		roundHalves(bfc2)
+		h1, h2 := roundHalves(bfc1), roundHalves(bfc2)
+		halves = h1 && h2
 	}
-	_, thr, _ := t.heldOut(ld, ld.xh, bfc1, bb1, bfc2, bb2, r, o.RecallTarget)
+	_, thr, _ := t.score(ld, &ld.val, ld.val.x, bfc1, bb1, bfc2, bb2, r, o.CalibrationRecall)
 	// A margin, so that the positive the threshold sits on stays above it
 	// through the fold's rounding and the mat-vec's summation order.
 	thr -= 1e-3 * (1 + float32(math.Abs(float64(thr))))
@@ -592,18 +671,24 @@ func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPre
 	} else {
 		lp.Threshold = thr
 	}
-	// Measure the predictor as returned (the fold rounds).
-	forward(t.pool, lp.FC1, lp.B1, lp.FC2, lp.B2, ld.d, r, ld.f, ld.xh, ld.nh, t.hh, t.sh)
-	met := t.confusion(ld, t.sh[:ld.nh*ld.f], lp.Threshold)
+	// Measure the predictor as returned (the fold rounds) on the test set.
+	ts := &ld.test
+	forward(t.pool, lp.FC1, lp.B1, lp.FC2, lp.B2, ld.d, r, ld.f, ts.x, ts.n, t.hh, t.sh)
+	met := confusionOf(ts, t.sh[:ts.n*ld.f], lp.Threshold)
 	lp.Measured = met
+	if halves {
+		// Predict reads the F16 form, as it will from the sidecar: half
+		// the bytes of F32, the same values.
+		lp.Type, lp.W1, lp.W2 = dtype.F16, f16Bytes(lp.FC1), f16Bytes(lp.FC2)
+	}
 	rep := LayerReport{
 		Layer: l, Rank: r,
-		Recall: met.Recall, Precision: met.Precision, Sparsity: met.Sparsity, TrueSparsity: ld.actTrue,
+		Recall: met.Recall, Precision: met.Precision, Sparsity: met.Sparsity, TrueSparsity: ts.actTrue,
 		Epochs: epochs, Recall0: bestRec0, Shift: thr,
-		Reached:      met.Recall >= o.RecallTarget && met.Sparsity >= (1-o.SparsityLoss)*ld.actTrue,
-		TrainSamples: ld.ntr, HeldSamples: ld.nh,
+		Reached:      met.Recall >= o.RecallTarget && met.Sparsity >= (1-o.SparsityLoss)*ts.actTrue,
+		TrainSamples: ld.ntr, ValSamples: ld.val.n, HeldSamples: ts.n,
 	}
-	return lp, rep
+	return lp, rep, bestSp, valReached
 }
 
 func trainLayer(pool *cpu.Pool, p *Profile, l int, actThr float32, o *TrainOptions) (LayerPredictor, LayerReport, error) {
@@ -617,15 +702,24 @@ func trainLayer(pool *cpu.Pool, p *Profile, l int, actThr float32, o *TrainOptio
 	}
 	slices.Sort(ranks)
 	ranks = slices.Compact(ranks)
+	// The first rank that reaches the target wins. Failing that, the rank
+	// with the best validation sparsity is kept, and the search ends at a
+	// rank that does worse than the one before it (a wider predictor that
+	// generalises worse: more width will not help).
 	var (
-		lp  LayerPredictor
-		rep LayerReport
+		best, prev = -1.0, -1.0
+		lp         LayerPredictor
+		rep        LayerReport
 	)
 	for _, r := range ranks {
-		lp, rep = fitRank(pool, ld, l, r, o)
-		if rep.Reached {
+		lpr, repr, sp, ok := fitRank(pool, ld, l, r, o)
+		if ok || sp > best {
+			best, lp, rep = sp, lpr, repr
+		}
+		if ok || sp < prev {
 			break
 		}
+		prev = sp
 	}
 	return lp, rep, nil
 }

@@ -13,8 +13,10 @@ import (
 
 // TestTrainPlanted trains on a learnable problem: 4000 tokens of a rank-8
 // planted ReLU layer (dim 64, 512 neurons, 5% hot). The chosen predictor
-// must reach recall ≥ 0.99 on held-out tokens and on fresh tokens, at a
-// sparsity close to the truth, with a small rank.
+// must reach recall ≥ 0.99 on its test samples and on fresh tokens, at a
+// sparsity close to the truth (the threshold is calibrated for 0.995 on
+// the validation samples, which costs a few points of sparsity on 3,200
+// training tokens), with a small rank.
 func TestTrainPlanted(t *testing.T) {
 	pl := newPlanted(64, 512, 8, 1, "relu")
 	p := pl.profile(4000, 2)
@@ -32,11 +34,11 @@ func TestTrainPlanted(t *testing.T) {
 	if r.Recall < 0.99 {
 		t.Errorf("held-out recall %.4f < 0.99", r.Recall)
 	}
-	if r.Sparsity < r.TrueSparsity-0.03 {
+	if r.Sparsity < r.TrueSparsity-0.04 {
 		t.Errorf("sparsity %.4f is not close to the true %.4f", r.Sparsity, r.TrueSparsity)
 	}
-	if r.TrainSamples != 3600 || r.HeldSamples != 400 {
-		t.Errorf("split %d/%d, want 3600/400", r.TrainSamples, r.HeldSamples)
+	if r.TrainSamples != 3200 || r.ValSamples != 400 || r.HeldSamples != 400 {
+		t.Errorf("split %d/%d/%d, want 3200/400/400", r.TrainSamples, r.ValSamples, r.HeldSamples)
 	}
 	lp := &pred.Layers[0]
 	if lp.Measured.Recall != r.Recall || lp.Threshold != 0 || lp.B2 == nil {
@@ -48,7 +50,7 @@ func TestTrainPlanted(t *testing.T) {
 	l := &fresh.Layers[0]
 	m := predictor.Evaluate(lp, l.X, l.A, l.N, 0)
 	t.Logf("fresh tokens: %+v", m)
-	if m.Recall < 0.985 || m.Sparsity < m.TrueSparsity-0.03 {
+	if m.Recall < 0.99 || m.Sparsity < m.TrueSparsity-0.04 {
 		t.Errorf("fresh tokens: %+v", m)
 	}
 
@@ -104,8 +106,8 @@ func TestTrainRandomLabels(t *testing.T) {
 	if r.Reached {
 		t.Errorf("claims to reach the recall target at the trained boundary")
 	}
-	if r.Rank != 32 {
-		t.Errorf("kept rank %d, want the largest tried (32)", r.Rank)
+	if r.Rank != 16 && r.Rank != 32 {
+		t.Errorf("kept rank %d, want one of those tried (16, 32)", r.Rank)
 	}
 	if r.Recall >= 0.99 && r.Sparsity >= 0.5*r.TrueSparsity {
 		t.Errorf("claims recall %.4f at sparsity %.3f (true %.3f) on random labels", r.Recall, r.Sparsity, r.TrueSparsity)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/stokehq/stoke/engine"
@@ -214,14 +215,14 @@ func cmdEvalPredictor(ctx context.Context, args []string, stdout, stderr io.Writ
 		mt := predictor.Evaluate(pl, lp.X, lp.A, lp.N, tau)
 		x := lp.X[:c.Dim]
 		h, sc, idx := make([]float32, pl.Rank), make([]float32, c.FFN), make([]int32, c.FFN)
-		const reps = 20
-		t0 := time.Now()
-		for range reps {
-			pl.Predict(pool, x, h, sc, idx)
-		}
-		pt := time.Since(t0) / reps
-		ft := s.Runner().TimeDenseFFN(l, x, reps)
-		lo := layerOut{mt.Recall, mt.Precision, mt.Sparsity, float64(pt) / float64(ft)}
+		share := predictorShare(func(reps int) time.Duration {
+			t0 := time.Now()
+			for range reps {
+				pl.Predict(pool, x, h, sc, idx)
+			}
+			return time.Since(t0) / time.Duration(reps)
+		}, func(reps int) time.Duration { return s.Runner().TimeDenseFFN(l, x, reps) })
+		lo := layerOut{mt.Recall, mt.Precision, mt.Sparsity, share}
 		res.Layers = append(res.Layers, lo)
 		res.Recall = min(res.Recall, mt.Recall)
 	}
@@ -234,4 +235,28 @@ func cmdEvalPredictor(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "%5d %8.4f %9.4f %9.4f %15.1f%%\n", l, lo.Recall, lo.Precision, lo.Sparsity, 100*lo.PredictorShare)
 	}
 	return nil
+}
+
+// predictorShare returns the predictor's time as a share of the dense
+// FFN's, each given as a function that times reps runs and returns the
+// time of one. The two are timed back to back in shareRounds rounds of
+// enough runs for about shareRoundTime each (the first, untimed, round
+// warms both up), and the median of the rounds' ratios is returned, so
+// that a burst of load from elsewhere on the machine moves one round,
+// not the figure.
+func predictorShare(pred, dense func(reps int) time.Duration) float64 {
+	const (
+		shareRounds    = 7
+		shareRoundTime = 2 * time.Millisecond
+	)
+	d := dense(1)
+	pred(1)
+	reps := max(1, min(1000, int(shareRoundTime/max(d, time.Microsecond))))
+	ratios := make([]float64, shareRounds)
+	for i := range ratios {
+		p := pred(reps)
+		ratios[i] = float64(p) / float64(max(dense(reps), 1))
+	}
+	slices.Sort(ratios)
+	return ratios[len(ratios)/2]
 }
