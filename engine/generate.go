@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stokehq/stoke/engine/fingerprint"
 	"github.com/stokehq/stoke/models/tokenizer"
 )
 
@@ -16,6 +17,11 @@ type GenerateParams struct {
 	Stop      []string // generation ends before the first occurrence of any
 	IgnoreEOS bool
 	Sampler   SamplerParams
+	// Fingerprint records a proof of the final hidden states of prompt +
+	// output into Result.Fingerprint (Session.VerifyFingerprint checks
+	// it). The proof covers the sequence from position 0, so a Session
+	// must be empty; the last token is fed once more to commit it.
+	Fingerprint bool
 }
 
 // Token is one generated token and the text it completes. Text may be
@@ -42,6 +48,7 @@ type Result struct {
 	Finish       string
 	PromptTime   time.Duration // prefill wall time
 	DecodeTime   time.Duration // wall time of the generated tokens after the first
+	Fingerprint  []byte        // encoded proof of prompt + Tokens, when asked for
 }
 
 // PromptTokensPerSecond is the prefill speed.
@@ -73,6 +80,7 @@ type generation struct {
 	res     Result
 	tDecode time.Time
 	done    bool
+	fp      *fingerprint.Encoder // nil unless p.Fingerprint
 }
 
 func (g *generation) start(m *Model, prompt []int32, p GenerateParams, sm *Sampler) error {
@@ -92,7 +100,7 @@ func (g *generation) start(m *Model, prompt []int32, p GenerateParams, sm *Sampl
 	}
 	*g = generation{m: m, p: p, sampler: sm, dec: m.Tok.NewStreamDecoder(), st: stopper{stops: p.Stop}}
 	g.res = Result{PromptTokens: len(prompt), Finish: FinishLength}
-	return nil
+	return g.startFingerprint(m, len(prompt))
 }
 
 // next samples a token from logits. It returns the token to emit (ok false
@@ -134,6 +142,7 @@ func (g *generation) finish() (rest string, res *Result) {
 		g.res.DecodeTime = time.Since(g.tDecode)
 	}
 	g.res.Text = g.text.String()
+	g.sealFingerprint()
 	res = new(Result)
 	*res = g.res // a copy: the generation (a scheduler slot's) is reused
 	return rest, res
@@ -147,12 +156,15 @@ func (s *Session) Generate(ctx context.Context, prompt []int32, p GenerateParams
 	if s.pos+len(prompt) >= s.ctx {
 		return nil, fmt.Errorf("%w: prompt of %d tokens (+%d cached) leaves no room in a context of %d", ErrContextFull, len(prompt), s.pos, s.ctx)
 	}
+	if p.Fingerprint && s.pos != 0 {
+		return nil, fmt.Errorf("engine: a fingerprinted generation needs an empty session (%d tokens cached; Reset first)", s.pos)
+	}
 	var g generation
 	if err := g.start(s.r.m, prompt, p, nil); err != nil {
 		return nil, err
 	}
 	t0 := time.Now()
-	logits, err := s.Eval(prompt)
+	logits, err := s.feed(prompt, g.hidden(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +174,7 @@ func (s *Session) Generate(ctx context.Context, prompt []int32, p GenerateParams
 			_, res := g.finish()
 			return res, err
 		}
-		tok, ok, done := g.next(logits, s.pos < s.ctx)
+		tok, ok, done := g.next(logits, g.room(s.pos, s.ctx))
 		if ok && emit != nil {
 			if err := emit(tok); err != nil {
 				_, res := g.finish()
@@ -173,7 +185,14 @@ func (s *Session) Generate(ctx context.Context, prompt []int32, p GenerateParams
 			break
 		}
 		s.one[0] = tok.ID
-		if logits, err = s.Eval(s.one[:]); err != nil {
+		if logits, err = s.feed(s.one[:], g.hidden(), true); err != nil {
+			_, res := g.finish()
+			return res, err
+		}
+	}
+	if g.fpPending() {
+		s.one[0] = g.res.Tokens[len(g.res.Tokens)-1]
+		if _, err := s.feed(s.one[:], g.fp, false); err != nil {
 			_, res := g.finish()
 			return res, err
 		}

@@ -78,6 +78,7 @@ type slot struct {
 	logits  []float32
 	next    int32 // token to feed in decode phase
 	t0      time.Time
+	final   bool // generation is over; the last token is fed for the fingerprint
 }
 
 type job struct {
@@ -323,6 +324,9 @@ func (s *Scheduler) admit() {
 		// keep the shared prefix, but always feed at least one token so
 		// the slot has fresh logits to sample from
 		keep := min(bestN, len(j.prompt)-1)
+		if j.p.Fingerprint {
+			keep = 0 // the fingerprint covers the whole prompt
+		}
 		best.kv.Truncate(keep)
 		best.hist = best.hist[:keep]
 		best.fed = keep
@@ -361,6 +365,7 @@ func (s *Scheduler) release(sl *slot, res *Result, err error) {
 	sl.hist = sl.hist[:sl.kv.Pos()]
 	sl.job.end(res, err)
 	sl.job = nil
+	sl.final = false
 	s.active.Add(-1)
 }
 
@@ -376,7 +381,11 @@ func (s *Scheduler) step() bool {
 		if sl.job == nil || sl.fed < len(sl.job.prompt) {
 			continue
 		}
-		s.seqs = append(s.seqs, Seq{KV: sl.kv, Tokens: sl.hist[len(sl.hist)-1:], Logits: sl.logits})
+		sq := Seq{KV: sl.kv, Tokens: sl.hist[len(sl.hist)-1:], Logits: sl.logits, Hidden: sl.g.hidden()}
+		if sl.final {
+			sq.Logits = nil
+		}
+		s.seqs = append(s.seqs, sq)
 		budget--
 	}
 	s.kvUsed.Store(used)
@@ -389,7 +398,7 @@ func (s *Scheduler) step() bool {
 		}
 		n := min(len(sl.job.prompt)-sl.fed, budget)
 		chunk := sl.job.prompt[sl.fed : sl.fed+n]
-		sq := Seq{KV: sl.kv, Tokens: chunk}
+		sq := Seq{KV: sl.kv, Tokens: chunk, Hidden: sl.g.hidden()}
 		if sl.fed+n == len(sl.job.prompt) {
 			sq.Logits = sl.logits
 		}
@@ -428,11 +437,19 @@ func (s *Scheduler) step() bool {
 			}
 			sl.g.res.PromptTime = time.Since(sl.t0)
 		}
-		tok, ok, done := sl.g.next(sl.logits, sl.kv.Pos() < sl.kv.Context())
+		var tok Token
+		ok, done := false, true
+		if !sl.final {
+			tok, ok, done = sl.g.next(sl.logits, sl.g.room(sl.kv.Pos(), sl.kv.Context()))
+		}
 		if ok {
 			s.genTokens.Add(1)
 			sl.hist = append(sl.hist, tok.ID)
 			j.post(tok)
+		}
+		if done && !sl.final && sl.g.fpPending() {
+			sl.final = true // feed the last token in the next pass
+			continue
 		}
 		if done {
 			rest, res := sl.g.finish()

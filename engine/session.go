@@ -122,6 +122,9 @@ type Seq struct {
 	Logits []float32
 	// All, if non-nil (len(Tokens)·vocab), receives every token's logits.
 	All []float32
+	// Hidden, if non-nil, receives every token's final-norm output, in
+	// order (the fingerprint's input; see fingerprint.go).
+	Hidden HiddenRecorder
 }
 
 // Runner runs forward passes: it owns the worker pool and the scratch
@@ -142,6 +145,7 @@ type Runner struct {
 	hb, hb2    []float32 // [batch][ffn]
 	out        []float32 // [rows wanted][vocab], grown on demand
 	pos        []int     // per token: absolute position
+	hidden     []float32 // [dim]: one final-norm row for Seq.Hidden
 
 	// actThreshold, when set, zeroes FFN activations with |a| ≤ τ_layer
 	// (the dense twin of the sparse FFN); recorder sees every FFN input
@@ -523,6 +527,9 @@ func (r *Runner) forward(seqs []Seq, n int) {
 	off := 0
 	for _, sq := range seqs {
 		k := len(sq.Tokens)
+		if sq.Hidden != nil {
+			r.recordHidden(sq.Hidden, x[off*dim:(off+k)*dim], k)
+		}
 		switch {
 		case sq.All != nil:
 			r.norm(xb[rows*dim:(rows+k)*dim], x[off*dim:(off+k)*dim], m.outNorm, m.outNormB, k)

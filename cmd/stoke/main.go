@@ -23,16 +23,19 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"run":             {"generate text from a prompt", cmdRun},
-	"inspect":         {"print a GGUF file's metadata and tensor table", cmdInspect},
-	"synth":           {"write a synthetic llama-shaped GGUF model", cmdSynth},
-	"perplexity":      {"score a text file (llama.cpp-compatible perplexity)", cmdPerplexity},
-	"bench":           {"measure prompt and generation tokens/s (optionally against llama.cpp)", cmdBench},
-	"serve":           {"serve a model over an OpenAI-compatible HTTP API", cmdServe},
-	"profile":         {"record per-neuron FFN firing statistics over a text", cmdProfile},
-	"train-predictor": {"train per-layer activation predictors from a profile", cmdTrainPredictor},
-	"eval-predictor":  {"recall, precision, sparsity and cost of a predictor on held-out text", cmdEvalPredictor},
-	"plan":            {"place a model in a VRAM budget: per-layer placement, bytes, hit rate, roofline tok/s", cmdPlan},
+	"run":              {"generate text from a prompt", cmdRun},
+	"inspect":          {"print a GGUF file's metadata and tensor table", cmdInspect},
+	"synth":            {"write a synthetic llama-shaped GGUF model", cmdSynth},
+	"perplexity":       {"score a text file (llama.cpp-compatible perplexity)", cmdPerplexity},
+	"bench":            {"measure prompt and generation tokens/s (optionally against llama.cpp)", cmdBench},
+	"serve":            {"serve a model over an OpenAI-compatible HTTP API", cmdServe},
+	"profile":          {"record per-neuron FFN firing statistics over a text", cmdProfile},
+	"train-predictor":  {"train per-layer activation predictors from a profile", cmdTrainPredictor},
+	"eval-predictor":   {"recall, precision, sparsity and cost of a predictor on held-out text", cmdEvalPredictor},
+	"plan":             {"place a model in a VRAM budget: per-layer placement, bytes, hit rate, roofline tok/s", cmdPlan},
+	"fingerprint-eval": {"measure fingerprint size, verification cost, false rejections and detection", cmdFingerprintEval},
+	"node":             {"join a Stoke network: serve jobs for a coordinator over QUIC", cmdNode},
+	"coordinator":      {"run a network's coordinator: admit nodes, route an OpenAI gateway to them, spot-check", cmdCoordinator},
 }
 
 func usage(w io.Writer) {
