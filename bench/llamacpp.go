@@ -57,13 +57,32 @@ func BuildLlamaBench(ctx context.Context, src string, log io.Writer) (*LlamaBenc
 	return lb, nil
 }
 
-// Run measures pp and tg with llama-bench on model.
+// LlamaBenchBinary uses an already built llama-bench at path.
+func LlamaBenchBinary(path string, log io.Writer) (*LlamaBench, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: llama-bench: %w", err)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("bench: %s is not an executable llama-bench", path)
+	}
+	return &LlamaBench{Bin: path, Log: log}, nil
+}
+
+// Run measures pp and tg with llama-bench on model, all on the CPU.
 func (lb *LlamaBench) Run(ctx context.Context, model string, o Options) ([]Result, error) {
+	return lb.RunNGL(ctx, model, o, 0)
+}
+
+// RunNGL measures pp and tg with llama-bench on model with ngl layers
+// offloaded to its GPU (llama.cpp counts the output head as one layer
+// more than the model's blocks; a CPU-only build ignores -ngl).
+func (lb *LlamaBench) RunNGL(ctx context.Context, model string, o Options, ngl int) ([]Result, error) {
 	if o.Repeat <= 0 {
 		o.Repeat = 3
 	}
 	args := []string{"-m", model, "-t", strconv.Itoa(max(o.Threads, 1)), "-p", strconv.Itoa(o.PromptLen),
-		"-n", strconv.Itoa(o.GenLen), "-r", strconv.Itoa(o.Repeat), "-ngl", "0", "-o", "json"}
+		"-n", strconv.Itoa(o.GenLen), "-r", strconv.Itoa(o.Repeat), "-ngl", strconv.Itoa(ngl), "-o", "json"}
 	cmd := exec.CommandContext(ctx, lb.Bin, args...)
 	cmd.Stderr = lb.Log
 	out, err := cmd.Output()

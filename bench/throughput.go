@@ -5,6 +5,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -35,15 +36,27 @@ type Result struct {
 // prompt in one batched pass from an empty cache) and tg (GenLen decode
 // steps, one token each, after a one-token prompt).
 func Throughput(m *engine.Model, o Options) ([]Result, error) {
-	if o.Repeat <= 0 {
-		o.Repeat = 3
-	}
-	ctx := max(o.PromptLen, o.GenLen+1) + 1
-	s, err := m.NewSession(engine.Options{Threads: o.Threads, Context: ctx, Batch: max(o.PromptLen, 1)})
+	s, err := m.NewSession(engine.Options{Threads: o.Threads, Context: o.Context(), Batch: max(o.PromptLen, 1)})
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
+	return throughput(context.Background(), s, o, nil)
+}
+
+// Context is the KV positions a measurement needs: the prompt, or the
+// one-token prompt and the generated tokens, plus one.
+func (o Options) Context() int { return max(o.PromptLen, o.GenLen+1) + 1 }
+
+// throughput runs the pp and tg tests on s until ctx is done; aroundTG, when set, is called
+// with false just before the tg test (warm-up included) and with true
+// right after it, so a caller can read counters over the decode steps.
+func throughput(ctx context.Context, s *engine.Session, o Options, aroundTG func(done bool)) ([]Result, error) {
+	if o.Repeat <= 0 {
+		o.Repeat = 3
+	}
+	m := s.Model()
+	o.Threads = s.Runner().Pool().Threads()
 	// Token ids as llama-bench uses them: arbitrary but valid ids.
 	tok := func(i int) int32 { return int32((i*7919 + 13) % m.Config.Vocab) }
 	var out []Result
@@ -52,7 +65,7 @@ func Throughput(m *engine.Model, o Options) ([]Result, error) {
 		for i := range prompt {
 			prompt[i] = tok(i)
 		}
-		r, err := measure(o.Repeat, func() (int, error) {
+		r, err := measure(ctx, o.Repeat, func() (int, error) {
 			s.Reset()
 			_, err := s.Eval(prompt)
 			return len(prompt), err
@@ -64,8 +77,11 @@ func Throughput(m *engine.Model, o Options) ([]Result, error) {
 		out = append(out, r)
 	}
 	if o.GenLen > 0 {
+		if aroundTG != nil {
+			aroundTG(false)
+		}
 		one := make([]int32, 1)
-		r, err := measure(o.Repeat, func() (int, error) {
+		r, err := measure(ctx, o.Repeat, func() (int, error) {
 			s.Reset()
 			for i := range o.GenLen {
 				one[0] = tok(i)
@@ -78,19 +94,29 @@ func Throughput(m *engine.Model, o Options) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		if aroundTG != nil {
+			aroundTG(true)
+		}
 		r.Test, r.Threads = fmt.Sprintf("tg%d", o.GenLen), o.Threads
 		out = append(out, r)
 	}
 	return out, nil
 }
 
-// measure runs f once to warm up, then repeat times, and summarises.
-func measure(repeat int, f func() (int, error)) (Result, error) {
+// measure runs f once to warm up, then repeat times, and summarises. It
+// stops with ctx's error before any run once ctx is done.
+func measure(ctx context.Context, repeat int, f func() (int, error)) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
 	if _, err := f(); err != nil {
 		return Result{}, err
 	}
 	var r Result
 	for range repeat {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
 		t0 := time.Now()
 		n, err := f()
 		if err != nil {

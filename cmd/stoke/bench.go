@@ -12,8 +12,31 @@ import (
 	"github.com/stokehq/stoke/engine"
 )
 
+// benchCommands are bench's subcommands; without one, bench measures pp
+// and tg as llama-bench does.
+var benchCommands = map[string]command{
+	"sweep":     {"decode and prompt tokens/s vs VRAM budget per offload mode: CSV, JSON and plots", cmdBenchSweep},
+	"roofline":  {"predicted tokens/s vs VRAM for named GPU profiles (a model, not a measurement)", cmdBenchRoofline},
+	"sparsity":  {"per-layer FFN firing statistics and hot-set coverage from a profile", cmdBenchSparsity},
+	"predictor": {"per-layer predictor recall, precision and sparsity on a profile's samples", cmdBenchPredictor},
+	"plot":      {"redraw a sweep's plot from its sweep.json", cmdBenchPlot},
+}
+
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		if c, ok := benchCommands[args[0]]; ok {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
 	fs := newFlags("bench", stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: stoke bench [flags]            pp/tg tokens/s, like llama-bench\n       stoke bench <subcommand> [flags]\n\nSubcommands:\n")
+		for _, n := range []string{"sweep", "roofline", "sparsity", "predictor", "plot"} {
+			fmt.Fprintf(stderr, "  %-10s %s\n", n, benchCommands[n].summary)
+		}
+		fmt.Fprintf(stderr, "\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	model := fs.String("m", "", "GGUF model `file` (default: the synthetic demo model)")
 	threadList := fs.String("threads", "1,2", "comma-separated thread counts")
 	pl := fs.Int("p", 128, "prompt length for the pp test (0 skips it)")
