@@ -64,6 +64,8 @@ func cmdFingerprintEval(ctx context.Context, args []string, stdout, stderr io.Wr
 		dir := *synthDir
 		if dir == "" {
 			dir = tmp
+		} else if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
 		}
 		sc := synth.Config{Arch: "llama", Params: int64(*synthParams), Type: dtype.Q8_0, Seed: 3}
 		*model, *quant, *wrong = filepath.Join(dir, "q8_0.gguf"), filepath.Join(dir, "q4_0.gguf"), filepath.Join(dir, "other.gguf")
