@@ -9,3 +9,4 @@ package cpu
 //go:generate go run -C _generate . -family dotq8 -out ../dotq8_amd64.s -stubs ../dotq8_stubs_amd64.go -pkg cpu
 //go:generate go run -C _generate . -family dotk -out ../dotk_amd64.s -stubs ../dotk_stubs_amd64.go -pkg cpu
 //go:generate go run -C _generate . -family dotf -out ../dotf_amd64.s -stubs ../dotf_stubs_amd64.go -pkg cpu
+//go:generate go run -C _generate . -family axpy -out ../axpy_amd64.s -stubs ../axpy_stubs_amd64.go -pkg cpu

@@ -1,14 +1,25 @@
 package cpu
 
-import (
-	"unsafe"
-
-	"github.com/stokehq/stoke/models/dtype"
-)
+import "github.com/stokehq/stoke/models/dtype"
 
 // sparseCols is the widest column chunk AxpyRows decodes at once (on the
 // stack); it is a multiple of every block size (32 and 256).
 const sparseCols = 1024
+
+// The row groups of AxpyRows for F32, F16 and Q8_0 rows: at most
+// axpyMaxGroups, of at least axpyGroupRows rows each (a multiple of
+// axpyGroup). Their number depends only on the number of rows listed, so
+// the result does not depend on the pool's threads.
+const (
+	axpyMaxGroups = 8
+	axpyGroupRows = 16
+)
+
+// axpyAhead is how many listed rows ahead of the ones they add the
+// row-accumulating kernels prefetch: the next pass's rows. (Twice as far
+// was no faster on the development machine, and with 8 KiB F16 rows the
+// lines in flight would outgrow L1.)
+const axpyAhead = axpyGroup
 
 // AxpyRows accumulates a sparse combination of rows:
 //
@@ -16,14 +27,26 @@ const sparseCols = 1024
 //
 // W is rows of cols elements of type t (t.RowBytes(cols) bytes each). It is
 // the down projection of a sparse FFN stored neuron-major (one row per
-// neuron, PowerInfer's ffn_down_t): only the active neurons' rows are read.
+// neuron, PowerInfer's ffn_down_t): only the active neurons' rows are read,
+// each exactly once, by one worker. dst is overwritten.
 //
-// The work is split by column chunks aligned to the type's blocks, so every
-// byte of every listed row is read exactly once, by one worker, and no
-// reduction across workers is needed. dst is overwritten.
+// F32, F16 and Q8_0 rows (Q8_0 is the engine's neuron-major form of
+// quantized downs) are split by rows: the listed rows, in order, fall into
+// G groups of consecutive entries (G ≤ 8, from len(idx) alone), each
+// group's sum goes to a partial vector of cols floats, and
 //
-// An AxpyRows value holds the call's state so that a call allocates
-// nothing; keep one per caller (it is not safe for concurrent calls).
+//	dst = ((P_0 + P_1) + P_2) + … + P_{G−1}
+//
+// Within a group the rows are added in order, by the row-accumulating
+// kernels of axpy.go (four rows a pass, each pass prefetching the rows
+// after them). A worker thus streams whole rows, as a dense mat-vec
+// does, and the result is the same bits on any number of threads. Other
+// types are split by column chunks aligned to their blocks, each worker
+// decoding its chunk of every listed row and adding the rows in order.
+//
+// An AxpyRows value holds the call's state, and the partial vectors, so
+// that a call allocates nothing once the value has served a call as
+// large; keep one per caller (it is not safe for concurrent calls).
 type AxpyRows struct {
 	dst        []float32
 	w          []byte
@@ -31,8 +54,10 @@ type AxpyRows struct {
 	cols, rb   int
 	chunk      int // columns per work item
 	chunkBytes int
+	per        int // rows per group
 	idx        []int32
 	coef       []float32
+	part       []float32 // the partial sums of groups 1 to G−1
 }
 
 // Do computes dst as described above, on pool p.
@@ -46,21 +71,81 @@ func (a *AxpyRows) Do(p *Pool, dst []float32, w []byte, t dtype.Type, cols int, 
 			panic("cpu: AxpyRows row index out of range")
 		}
 	}
+	if cols == 0 {
+		return
+	}
+	part := a.part
+	*a = AxpyRows{dst: dst, w: w, t: t, cols: cols, rb: rb, idx: idx, coef: coef, part: part}
+	if axpyKernelType(t) {
+		groups, per := axpyGroups(len(idx))
+		if groups == 0 {
+			clear(dst)
+			return
+		}
+		if n := (groups - 1) * cols; cap(a.part) < n {
+			a.part = make([]float32, n)
+		}
+		a.per = per
+		p.Parallel(groups, 1, (*axpyRowsTask)(a))
+		for g := 1; g < groups; g++ {
+			axpyF32(dst, 1, a.part[(g-1)*cols:g*cols]) // dst + 1·P_g, exactly dst + P_g
+		}
+		return
+	}
 	bs := t.BlockSize()
 	chunk := min(cols, max(bs, sparseCols/bs*bs))
-	*a = AxpyRows{dst: dst, w: w, t: t, cols: cols, rb: rb, chunk: chunk, idx: idx, coef: coef}
+	a.chunk = chunk
 	a.chunkBytes = chunk / bs * t.TypeSize()
 	n := (cols + chunk - 1) / chunk
 	p.Parallel(n, 1, a)
 }
 
-// Run implements Task over column chunks.
-//
-// F32 and F16 rows are added straight from the weights (the AVX2 axpy
-// kernels where there are any: F16C converts F16 in registers); Q8_0 rows,
-// the engine's neuron-major form of quantized downs, by a fused
-// dequantize-and-add loop; other types through a decoded copy of the
-// chunk.
+// axpyGroups splits n listed rows into groups: it returns their number
+// and the rows per group (a multiple of axpyGroup; the last group may
+// have fewer).
+func axpyGroups(n int) (groups, per int) {
+	if n == 0 {
+		return 0, 0
+	}
+	groups = min(axpyMaxGroups, max(1, n/axpyGroupRows))
+	per = (n + groups - 1) / groups
+	per = (per + axpyGroup - 1) / axpyGroup * axpyGroup
+	return (n + per - 1) / per, per
+}
+
+// axpyRowsTask runs AxpyRows' row groups: group g sums its rows into dst
+// (g = 0) or its partial vector.
+type axpyRowsTask AxpyRows
+
+func (a *axpyRowsTask) Run(lo, hi int) {
+	for g := lo; g < hi; g++ {
+		out := a.dst
+		if g > 0 {
+			out = a.part[(g-1)*a.cols : g*a.cols]
+		}
+		clear(out)
+		k0, k1 := g*a.per, min((g+1)*a.per, len(a.idx))
+		addRows(a.t, out, a.w, a.rb, a.idx[k0:k1], a.coef[k0:k1])
+	}
+}
+
+// addRows adds coef[k]·(the row at w[idx[k]·rb:]) to out for every k,
+// axpyGroup rows a pass; each pass prefetches the rows axpyAhead on.
+func addRows(t dtype.Type, out []float32, w []byte, rb int, idx []int32, coef []float32) {
+	last := len(idx) - 1
+	var offs [2 * axpyGroup]int
+	for k := 0; k <= last; k += axpyGroup {
+		g := min(axpyGroup, last+1-k)
+		for j := range g {
+			offs[j] = int(idx[k+j]) * rb
+			offs[g+j] = int(idx[min(k+axpyAhead+j, last)]) * rb
+		}
+		axpyRows(t, out, coef[k:k+g], w, offs[:2*g])
+	}
+}
+
+// Run implements Task over column chunks, for the types without
+// row-accumulating kernels: each listed row's chunk is decoded and added.
 func (a *AxpyRows) Run(lo, hi int) {
 	var buf [sparseCols]float32
 	for ch := lo; ch < hi; ch++ {
@@ -71,45 +156,11 @@ func (a *AxpyRows) Run(lo, hi int) {
 		n := c1 - c0
 		b0 := ch * a.chunkBytes
 		b1 := b0 + n/a.t.BlockSize()*a.t.TypeSize()
-		switch a.t {
-		case dtype.F32:
-			for k, r := range a.idx {
-				row := a.w[int(r)*a.rb+b0 : int(r)*a.rb+b1]
-				axpyF32(out, a.coef[k], unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(row))), n))
-			}
-		case dtype.F16:
-			for k, r := range a.idx {
-				row := a.w[int(r)*a.rb+b0 : int(r)*a.rb+b1]
-				axpyHalf(out, a.coef[k], unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(row))), n))
-			}
-		case dtype.Q8_0:
-			for k, r := range a.idx {
-				axpyQ8_0(out, a.coef[k], a.w[int(r)*a.rb+b0:int(r)*a.rb+b1])
-			}
-		default:
-			tmp := buf[:n]
-			for k, r := range a.idx {
-				row := a.w[int(r)*a.rb : (int(r)+1)*a.rb]
-				DequantizeRow(a.t, row[b0:b1], tmp)
-				Axpy(out, a.coef[k], tmp)
-			}
-		}
-	}
-}
-
-// axpyQ8_0 computes dst[j] += c·W[j] for the len(dst) elements of Q8_0
-// blocks in row (d f16 | qs[32] int8 per block, W[j] = d·qs[j]), without
-// a decoded copy: per block s = c·d, then dst[j] += s·qs[j].
-func axpyQ8_0(dst []float32, c float32, row []byte) {
-	nb := len(dst) / 32
-	row = row[:34*nb]
-	lut := &i8Table
-	for i := range nb {
-		b := (*[34]byte)(row[34*i:])
-		y := (*[32]float32)(dst[32*i:])
-		s := c * f16at(b[0:])
-		for j := range 32 {
-			y[j] += s * lut[b[2+j]]
+		tmp := buf[:n]
+		for k, r := range a.idx {
+			row := a.w[int(r)*a.rb : (int(r)+1)*a.rb]
+			DequantizeRow(a.t, row[b0:b1], tmp)
+			Axpy(out, a.coef[k], tmp)
 		}
 	}
 }

@@ -111,8 +111,7 @@ func (c sparseBenchLayer) String() string {
 
 // sparseBenchLayers are the layers timed: Q4_0 and F16 as the engine
 // stores their neuron-major downs (Q8_0, F16), and Q4_0 with an F16
-// neuron-major down, the alternative while AxpyRows has an AVX2 kernel
-// for F16 rows but none for Q8_0 ones.
+// neuron-major down, for comparison.
 var sparseBenchLayers = []sparseBenchLayer{{dtype.Q4_0, dtype.Q8_0}, {dtype.F16, dtype.F16}, {dtype.Q4_0, dtype.F16}}
 
 var ffnLayers = map[sparseBenchLayer]*ffnLayer{}
@@ -213,6 +212,7 @@ func BenchmarkSparseFFN(b *testing.B) {
 	for _, c := range sparseBenchLayers {
 		l := layer7B(c)
 		b.Run(c.String()+"/dense", func(b *testing.B) {
+			b.ReportAllocs()
 			for b.Loop() {
 				l.dense(p)
 			}
@@ -220,6 +220,7 @@ func BenchmarkSparseFFN(b *testing.B) {
 		for _, f := range sparseFractions {
 			sets := l.fracSets[f]
 			b.Run(fmt.Sprintf("%s/active=%g%%", c, 100*f), func(b *testing.B) {
+				b.ReportAllocs()
 				i := 0
 				for b.Loop() {
 					l.sparse(p, sets[i%len(sets)])
@@ -247,7 +248,10 @@ func BenchmarkPredictor7B(b *testing.B) {
 }
 
 // TestSparseFFNTable prints the speed-up of the sparse FFN over the dense
-// one per active fraction (goal: ≥ 0.8/fraction down to 10%), and the
+// one per active fraction (goal: ≥ 0.8/fraction down to 10%), next to the
+// ratio of the bytes the two read ("bytes": the speed-up if both ran at
+// the same bandwidth; a Q8_0 neuron-major down is twice the Q4_0 down's
+// bytes, so a Q4_0 layer cannot reach 0.8/fraction), and the
 // predictor's time as a share of the dense FFN (goal: ≤ 10%), for Q4_0 and
 // F16 layers on 2 threads. It fails nothing: it measures.
 func TestSparseFFNTable(t *testing.T) {
@@ -301,11 +305,14 @@ func TestSparseFFNTable(t *testing.T) {
 		}
 		dense := median(times[0])
 		fmt.Fprintf(&sb, "%s (neuron-major down %s): dense FFN %.2f ms\n", c.t, l.downT, float64(dense)/1e6)
-		fmt.Fprintf(&sb, "  %-8s %9s %10s %10s %14s %14s\n", "active", "sparse ms", "speed-up", "goal", "gate+up ms", "down ms")
+		fmt.Fprintf(&sb, "  %-8s %9s %10s %10s %10s %14s %14s\n", "active", "sparse ms", "speed-up", "goal", "bytes", "gate+up ms", "down ms")
+		denseBytes := float64(len(l.gate) + len(l.up) + len(l.down))
+		rowBytes := float64(len(l.gate)+len(l.up)+len(l.downNeuronMajor)) / ffn7BFFN // one neuron's rows
 		for j, f := range sparseFractions {
 			m := median(times[1+3*j])
-			fmt.Fprintf(&sb, "  %-8s %9.2f %9.2f× %9.1f× %14.2f %14.2f\n", jobs[1+3*j].name, float64(m)/1e6, float64(dense)/float64(m), 0.8/f,
-				float64(median(times[2+3*j]))/1e6, float64(median(times[3+3*j]))/1e6)
+			n := float64(len(l.fracSets[f][0]))
+			fmt.Fprintf(&sb, "  %-8s %9.2f %9.2f× %9.1f× %9.2f× %14.2f %14.2f\n", jobs[1+3*j].name, float64(m)/1e6, float64(dense)/float64(m), 0.8/f,
+				denseBytes/(n*rowBytes), float64(median(times[2+3*j]))/1e6, float64(median(times[3+3*j]))/1e6)
 		}
 		if len(jobs) > 1+3*len(sparseFractions) {
 			fmt.Fprintf(&sb, "  %-16s %9s %12s\n", "predictor", "ms", "of dense FFN")

@@ -1,8 +1,10 @@
 package cpu_test
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/stokehq/stoke/kernels/cpu"
@@ -60,6 +62,77 @@ func TestAxpyRows(t *testing.T) {
 				}
 				if n := testing.AllocsPerRun(5, func() { a.Do(pool, dst, w, typ, cols, idx, coef) }); n != 0 {
 					t.Errorf("%s: %v allocs per call", typ, n)
+				}
+				a.Do(pool, nil, w, typ, 0, idx, coef) // no columns: nothing to do
+			}
+		}
+	})
+}
+
+// TestAxpyRowsGroups checks AxpyRows with many listed rows, which the F32,
+// F16 and Q8_0 kernels split into groups with partial sums: against a
+// float64 reference, bit for bit the same on 1, 2 and 3 threads (the
+// groups depend on the rows alone), dst overwritten (none listed: zeros),
+// sorted and unsorted indices, without allocating once warm.
+func TestAxpyRowsGroups(t *testing.T) {
+	eachImpl(t, func(t *testing.T) {
+		pools := []*cpu.Pool{cpu.NewPool(1), cpu.NewPool(2), cpu.NewPool(3)}
+		defer func() {
+			for _, p := range pools {
+				p.Close()
+			}
+		}()
+		rng := rand.New(rand.NewPCG(67, 68))
+		for _, typ := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
+			const rows, cols = 300, 288
+			rb := rdRowBytes(typ, cols)
+			w := make([]byte, rows*rb)
+			deq := make([]float32, rows*cols)
+			for r := range rows {
+				copy(w[r*rb:], rdRawRow(rng, typ, cols))
+				if err := dtype.Dequantize(typ, w[r*rb:(r+1)*rb], deq[r*cols:(r+1)*cols]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, k := range []int{0, 1, 3, 4, 5, 16, 17, 33, 64, 127, 130, 299, 600} {
+				idx := make([]int32, k)
+				coef := make([]float32, k)
+				for i := range idx {
+					idx[i], coef[i] = int32(rng.IntN(rows)), float32(rng.NormFloat64())
+				}
+				if k%2 == 0 {
+					slices.Sort(idx)
+				}
+				name := fmt.Sprintf("%s/%d rows", typ, k)
+				var first []float32
+				for pi, p := range pools {
+					whole, dst := guarded(cols, guard)
+					var a cpu.AxpyRows
+					a.Do(p, dst, w, typ, cols, idx, coef)
+					checkGuards(t, name, whole, cols, guard)
+					if pi == 0 {
+						first = append([]float32(nil), dst...)
+						for c := range cols {
+							var want, mag float64
+							for i, r := range idx {
+								v := float64(coef[i]) * float64(deq[int(r)*cols+c])
+								want += v
+								mag += math.Abs(v)
+							}
+							if d := math.Abs(float64(dst[c]) - want); !(d <= 1e-5*mag) {
+								t.Fatalf("%s: dst[%d] = %g, want %g", name, c, dst[c], want)
+							}
+						}
+						if n := testing.AllocsPerRun(3, func() { a.Do(p, dst, w, typ, cols, idx, coef) }); n != 0 {
+							t.Errorf("%s: %v allocs per call", name, n)
+						}
+						continue
+					}
+					for c := range cols {
+						if math.Float32bits(dst[c]) != math.Float32bits(first[c]) {
+							t.Fatalf("%s: %d threads give dst[%d] = %g, 1 thread %g", name, p.Threads(), c, dst[c], first[c])
+						}
+					}
 				}
 			}
 		}

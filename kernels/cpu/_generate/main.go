@@ -17,8 +17,9 @@
 // generator function writes from the same code, so each input of a
 // multi-input kernel takes the row kernel's operations in its order. The
 // families live in q4_0.go, legacy.go (Q8_0, Q4_1, Q5_0, Q5_1),
-// kquant.go and float.go; this file has the activation quantizers, the
-// axpy kernels and the shared helpers.
+// kquant.go and float.go, the sparse FFN's kernels (prefetching and
+// multi-row gathers, multi-row axpys) in axpy.go; this file has the
+// activation quantizers, the axpy kernels and the shared helpers.
 package main
 
 import (
@@ -26,13 +27,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk or dotf")
+var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf or axpy")
 
 func main() {
 	flag.Parse()
@@ -43,7 +45,7 @@ func main() {
 		genQuantizeQ8_K()
 	case "dotq8":
 		for _, inputs := range []int{0, 2, 4, 8} {
-			genDotQ4_0(inputs)
+			genDotQ4_0(inputs, false)
 		}
 		for _, inputs := range []int{0, 2} {
 			genDotQ8_0(inputs)
@@ -58,9 +60,9 @@ func main() {
 			genDotQ6_K(inputs)
 		}
 	case "dotf":
-		genDotFloat("dotF32AVX2", 4)
-		genDotFloat("dotF16AVX2", 2)
-		genDotFloat("dotBF16AVX2", 2)
+		genDotFloat("dotF32AVX2", 4, false)
+		genDotFloat("dotF16AVX2", 2, false)
+		genDotFloat("dotBF16AVX2", 2, false)
 		for _, inputs := range []int{2, 3} {
 			genDotFloatMulti("dotF32", 4, inputs)
 			genDotFloatMulti("dotF16", 2, inputs)
@@ -68,6 +70,21 @@ func main() {
 		}
 		genAxpy("axpyF32AVX2", 4)
 		genAxpy("axpyF16AVX2", 2)
+	case "axpy":
+		genPrefetch()
+		genDotFloat("dotF32pfAVX2", 4, true)
+		genDotFloat("dotF16pfAVX2", 2, true)
+		genDotFloat("dotBF16pfAVX2", 2, true)
+		genDotQ4_0(0, true)
+		genDotQ4_0Rows()
+		genDotFloatRows("F32", 4)
+		genDotFloatRows("F16", 2)
+		genDotFloatRows("BF16", 2)
+		for _, k := range axpyKinds {
+			for _, rows := range []int{1, 4} {
+				genAxpyRows(k, rows)
+			}
+		}
 	default:
 		fmt.Fprintf(os.Stderr, "unknown -family %q\n", *family)
 		os.Exit(2)
@@ -385,7 +402,13 @@ const qSig = "func(w, x []byte, d []float32, nb int) float32"
 // dotPrologue starts an integer-activation kernel with qSig's signature and
 // returns the registers of w, x, d and nb.
 func dotPrologue(name, doc string) (wp, xp, dp, n Register) {
-	TEXT(name, NOSPLIT, qSig)
+	return dotPrologueSig(name, doc, qSig)
+}
+
+// dotPrologueSig is dotPrologue for a kernel whose signature starts as
+// qSig's.
+func dotPrologueSig(name, doc, sig string) (wp, xp, dp, n Register) {
+	TEXT(name, NOSPLIT, sig)
 	Pragma("noescape")
 	Doc(doc)
 	wp = Load(Param("w").Base(), GP64())
@@ -486,22 +509,37 @@ func q6ScaleShuffle() Mem {
 
 // genDotFloat writes Σ w[i]·x[i] for n elements of w (F32, F16 or BF16 by
 // name, size bytes each): four 8-lane FMA accumulators over 32 elements a
-// step, then 8 at a time, then one at a time into a scalar.
-func genDotFloat(name string, size int) {
-	TEXT(name, NOSPLIT, "func(w []byte, x []float32, n int) float32")
-	Pragma("noescape")
-	Doc(name + " returns Σ_{i<n} w[i]·x[i] with fused multiply-adds (w holds n elements, x at least n).")
+// step, then 8 at a time, then one at a time into a scalar. With pf (the
+// sparse kernels, axpy.go) the kernel takes a fourth argument, pf []byte,
+// and prefetches it alongside w, the same offsets; the arithmetic is the
+// same instructions.
+func genDotFloat(name string, size int, pf bool) {
+	typ := strings.TrimPrefix(strings.TrimSuffix(strings.TrimSuffix(name, "AVX2"), "pf"), "dot")
+	if pf {
+		TEXT(name, NOSPLIT, "func(w []byte, x []float32, n int, pf []byte) float32")
+		Pragma("noescape")
+		Doc(name + " is dot" + typ + "AVX2(w, x, n) that also prefetches the len(w) bytes at pf, as it reads w.")
+	} else {
+		TEXT(name, NOSPLIT, "func(w []byte, x []float32, n int) float32")
+		Pragma("noescape")
+		Doc(name + " returns Σ_{i<n} w[i]·x[i] with fused multiply-adds (w holds n elements, x at least n).")
+	}
 	wp := Load(Param("w").Base(), GP64())
 	xp := Load(Param("x").Base(), GP64())
 	n := Load(Param("n"), GP64())
+	var pfp GPVirtual
+	if pf {
+		pfp = GP64()
+		Load(Param("pf").Base(), pfp)
+	}
 	load := func(off int, dst VecVirtual) { // 8 elements of w as floats
 		m := Mem{Base: wp, Disp: off}
-		switch name {
-		case "dotF32AVX2":
+		switch typ {
+		case "F32":
 			VMOVUPS(m, dst)
-		case "dotF16AVX2":
+		case "F16":
 			VCVTPH2PS(m, dst)
-		case "dotBF16AVX2":
+		case "BF16":
 			VPMOVZXWD(m, dst)
 			VPSLLD(U8(16), dst, dst)
 		}
@@ -513,6 +551,12 @@ func genDotFloat(name string, size int) {
 	Label("loop32")
 	CMPQ(n, U8(32))
 	JL(LabelRef("loop8"))
+	if pf {
+		for l := 0; l < 32*size; l += 64 {
+			PREFETCHT0(Mem{Base: pfp, Disp: l})
+		}
+		ADDQ(U32(32*size), pfp)
+	}
 	for i, a := range acc {
 		t := YMM()
 		load(8*size*i, t)
@@ -524,6 +568,11 @@ func genDotFloat(name string, size int) {
 	JMP(LabelRef("loop32"))
 
 	Label("loop8")
+	if pf { // the rest of pf, under 32 elements: once more each step of loop8
+		for l := 0; l < 32*size; l += 64 {
+			PREFETCHT0(Mem{Base: pfp, Disp: l})
+		}
+	}
 	CMPQ(n, U8(8))
 	JL(LabelRef("reduce"))
 	t := YMM()
@@ -544,15 +593,15 @@ func genDotFloat(name string, size int) {
 	TESTQ(n, n)
 	JZ(LabelRef("done"))
 	e := XMM()
-	switch name {
-	case "dotF32AVX2":
+	switch typ {
+	case "F32":
 		VMOVSS(Mem{Base: wp}, e)
-	case "dotF16AVX2":
+	case "F16":
 		g := GP32()
 		MOVWLZX(Mem{Base: wp}, g)
 		VMOVD(g, e)
 		VCVTPH2PS(e, e)
-	case "dotBF16AVX2":
+	case "BF16":
 		g := GP32()
 		MOVWLZX(Mem{Base: wp}, g)
 		SHLL(U8(16), g)

@@ -139,13 +139,23 @@ func q4Input(q [4]VecVirtual, xq Mem, dw, acc VecVirtual, c q4Consts) {
 
 // genDotQ4_0 writes the Q4_0 kernel for one input (inputs = 0: the row
 // kernel, qSig) or for inputs (2, 4 or 8) inputs at once (multiSig), the
-// quads of the inputs interleaved in x.
-func genDotQ4_0(inputs int) {
+// quads of the inputs interleaved in x. With pf (inputs = 0; the sparse
+// kernels, axpy.go) the row kernel takes a fifth argument, pf []byte, and
+// prefetches it alongside w, the same offsets; the arithmetic is the same
+// instructions.
+func genDotQ4_0(inputs int, pf bool) {
 	var wp, xp, n, dst Register
+	var pfp GPVirtual
 	ni := max(inputs, 1)
-	if inputs == 0 {
+	switch {
+	case pf:
+		wp, xp, _, n = dotPrologueSig("dotQ4_0Q8_0pfAVX2", "dotQ4_0Q8_0pfAVX2 is dotQ4_0Q8_0AVX2(w, x, d, nb) that also prefetches the 18·nb bytes at pf, as it reads w.",
+			"func(w, x []byte, d []float32, nb int, pf []byte) float32")
+		pfp = GP64()
+		Load(Param("pf").Base(), pfp)
+	case inputs == 0:
 		wp, xp, _, n = dotPrologue("dotQ4_0Q8_0AVX2", "dotQ4_0Q8_0AVX2 is dotQ4_0Q8_0Generic; x is the q4Quads layout.")
-	} else {
+	default:
 		name := fmt.Sprintf("dotQ4_0Q8_0x%dAVX2", inputs)
 		wp, xp, _, n, dst = multiPrologue(name, fmt.Sprintf("%s is dotQ4_0Q8_0MultiGeneric for %d inputs; x holds their q4Quads interleaved by quad.", name, inputs), false)
 	}
@@ -166,6 +176,12 @@ func genDotQ4_0(inputs int) {
 	Label("quad2")
 	CMPQ(n, U8(8))
 	JL(LabelRef("quad1"))
+	if pf {
+		for l := 0; l < 144; l += 64 {
+			PREFETCHT0(Mem{Base: pfp, Disp: l})
+		}
+		ADDQ(U32(144), pfp)
+	}
 	quad(0, 4)
 	quad(1, 4)
 	ADDQ(U32(144), wp)
@@ -174,6 +190,11 @@ func genDotQ4_0(inputs int) {
 	JMP(LabelRef("quad2"))
 
 	Label("quad1")
+	if pf { // the rest of pf, under 144 bytes
+		for l := 0; l < 144; l += 64 {
+			PREFETCHT0(Mem{Base: pfp, Disp: l})
+		}
+	}
 	CMPQ(n, U8(4))
 	JL(LabelRef("tail"))
 	quad(0, 4)
