@@ -9,7 +9,7 @@ import (
 )
 
 // axpyRows adds c[j]·W_j to dst for the len(c) (1 to axpyGroup) rows of
-// type t (F32, F16 or Q8_0) at w[offs[j]:], each len(dst) elements, and
+// type t (F32, F16, Q8_0 or Q4_0) at w[offs[j]:], each len(dst) elements, and
 // prefetches the rows at w[offs[len(c)+j]:] (see axpy.go).
 func axpyRows(t dtype.Type, dst, c []float32, w []byte, offs []int) {
 	if !useAsm {
@@ -25,6 +25,8 @@ func axpyRows(t dtype.Type, dst, c []float32, w []byte, offs []int) {
 			axpyF16x4AVX2(dst, c, w, offs)
 		case dtype.Q8_0:
 			axpyQ8_0x4AVX2(dst, c, w, offs)
+		case dtype.Q4_0:
+			axpyQ4_0x4AVX2(dst, c, w, offs)
 		}
 		return
 	}
@@ -37,6 +39,8 @@ func axpyRows(t dtype.Type, dst, c []float32, w []byte, offs []int) {
 			axpyF16x1AVX2(dst, c[j:j+1], w, o[:])
 		case dtype.Q8_0:
 			axpyQ8_0x1AVX2(dst, c[j:j+1], w, o[:])
+		case dtype.Q4_0:
+			axpyQ4_0x1AVX2(dst, c[j:j+1], w, o[:])
 		}
 	}
 }

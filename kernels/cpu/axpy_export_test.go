@@ -3,8 +3,8 @@ package cpu
 import "github.com/stokehq/stoke/models/dtype"
 
 // AxpyRowsKernel runs the row-accumulating kernel of AxpyRows (axpy.go):
-// dst += c[j]·W_j for the len(c) (1 to 4) rows of type t (F32, F16 or
-// Q8_0) at w[offs[j]:], prefetching the rows at w[offs[len(c)+j]:].
+// dst += c[j]·W_j for the len(c) (1 to 4) rows of type t (F32, F16, Q8_0
+// or Q4_0) at w[offs[j]:], prefetching the rows at w[offs[len(c)+j]:].
 func AxpyRowsKernel(t dtype.Type, dst, c []float32, w []byte, offs []int) {
 	axpyRows(t, dst, c, w, offs)
 }

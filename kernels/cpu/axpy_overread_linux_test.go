@@ -14,9 +14,9 @@ import (
 func TestAxpyKernelsStayInBounds(t *testing.T) {
 	r := rand.New(rand.NewPCG(65, 66))
 	eachImpl(t, func(t *testing.T) {
-		for _, typ := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0} {
+		for _, typ := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
 			for _, n := range axpyLens {
-				if typ == dtype.Q8_0 {
+				if typ == dtype.Q8_0 || typ == dtype.Q4_0 {
 					n *= 32
 				}
 				nb := rdRowBytes(typ, n)

@@ -78,3 +78,13 @@ func axpyQ8_0x1AVX2(dst []float32, c []float32, w []byte, offs []int)
 //
 //go:noescape
 func axpyQ8_0x4AVX2(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyQ4_0x1AVX2 adds c[j]·W_j to dst for j < 1, W_j the len(dst) Q4_0 blocks (len(dst)/32 of them) at w[offs[j]:], with fused multiply-adds in row order; it prefetches the rows at w[offs[1+j]:].
+//
+//go:noescape
+func axpyQ4_0x1AVX2(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyQ4_0x4AVX2 adds c[j]·W_j to dst for j < 4, W_j the len(dst) Q4_0 blocks (len(dst)/32 of them) at w[offs[j]:], with fused multiply-adds in row order; it prefetches the rows at w[offs[4+j]:].
+//
+//go:noescape
+func axpyQ4_0x4AVX2(dst []float32, c []float32, w []byte, offs []int)

@@ -14,7 +14,7 @@ import (
 
 // axpyLens are the row lengths the axpy kernel tests use: every loop and
 // tail of the F32/F16 kernels (32 a step, then 8, then 1), and 1 to 33
-// Q8_0 blocks (only whole blocks are kept for Q8_0).
+// Q8_0 or Q4_0 blocks (only whole blocks are kept for those).
 var axpyLens = []int{0, 1, 5, 7, 8, 9, 15, 31, 32, 33, 40, 63, 64, 96, 100, 257, 1056}
 
 // axpyRef returns dst0[e] + Σ_j c[j]·W_j[e] in float64 and Σ of the
@@ -34,14 +34,14 @@ func axpyRef(dst0 []float32, c []float32, rows [][]float32) (ref, mag []float64)
 
 // TestAxpyRowsKernels checks the row-accumulating kernels of AxpyRows,
 // assembly against the pure-Go twin and both against a float64
-// reference: 1 to 4 rows of F32, F16 and Q8_0 (random bytes, every quant
-// and finite scale), every tail length, rows at odd byte offsets (one of
-// them the last bytes of w), dst inside NaN guard bands.
+// reference: 1 to 4 rows of F32, F16, Q8_0 and Q4_0 (random bytes, every
+// quant and finite scale), every tail length, rows at odd byte offsets
+// (one of them the last bytes of w), dst inside NaN guard bands.
 func TestAxpyRowsKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(61, 62))
-	for _, typ := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0} {
+	for _, typ := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
 		for _, n := range axpyLens {
-			if typ == dtype.Q8_0 {
+			if typ == dtype.Q8_0 || typ == dtype.Q4_0 {
 				n *= 32
 				if n > 33*32 {
 					continue
@@ -113,6 +113,9 @@ func TestAxpyRowsKernelChecks(t *testing.T) {
 			"offsets":       func() { cpu.AxpyRowsKernel(dtype.F32, dst[:8], c, w, []int{0, 0, 0}) },
 			"5 rows":        func() { cpu.AxpyRowsKernel(dtype.F32, dst[:1], make([]float32, 5), w, make([]int, 10)) },
 			"Q8_0 tail":     func() { cpu.AxpyRowsKernel(dtype.Q8_0, dst[:40], c[:1], w, []int{0, 0}) },
+			"Q4_0 tail":     func() { cpu.AxpyRowsKernel(dtype.Q4_0, dst[:48], c[:1], w, []int{0, 0}) },
+			"Q4_0 past w":   func() { cpu.AxpyRowsKernel(dtype.Q4_0, dst, c, w, []int{0, 34*4 - 36 + 1, 0, 0}) },
+			"Q4_1":          func() { cpu.AxpyRowsKernel(dtype.Q4_1, dst[:32], c[:1], w, []int{0, 0}) },
 		} {
 			func() {
 				defer func() {

@@ -41,7 +41,7 @@ func kMins(accm *[4]float32, bs []byte, m *[8]uint8, dm float32) {
 
 func dotQ4_KQ8_KGeneric(w []byte, v *QVec) float32 {
 	nb := v.nb
-	w, x, ys := w[:144*nb], v.blocks[:292*nb], v.y[:256*nb]
+	w, x, ys := w[:144*nb], v.blocks[:292*nb], v.ys()[:256*nb]
 	lut := &u4Pairs
 	var acc [8]float32
 	var accm [4]float32
@@ -72,7 +72,7 @@ func dotQ4_KQ8_KGeneric(w []byte, v *QVec) float32 {
 
 func dotQ5_KQ8_KGeneric(w []byte, v *QVec) float32 {
 	nb := v.nb
-	w, x, ys := w[:176*nb], v.blocks[:292*nb], v.y[:256*nb]
+	w, x, ys := w[:176*nb], v.blocks[:292*nb], v.ys()[:256*nb]
 	lut := &u5Pairs
 	var acc [8]float32
 	var accm [4]float32
@@ -110,7 +110,7 @@ func dotQ5_KQ8_KGeneric(w []byte, v *QVec) float32 {
 
 func dotQ6_KQ8_KGeneric(w []byte, v *QVec) float32 {
 	nb := v.nb
-	w, x, ys := w[:210*nb], v.blocks[:292*nb], v.y[:256*nb]
+	w, x, ys := w[:210*nb], v.blocks[:292*nb], v.ys()[:256*nb]
 	lut := &q6Table
 	var acc [8]float32
 	for i := 0; i < nb; i++ {
@@ -176,7 +176,11 @@ func k45Multi(dst []float32, w []byte, vs []*QVec, five bool) {
 	w = w[:wsize*nb]
 	var acc [maxMulti][8]float32
 	var accm [maxMulti][4]float32
-	var p [128]*[2]float32 // per 64-element group g, p[32g+l] = the pair of byte l
+	var p [128]*[2]float32     // per 64-element group g, p[32g+l] = the pair of byte l
+	var ys [maxMulti][]float32 // the inputs' quants as float32
+	for k, v := range vs {
+		ys[k&(maxMulti-1)] = v.ys()
+	}
 	for i := 0; i < nb; i++ {
 		wb := w[wsize*i : wsize*(i+1)]
 		dw, dmw := f16at(wb[0:]), f16at(wb[2:])
@@ -197,7 +201,7 @@ func k45Multi(dst []float32, w []byte, vs []*QVec, five bool) {
 			yd := f32at(xb[0:])
 			var sumi [8]float32
 			for g := 0; g < 4; g++ {
-				y := (*[64]float32)(v.y[256*i+64*g:])
+				y := (*[64]float32)(ys[k&(maxMulti-1)][256*i+64*g:])
 				pg := (*[32]*[2]float32)(p[32*g:])
 				s0, s1 := float32(sc[2*g&7]), float32(sc[(2*g+1)&7])
 				for l := 0; l < 8; l++ {
@@ -227,7 +231,11 @@ func dotQ6_KQ8_KMultiGeneric(dst []float32, w []byte, vs []*QVec) {
 	w = w[:210*nb]
 	lut := &q6Table
 	var acc [maxMulti][8]float32
-	var q [256]float32 // element 128h + 32c + l: the quant − 32 (see dotQ6_KQ8_KGeneric)
+	var q [256]float32         // element 128h + 32c + l: the quant − 32 (see dotQ6_KQ8_KGeneric)
+	var ys [maxMulti][]float32 // the inputs' quants as float32
+	for k, v := range vs {
+		ys[k&(maxMulti-1)] = v.ys()
+	}
 	for i := 0; i < nb; i++ {
 		wb := (*[210]byte)(w[210*i:])
 		for h := 0; h < 2; h++ {
@@ -248,7 +256,7 @@ func dotQ6_KQ8_KMultiGeneric(dst []float32, w []byte, vs []*QVec) {
 			var sumi, ty [8]float32
 			for h := 0; h < 2; h++ {
 				sc := (*[8]byte)(wb[192+8*h:])
-				y := (*[128]float32)(v.y[256*i+128*h:])
+				y := (*[128]float32)(ys[k&(maxMulti-1)][256*i+128*h:])
 				qq := (*[128]float32)(q[128*h:])
 				for l8 := 0; l8 < 8; l8++ {
 					var s0, s1, s2, s3, t0, t1, t2, t3 float32

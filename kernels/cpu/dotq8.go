@@ -73,7 +73,7 @@ func addLanes(acc, s *[8]float32, d float32) {
 
 func dotQ8_0Q8_0Generic(w []byte, v *QVec) float32 {
 	nb := v.nb
-	w, ys, dx := w[:34*nb], v.y[:32*nb], v.d[:nb]
+	w, ys, dx := w[:34*nb], v.ys()[:32*nb], v.d[:nb]
 	lut := &i8Table
 	var accs blockAccs
 	for i := 0; i < nb; i++ {
@@ -128,7 +128,7 @@ func q4Sums(wb *[18]byte, y *[32]float32) (s0, s1 float32) {
 
 func dotQ4_0Q8_0Generic(w []byte, v *QVec) float32 {
 	nb := v.nb
-	w, ys, dx := w[:18*nb], v.y[:32*nb], v.d[:nb]
+	w, ys, dx := w[:18*nb], v.ys()[:32*nb], v.d[:nb]
 	var acc [8]float32
 	for i := 0; i < nb; i++ {
 		wb := (*[18]byte)(w[18*i:])
@@ -149,6 +149,10 @@ func dotQ4_0Q8_0MultiGeneric(dst []float32, w []byte, vs []*QVec) {
 	var acc [maxMulti][8]float32
 	var q [32]float32
 	lut := &q40Pairs
+	var ys [maxMulti][]float32 // the inputs' quants as float32
+	for k, v := range vs {
+		ys[k&(maxMulti-1)] = v.ys()
+	}
 	for i := 0; i < nb; i++ {
 		wb := (*[18]byte)(w[18*i:])
 		for j, b := range (*[16]byte)(wb[2:]) {
@@ -158,7 +162,7 @@ func dotQ4_0Q8_0MultiGeneric(dst []float32, w []byte, vs []*QVec) {
 		dw := f16at(wb[0:])
 		l := q4Lane[i&3]
 		for k, v := range vs {
-			y := (*[32]float32)(v.y[32*i:])
+			y := (*[32]float32)(ys[k&(maxMulti-1)][32*i:])
 			var s0, s1 float32
 			for e := 0; e < 4; e++ {
 				s0 += q[e]*y[e] + q[8+e]*y[8+e] + q[16+e]*y[16+e] + q[24+e]*y[24+e]
@@ -191,31 +195,55 @@ const q4QuadBytes = 192
 // words as the kernel leaves them); and dx is the blocks' activation
 // scales d_x as float32 in the lane order of the result, X X Z Z Y Y W W.
 func q4Quads(dst, blocks []byte, d []float32, nb int) {
-	for m := 0; m < (nb+3)/4; m++ {
+	full := nb / 4
+	for m := range full {
 		p := (*[q4QuadBytes]byte)(dst[q4QuadBytes*m:])
-		clear(p[:])
-		for u, b := range [4]int{0, 2, 1, 3} {
-			i := 4*m + b
-			if i >= nb {
-				continue
-			}
-			q := (*[32]byte)(blocks[34*i+2:])
-			copy(p[8*u:8*u+8], q[0:8])
-			copy(p[32+8*u:40+8*u], q[16:24])
-			copy(p[64+8*u:72+8*u], q[8:16])
-			copy(p[96+8*u:104+8*u], q[24:32])
-			for k := 0; k < 4; k++ {
-				var c int32
-				for _, e := range [8]int{2 * k, 2*k + 1, 8 + 2*k, 9 + 2*k, 16 + 2*k, 17 + 2*k, 24 + 2*k, 25 + 2*k} {
-					c += i8(q[e])
-				}
-				binary.LittleEndian.PutUint16(p[128+8*u+2*k:], uint16(int16(8*c)))
-			}
-			bits := math.Float32bits(d[i])
-			binary.LittleEndian.PutUint32(p[160+8*u:], bits)
-			binary.LittleEndian.PutUint32(p[164+8*u:], bits)
+		b := (*[4 * 34]byte)(blocks[4*34*m:])
+		dm := (*[4]float32)(d[4*m:])
+		q4QuadBlock(p, 0, (*[32]byte)(b[2:]), dm[0])
+		q4QuadBlock(p, 1, (*[32]byte)(b[2*34+2:]), dm[2])
+		q4QuadBlock(p, 2, (*[32]byte)(b[34+2:]), dm[1])
+		q4QuadBlock(p, 3, (*[32]byte)(b[3*34+2:]), dm[3])
+	}
+	if full*4 == nb {
+		return
+	}
+	p := (*[q4QuadBytes]byte)(dst[q4QuadBytes*full:])
+	clear(p[:])
+	for u, b := range [4]int{0, 2, 1, 3} {
+		if i := 4*full + b; i < nb {
+			q4QuadBlock(p, u, (*[32]byte)(blocks[34*i+2:]), d[i])
 		}
 	}
+}
+
+// q4QuadBlock writes block (X, Z, Y, W)[u] of a quad in q4Quads' layout:
+// its quants q, the words of c and its scale d.
+func q4QuadBlock(p *[q4QuadBytes]byte, u int, q *[32]byte, d float32) {
+	const (
+		bias = 0x8080808080808080 // int8 + 128: the quants as unsigned bytes
+		even = 0x00ff00ff00ff00ff // the even bytes of each word
+		high = 0x8000800080008000 // the top bit of each word
+		off  = 0x2000200020002000 // 8·(8·128) per word: the bias of 8·s
+	)
+	u8 := 8 * (u & 3)
+	e0 := binary.LittleEndian.Uint64(q[0:])
+	e1 := binary.LittleEndian.Uint64(q[8:])
+	e2 := binary.LittleEndian.Uint64(q[16:])
+	e3 := binary.LittleEndian.Uint64(q[24:])
+	binary.LittleEndian.PutUint64(p[u8:], e0)
+	binary.LittleEndian.PutUint64(p[32+u8:], e2)
+	binary.LittleEndian.PutUint64(p[64+u8:], e1)
+	binary.LittleEndian.PutUint64(p[96+u8:], e3)
+	// Word k of s is Σ (q_e + 128) over bytes 2k and 2k+1 of the four
+	// quarters, at most 2040, so 8·s fits a word and 8·Σ q_e = 8·s − 8192
+	// is taken modulo 2¹⁶ word by word (every word of 8·s | high is at
+	// least 0x8000: nothing borrows across words).
+	e0, e1, e2, e3 = e0^bias, e1^bias, e2^bias, e3^bias
+	s := e0&even + e0>>8&even + e1&even + e1>>8&even + e2&even + e2>>8&even + e3&even + e3>>8&even
+	binary.LittleEndian.PutUint64(p[128+u8:], (((s<<3)|high)-off)^high)
+	bits := uint64(math.Float32bits(d))
+	binary.LittleEndian.PutUint64(p[160+u8:], bits|bits<<32)
 }
 
 // pairsDot adds the lanes of one 32-element block whose quants come as
@@ -240,7 +268,7 @@ func pairsDot(acc *[8]float32, p *[16]*[2]float32, y *[32]float32, d float32, m 
 
 func dotQ4_1Q8_0Generic(w []byte, v *QVec) float32 {
 	nb := v.nb
-	w, ys, dx := w[:20*nb], v.y[:32*nb], v.d[:nb]
+	w, ys, dx := w[:20*nb], v.ys()[:32*nb], v.d[:nb]
 	var accs blockAccs
 	var p [16]*[2]float32
 	for i := 0; i < nb; i++ {
@@ -256,7 +284,7 @@ func dotQ4_1Q8_0Generic(w []byte, v *QVec) float32 {
 
 func dotQ5_0Q8_0Generic(w []byte, v *QVec) float32 {
 	nb := v.nb
-	w, ys, dx := w[:22*nb], v.y[:32*nb], v.d[:nb]
+	w, ys, dx := w[:22*nb], v.ys()[:32*nb], v.d[:nb]
 	var accs blockAccs
 	var p [16]*[2]float32
 	for i := 0; i < nb; i++ {
@@ -272,7 +300,7 @@ func dotQ5_0Q8_0Generic(w []byte, v *QVec) float32 {
 
 func dotQ5_1Q8_0Generic(w []byte, v *QVec) float32 {
 	nb := v.nb
-	w, ys, dx := w[:24*nb], v.y[:32*nb], v.d[:nb]
+	w, ys, dx := w[:24*nb], v.ys()[:32*nb], v.d[:nb]
 	var accs blockAccs
 	var p [16]*[2]float32
 	for i := 0; i < nb; i++ {
@@ -297,6 +325,10 @@ func dotQ8_0Q8_0MultiGeneric(dst []float32, w []byte, vs []*QVec) {
 	w = w[:34*nb]
 	var accs [maxMulti]blockAccs
 	var q [32]float32
+	var ys [maxMulti][]float32 // the inputs' quants as float32
+	for k, v := range vs {
+		ys[k&(maxMulti-1)] = v.ys()
+	}
 	for i := 0; i < nb; i++ {
 		wb := (*[34]byte)(w[34*i:])
 		for j, b := range (*[32]byte)(wb[2:]) {
@@ -304,7 +336,7 @@ func dotQ8_0Q8_0MultiGeneric(dst []float32, w []byte, vs []*QVec) {
 		}
 		dw := f16at(wb[0:])
 		for k, v := range vs {
-			y := (*[32]float32)(v.y[32*i:])
+			y := (*[32]float32)(ys[k&(maxMulti-1)][32*i:])
 			d := dw * v.d[i]
 			acc := &accs[k&(maxMulti-1)][i&3]
 			for l := 0; l < 8; l++ {
@@ -326,6 +358,10 @@ func pairsMulti(dst []float32, w []byte, vs []*QVec, wsize int) {
 	w = w[:wsize*nb]
 	var accs [maxMulti]blockAccs
 	var p [16]*[2]float32
+	var ys [maxMulti][]float32 // the inputs' quants as float32
+	for k, v := range vs {
+		ys[k&(maxMulti-1)] = v.ys()
+	}
 	for i := 0; i < nb; i++ {
 		wb := w[wsize*i : wsize*(i+1)]
 		dw, mw := f16at(wb[0:]), f16at(wb[2:])
@@ -351,7 +387,7 @@ func pairsMulti(dst []float32, w []byte, vs []*QVec, wsize int) {
 			if wsize != 22 {
 				m = &mm
 			}
-			pairsDot(&accs[k&(maxMulti-1)][i&3], &p, (*[32]float32)(v.y[32*i:]), dw*v.d[i], m)
+			pairsDot(&accs[k&(maxMulti-1)][i&3], &p, (*[32]float32)(ys[k&(maxMulti-1)][32*i:]), dw*v.d[i], m)
 		}
 	}
 	for k := range vs {

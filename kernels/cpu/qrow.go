@@ -32,9 +32,14 @@ func ActivationType(t dtype.Type) dtype.Type {
 // one weight type: its quants in GGUF's Q8_0 or Q8_K block layout, plus
 // per-block data that every row's dot product would otherwise recompute
 // (for Q8_0, each block's scale widened to float32; for Q4_0 weights, the
-// quants rearranged for the assembly, see dotq8.go). The zero QVec is
-// empty; Quantize and SetBlocks reuse its memory, so a QVec kept across
-// calls allocates only when it has to grow.
+// quants rearranged for the assembly, see dotq8.go; for the pure-Go
+// kernels, the quants as float32). Only what the kernels that run read is
+// computed: the float32 quants while the pure-Go kernels are selected,
+// the Q4_0 layout where the assembly can run, so a QVec is prepared for
+// the kernels selected when Quantize or SetBlocks ran (tests that switch
+// implementations prepare it again). The zero QVec is empty; Quantize and
+// SetBlocks reuse its memory, so a QVec kept across calls allocates only
+// when it has to grow.
 type QVec struct {
 	t      dtype.Type // the weight type v is prepared for
 	at     dtype.Type // ActivationType(t)
@@ -43,6 +48,7 @@ type QVec struct {
 	d      []float32  // Q8_0: the nb block scales as float32
 	y      []float32  // the quants as float32, for the generic kernels
 	quads  []byte     // Q4_0 weights: q4Quads layout, 192 bytes per four blocks
+	pure   bool       // y holds v's quants: v was prepared for the pure-Go kernels
 }
 
 // Quantize sets v to x quantized for weights of type t: by QuantizeQ8_0 or
@@ -103,11 +109,14 @@ func (v *QVec) grow(t dtype.Type, nb int) {
 		}
 		v.d = v.d[:nb]
 	}
-	if n := nb * at.BlockSize(); cap(v.y) < n {
-		v.y = make([]float32, n)
+	v.pure = !useAsm
+	if v.pure {
+		if n := nb * at.BlockSize(); cap(v.y) < n {
+			v.y = make([]float32, n)
+		}
+		v.y = v.y[:nb*at.BlockSize()]
 	}
-	v.y = v.y[:nb*at.BlockSize()]
-	if t == dtype.Q4_0 {
+	if t == dtype.Q4_0 && haveAVX2 {
 		v.quads = growBytes(v.quads, (nb+3)/4*q4QuadBytes)
 	}
 }
@@ -119,29 +128,60 @@ func growBytes(b []byte, n int) []byte {
 	return b[:n]
 }
 
-// derive computes the per-block data from the blocks.
+// derive computes the per-block data from the blocks: the float32 scales
+// (Q8_0); the float32 quants of the pure-Go kernels while those are
+// selected; the Q4_0 layout where the assembly can run (also while the
+// pure-Go kernels are selected, which a test may undo before v is used).
 func (v *QVec) derive() {
 	if v.at == dtype.Q8_K {
-		for i := 0; i < v.nb; i++ {
-			b := (*[292]byte)(v.blocks[292*i:])
-			y := (*[256]float32)(v.y[256*i:])
-			for j := range y {
-				y[j] = i8Table[b[4+j]]
+		if v.pure {
+			for i := 0; i < v.nb; i++ {
+				b := (*[292]byte)(v.blocks[292*i:])
+				y := (*[256]float32)(v.y[256*i:])
+				for j := range y {
+					y[j] = i8Table[b[4+j]]
+				}
 			}
 		}
 		return
 	}
 	for i := range v.d {
-		b := (*[34]byte)(v.blocks[34*i:])
-		v.d[i] = f16Table[binary.LittleEndian.Uint16(b[0:])]
-		y := (*[32]float32)(v.y[32*i:])
-		for j := range y {
-			y[j] = i8Table[b[2+j]]
+		v.d[i] = f16Table[binary.LittleEndian.Uint16(v.blocks[34*i:])]
+	}
+	if v.pure {
+		for i := range v.d {
+			b := (*[32]byte)(v.blocks[34*i+2:])
+			y := (*[32]float32)(v.y[32*i:])
+			for j := range y {
+				y[j] = i8Table[b[j]]
+			}
 		}
 	}
-	if v.t == dtype.Q4_0 {
+	if v.t == dtype.Q4_0 && haveAVX2 {
 		q4Quads(v.quads, v.blocks, v.d, v.nb)
 	}
+}
+
+// ys returns v's quants as float32, for the pure-Go kernels: v.y, or
+// where v was prepared while the assembly kernels were selected (which do
+// not read them; a test switched implementations since), a new decoded
+// copy, so that v stays read-only for concurrent readers.
+func (v *QVec) ys() []float32 {
+	if v.pure {
+		return v.y
+	}
+	bs, ts := v.at.BlockSize(), v.at.TypeSize()
+	qoff := 2 // Q8_0: d f16 | qs[32]
+	if v.at == dtype.Q8_K {
+		qoff = 4 // d f32 | qs[256] | bsums
+	}
+	y := make([]float32, v.nb*bs)
+	for i := range v.nb {
+		for j, q := range v.blocks[ts*i+qoff : ts*i+qoff+bs] {
+			y[bs*i+j] = i8Table[q]
+		}
+	}
+	return y
 }
 
 // qdotFunc is an integer-activation row kernel: the dot product of the

@@ -6,7 +6,7 @@ import "github.com/stokehq/stoke/models/dtype"
 // stack); it is a multiple of every block size (32 and 256).
 const sparseCols = 1024
 
-// The row groups of AxpyRows for F32, F16 and Q8_0 rows: at most
+// The row groups of AxpyRows for F32, F16, Q8_0 and Q4_0 rows: at most
 // axpyMaxGroups, of at least axpyGroupRows rows each (a multiple of
 // axpyGroup). Their number depends only on the number of rows listed, so
 // the result does not depend on the pool's threads.
@@ -30,17 +30,22 @@ const axpyAhead = axpyGroup
 // neuron, PowerInfer's ffn_down_t): only the active neurons' rows are read,
 // each exactly once, by one worker. dst is overwritten.
 //
-// F32, F16 and Q8_0 rows (Q8_0 is the engine's neuron-major form of
-// quantized downs) are split by rows: the listed rows, in order, fall into
-// G groups of consecutive entries (G ≤ 8, from len(idx) alone), each
-// group's sum goes to a partial vector of cols floats, and
+// F32, F16, Q8_0 and Q4_0 rows (Q8_0 is the engine's neuron-major form of
+// quantized downs, Q4_0 the usual type of PowerInfer's ffn_down_t) are
+// split by rows: the listed rows, in order, fall into G groups of
+// consecutive entries (G ≤ 8, from len(idx) alone), each group's sum goes
+// to a partial vector of cols floats, and
 //
 //	dst = ((P_0 + P_1) + P_2) + … + P_{G−1}
 //
 // Within a group the rows are added in order, by the row-accumulating
 // kernels of axpy.go (four rows a pass, each pass prefetching the rows
 // after them). A worker thus streams whole rows, as a dense mat-vec
-// does, and the result is the same bits on any number of threads. Other
+// does, and the result is the same bits on any number of threads. Rows
+// whose coefficient is zero are left out before the split (they add
+// nothing, barring an infinite or NaN weight), so a call over every
+// neuron of a ReLU layer reads only the active neurons' rows and gives
+// the bits of a call that lists only those (the sparse FFN's). Other
 // types are split by column chunks aligned to their blocks, each worker
 // decoding its chunk of every listed row and adding the rows in order.
 //
@@ -58,6 +63,8 @@ type AxpyRows struct {
 	idx        []int32
 	coef       []float32
 	part       []float32 // the partial sums of groups 1 to G−1
+	nzIdx      []int32   // the listed rows with nonzero coefficients, when some are zero
+	nzCoef     []float32
 }
 
 // Do computes dst as described above, on pool p.
@@ -74,10 +81,11 @@ func (a *AxpyRows) Do(p *Pool, dst []float32, w []byte, t dtype.Type, cols int, 
 	if cols == 0 {
 		return
 	}
-	part := a.part
-	*a = AxpyRows{dst: dst, w: w, t: t, cols: cols, rb: rb, idx: idx, coef: coef, part: part}
+	part, nzIdx, nzCoef := a.part, a.nzIdx, a.nzCoef
+	*a = AxpyRows{dst: dst, w: w, t: t, cols: cols, rb: rb, idx: idx, coef: coef, part: part, nzIdx: nzIdx, nzCoef: nzCoef}
 	if axpyKernelType(t) {
-		groups, per := axpyGroups(len(idx))
+		a.dropZeros()
+		groups, per := axpyGroups(len(a.idx))
 		if groups == 0 {
 			clear(dst)
 			return
@@ -98,6 +106,34 @@ func (a *AxpyRows) Do(p *Pool, dst []float32, w []byte, t dtype.Type, cols int, 
 	a.chunkBytes = chunk / bs * t.TypeSize()
 	n := (cols + chunk - 1) / chunk
 	p.Parallel(n, 1, a)
+}
+
+// dropZeros leaves out of a.idx and a.coef the rows whose coefficient is
+// zero (copying the others, in order, into a's buffers when there are
+// any).
+func (a *AxpyRows) dropZeros() {
+	first := -1
+	for k, c := range a.coef {
+		if c == 0 {
+			first = k
+			break
+		}
+	}
+	if first < 0 {
+		return
+	}
+	if cap(a.nzIdx) < len(a.idx) {
+		a.nzIdx, a.nzCoef = make([]int32, len(a.idx)), make([]float32, len(a.idx))
+	}
+	idx, coef := a.nzIdx[:first], a.nzCoef[:first]
+	copy(idx, a.idx)
+	copy(coef, a.coef)
+	for k := first + 1; k < len(a.coef); k++ {
+		if c := a.coef[k]; c != 0 {
+			idx, coef = append(idx, a.idx[k]), append(coef, c)
+		}
+	}
+	a.idx, a.coef = idx, coef
 }
 
 // axpyGroups splits n listed rows into groups: it returns their number

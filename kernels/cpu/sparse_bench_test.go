@@ -25,7 +25,9 @@ import (
 // The neuron-major down is stored as the engine stores it
 // (engine.neuronMajorDown): F16 stays F16, a Q4_0 down becomes Q8_0 (a
 // quantized matrix cannot be transposed without re-encoding); a Q4_0
-// layer with an F16 neuron-major down is timed too. Weights are
+// layer with an F16 neuron-major down is timed too, and one with a Q4_0
+// neuron-major down, as PowerInfer's GGUF files store ffn_down_t in the
+// model's type. Weights are
 // random (speed does not depend on the values). Each iteration uses the
 // next of sparseSets random active sets, so that the rows a sparse product
 // reads are not the cached rows of the last iteration; a real decode
@@ -103,16 +105,17 @@ func randomRows(rng *rand.Rand, t dtype.Type, rows, cols int) []byte {
 type sparseBenchLayer struct{ t, downT dtype.Type }
 
 func (c sparseBenchLayer) String() string {
-	if c.downT == c.t || c.downT == dtype.Q8_0 {
+	if c.downT == dtype.Q8_0 || c.downT == c.t && c.t != dtype.Q4_0 {
 		return c.t.String()
 	}
 	return c.t.String() + "-down" + c.downT.String()
 }
 
 // sparseBenchLayers are the layers timed: Q4_0 and F16 as the engine
-// stores their neuron-major downs (Q8_0, F16), and Q4_0 with an F16
-// neuron-major down, for comparison.
-var sparseBenchLayers = []sparseBenchLayer{{dtype.Q4_0, dtype.Q8_0}, {dtype.F16, dtype.F16}, {dtype.Q4_0, dtype.F16}}
+// stores their neuron-major downs (Q8_0, F16), Q4_0 with an F16
+// neuron-major down, for comparison, and Q4_0 with a Q4_0 neuron-major
+// down (PowerInfer's layout).
+var sparseBenchLayers = []sparseBenchLayer{{dtype.Q4_0, dtype.Q8_0}, {dtype.F16, dtype.F16}, {dtype.Q4_0, dtype.F16}, {dtype.Q4_0, dtype.Q4_0}}
 
 var ffnLayers = map[sparseBenchLayer]*ffnLayer{}
 
@@ -251,7 +254,9 @@ func BenchmarkPredictor7B(b *testing.B) {
 // one per active fraction (goal: ≥ 0.8/fraction down to 10%), next to the
 // ratio of the bytes the two read ("bytes": the speed-up if both ran at
 // the same bandwidth; a Q8_0 neuron-major down is twice the Q4_0 down's
-// bytes, so a Q4_0 layer cannot reach 0.8/fraction), and the
+// bytes, so a Q4_0 layer with one cannot reach 0.8/fraction, while
+// PowerInfer's Q4_0 down_t reads as many bytes per neuron as the dense
+// down), and the
 // predictor's time as a share of the dense FFN (goal: ≤ 10%), for Q4_0 and
 // F16 layers on 2 threads. It fails nothing: it measures.
 func TestSparseFFNTable(t *testing.T) {
@@ -283,7 +288,7 @@ func TestSparseFFNTable(t *testing.T) {
 				job{"down", func(rep int) { l.sparseDown(p, sets[rep%len(sets)]) }})
 		}
 		for _, pt := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q4_0} {
-			if li == 2 {
+			if li >= 2 {
 				break // the same dense FFN as the first layer
 			}
 			for _, r := range predictorRanks {
@@ -304,7 +309,11 @@ func TestSparseFFNTable(t *testing.T) {
 			}
 		}
 		dense := median(times[0])
-		fmt.Fprintf(&sb, "%s (neuron-major down %s): dense FFN %.2f ms\n", c.t, l.downT, float64(dense)/1e6)
+		title := fmt.Sprintf("%s (neuron-major down %s)", c.t, l.downT)
+		if c.t == dtype.Q4_0 && c.downT == dtype.Q4_0 {
+			title = "Q4_0 (Q4_0 down_t, PowerInfer layout)"
+		}
+		fmt.Fprintf(&sb, "%s: dense FFN %.2f ms\n", title, float64(dense)/1e6)
 		fmt.Fprintf(&sb, "  %-8s %9s %10s %10s %10s %14s %14s\n", "active", "sparse ms", "speed-up", "goal", "bytes", "gate+up ms", "down ms")
 		denseBytes := float64(len(l.gate) + len(l.up) + len(l.down))
 		rowBytes := float64(len(l.gate)+len(l.up)+len(l.downNeuronMajor)) / ffn7BFFN // one neuron's rows

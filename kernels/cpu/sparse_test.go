@@ -138,3 +138,52 @@ func TestAxpyRowsGroups(t *testing.T) {
 		}
 	})
 }
+
+// TestAxpyRowsZeroCoefficients: rows listed with a zero coefficient add
+// nothing, and a call that lists them gives the bits of the call without
+// them (the dense FFN of a ReLU layer against its sparse FFN), for every
+// type with row-accumulating kernels, on 1 and 3 threads, without
+// allocating once warm.
+func TestAxpyRowsZeroCoefficients(t *testing.T) {
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(73, 74))
+		pools := []*cpu.Pool{cpu.NewPool(1), cpu.NewPool(3)}
+		defer pools[0].Close()
+		defer pools[1].Close()
+		for _, typ := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
+			const rows, cols = 700, 96
+			rb := rdRowBytes(typ, cols)
+			w := make([]byte, rows*rb)
+			for r := range rows {
+				copy(w[r*rb:], rdRawRow(rng, typ, cols))
+			}
+			all := make([]int32, rows)
+			coef := make([]float32, rows)
+			var idx []int32
+			var nz []float32
+			for r := range rows {
+				all[r] = int32(r)
+				if rng.IntN(8) == 0 {
+					coef[r] = float32(rng.NormFloat64())
+					idx, nz = append(idx, int32(r)), append(nz, coef[r])
+				} else if r%2 == 0 {
+					coef[r] = float32(math.Copysign(0, -1))
+				}
+			}
+			for _, p := range pools {
+				var a, b cpu.AxpyRows
+				got, want := make([]float32, cols), make([]float32, cols)
+				a.Do(p, got, w, typ, cols, all, coef)
+				b.Do(p, want, w, typ, cols, idx, nz)
+				for c := range cols {
+					if math.Float32bits(got[c]) != math.Float32bits(want[c]) {
+						t.Fatalf("%s, %d threads: dst[%d] = %g with the zero rows, %g without", typ, p.Threads(), c, got[c], want[c])
+					}
+				}
+				if n := testing.AllocsPerRun(3, func() { a.Do(p, got, w, typ, cols, all, coef) }); n != 0 {
+					t.Errorf("%s: %v allocs per call", typ, n)
+				}
+			}
+		}
+	})
+}

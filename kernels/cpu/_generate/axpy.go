@@ -15,12 +15,13 @@ import (
 // row kernels with prefetching (genDotQ4_0 and genDotFloat with pf, in
 // q4_0.go and main.go) and a four-row Q4_0 kernel (genDotQ4_0Rows, below);
 // and the row-accumulating kernels of AxpyRows, which add rows (1 or 4)
-// of F32, F16 or Q8_0 weights, scaled, into dst in one pass,
+// of F32, F16, Q8_0 or Q4_0 weights, scaled, into dst in one pass,
 //
 //	dst[e] = fma(c[R−1], W_{R−1}[e], … fma(c[1], W_1[e], fma(c[0], W_0[e], dst[e])))
 //
-// (for Q8_0, W_j[e]·c[j] is float32(q)·(c[j]·d) per block, the scale
-// product rounded once), so that dst is loaded and stored once per R rows
+// (for Q8_0 and Q4_0, W_j[e]·c[j] is float32(q)·(c[j]·d) per block, q the
+// quant, int8 or nibble − 8, the scale product rounded once), so that dst
+// is loaded and stored once per R rows
 // and each element takes the FMAs of R single-row axpys in row order. Row
 // j starts at w + offs[j]; while they run the kernels prefetch the rows at
 // w + offs[R+j], at the same offsets, so the next rows are on their way
@@ -53,23 +54,24 @@ func genPrefetch() {
 
 // axpyKind is the weight type of a row-accumulating kernel.
 type axpyKind struct {
-	name string // F32, F16, Q8_0
-	size int    // bytes per element (F32, F16); 0 for Q8_0
+	name  string // F32, F16, Q8_0, Q4_0
+	size  int    // bytes per element (F32, F16); 0 for the block types
+	block int    // bytes per block of 32 elements (Q8_0, Q4_0)
 }
 
-var axpyKinds = []axpyKind{{"F32", 4}, {"F16", 2}, {"Q8_0", 0}}
+var axpyKinds = []axpyKind{{"F32", 4, 0}, {"F16", 2, 0}, {"Q8_0", 0, 34}, {"Q4_0", 0, 18}}
 
 // genAxpyRows writes axpy<kind>x<rows>AVX2 (axpyRowsSig): dst[e] += Σ_j
 // c[j]·W_j[e] for e < len(dst), as described above. F32 and F16 rows go
-// 32 elements a step, then 8, then one at a time; Q8_0 rows a block (34
-// bytes, 32 elements) a step, len(dst) a multiple of 32.
+// 32 elements a step, then 8, then one at a time; Q8_0 and Q4_0 rows a
+// block (34 or 18 bytes, 32 elements) a step, len(dst) a multiple of 32.
 func genAxpyRows(k axpyKind, rows int) {
 	name := fmt.Sprintf("axpy%sx%dAVX2", k.name, rows)
 	TEXT(name, NOSPLIT, axpyRowsSig)
 	Pragma("noescape")
 	unit := "elements"
 	if k.size == 0 {
-		unit = "Q8_0 blocks (len(dst)/32 of them)"
+		unit = fmt.Sprintf("%s blocks (len(dst)/32 of them)", k.name)
 	}
 	Doc(fmt.Sprintf("%s adds c[j]·W_j to dst for j < %d, W_j the len(dst) %s at w[offs[j]:], with fused multiply-adds in row order; it prefetches the rows at w[offs[%d+j]:].", name, rows, unit, rows))
 	dp := Load(Param("dst").Base(), GP64())
@@ -89,7 +91,7 @@ func genAxpyRows(k axpyKind, rows int) {
 	o := GP64() // byte offset in the rows
 	XORQ(o, o)
 	if k.size == 0 {
-		genAxpyQ8_0Body(dp, n, cp, r, p, o)
+		genAxpyBlockBody(k, dp, n, cp, r, p, o)
 	} else {
 		genAxpyFloatBody(k.size, dp, n, cp, r, p, o)
 	}
@@ -176,12 +178,22 @@ func genAxpyFloatBody(size int, dp, n, cp Register, r, p []GPVirtual, o Register
 	JMP(LabelRef("tail"))
 }
 
-// genAxpyQ8_0Body adds Q8_0 rows. With four rows, the four scales of a
-// block are widened and multiplied by c in one vector, then broadcast row
-// by row (VPERMPS), which leaves more of the vector pipes to the
-// conversions of the quants; the products are the same.
-func genAxpyQ8_0Body(dp, n, cp Register, r, p []GPVirtual, o Register) {
+// genAxpyBlockBody adds Q8_0 or Q4_0 rows, a block of 32 elements a
+// step. With four rows, the four scales of a block are widened and
+// multiplied by c in one vector, then broadcast row by row (VPERMPS),
+// which leaves more of the vector pipes to the conversions of the quants;
+// the products are the same.
+//
+// A Q8_0 block's quants (int8) are widened to dwords eight at a time
+// (VPMOVSXBD). A Q4_0 block's 16 bytes of nibbles are widened eight bytes
+// at a time (VPMOVZXBD), bytes 0–7 and 8–15, and each such vector gives
+// two: its low nibbles (VPAND 15; elements 0–7 and 8–15) and its high
+// ones (VPSRLD 4, the byte having been zero-extended; elements 16–23 and
+// 24–31); 8 comes off as integers (VPSUBD), which leaves q − 8 exact for
+// the conversion.
+func genAxpyBlockBody(k axpyKind, dp, n, cp Register, r, p []GPVirtual, o Register) {
 	four := len(r) == 4
+	q4 := k.name == "Q4_0"
 	c := make([]VecVirtual, len(r))
 	var cv VecVirtual
 	var lane []VecVirtual // lane j of a vector in every lane, j ≥ 1
@@ -198,6 +210,12 @@ func genAxpyQ8_0Body(dp, n, cp Register, r, p []GPVirtual, o Register) {
 			c[j] = XMM()
 			VMOVSS(Mem{Base: cp, Disp: 4 * j}, c[j])
 		}
+	}
+	var m15, eight VecVirtual // Q4_0: dwords 15 and 8
+	if q4 {
+		m15, eight = YMM(), YMM()
+		VMOVDQU(cDwords(15), m15)
+		VMOVDQU(cDwords(8), eight)
 	}
 	SHRQ(U8(5), n) // blocks
 	JZ(LabelRef("done"))
@@ -237,17 +255,32 @@ func genAxpyQ8_0Body(dp, n, cp Register, r, p []GPVirtual, o Register) {
 			VMULSS(c[j], sx, sx) // s = c·d, as the twin rounds it
 			VBROADCASTSS(sx, s)
 		}
-		for i, v := range d {
-			t := YMM()
-			VPMOVSXBD(Mem{Base: r[j], Index: o, Scale: 1, Disp: 2 + 8*i}, t)
-			VCVTDQ2PS(t, t)
-			VFMADD231PS(t, s, v)
+		if !q4 {
+			for i, v := range d {
+				t := YMM()
+				VPMOVSXBD(Mem{Base: r[j], Index: o, Scale: 1, Disp: 2 + 8*i}, t)
+				VCVTDQ2PS(t, t)
+				VFMADD231PS(t, s, v)
+			}
+			continue
+		}
+		for h := range 2 { // bytes 8h to 8h+7: elements 8h… and 16+8h…
+			x := YMM()
+			VPMOVZXBD(Mem{Base: r[j], Index: o, Scale: 1, Disp: 2 + 8*h}, x)
+			lo, hi := YMM(), YMM()
+			VPAND(m15, x, lo)
+			VPSRLD(U8(4), x, hi)
+			for i, t := range []VecVirtual{lo, hi} {
+				VPSUBD(eight, t, t)
+				VCVTDQ2PS(t, t)
+				VFMADD231PS(t, s, d[h+2*i])
+			}
 		}
 	}
 	for i, v := range d {
 		VMOVUPS(v, Mem{Base: dp, Disp: 32 * i})
 	}
-	ADDQ(U8(34), o)
+	ADDQ(U8(k.block), o)
 	ADDQ(U32(128), dp)
 	DECQ(n)
 	JNZ(LabelRef("block"))
