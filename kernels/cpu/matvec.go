@@ -258,7 +258,9 @@ func (m *matVecRowsTask) Run(lo, hi int) {
 // per call, not once per input. The inputs go in groups (of two to eight,
 // see multi.go) to the multi-input kernels, which decode each weight block
 // once for the whole group, and one at a time, by the row kernel, where no
-// group is left or the type has no multi-input kernel.
+// group is left or the type has no multi-input kernel. Groups of eight
+// Q4_0 inputs whose rows span more than 64 blocks go in tiles (q4tile.go),
+// which keep a slice of their activations in L1 for a tile of rows.
 // Either way dst[i·rows + r] is bit for bit what MatVec gives for input i:
 // the multi-input kernels compute each input's result with the row
 // kernel's operations in the row kernel's order.
@@ -278,7 +280,7 @@ func (p *Pool) MatMul(dst []float32, w []byte, t dtype.Type, rows, cols int, x [
 	p.mm = matMulTask{dst: dst, w: w, t: t, rb: rb, rows: rows, cols: cols, x: x, n: n}
 	p.mm.act = p.prepare(t, x, cols, n)
 	p.mm.groups = p.group(t, n)
-	p.run(rows, rowsPerChunk(rb), &p.mm, nil)
+	p.run(rows, matMulChunk(t, rb, cols, n), &p.mm, nil)
 	p.mm = matMulTask{}
 }
 
@@ -361,6 +363,11 @@ func (m *matMulTask) Run(lo, hi int) {
 	var out [maxMulti]float32
 	for k := range m.groups {
 		g := &m.groups[k]
+		if q4Tiled(m.t, g) {
+			m.q4Tiles(g, i, lo, hi)
+			i += g.n
+			continue
+		}
 		for r := lo; r < hi; r++ {
 			row := tile[(r-lo)*rb : (r-lo+1)*rb]
 			if m.act.f != nil {

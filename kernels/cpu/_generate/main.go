@@ -34,7 +34,7 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf or axpy")
+var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy or q4tile")
 
 func main() {
 	flag.Parse()
@@ -70,6 +70,8 @@ func main() {
 		}
 		genAxpy("axpyF32AVX2", 4)
 		genAxpy("axpyF16AVX2", 2)
+	case "q4tile":
+		genDotQ4_0Tile()
 	case "axpy":
 		genPrefetch()
 		genDotFloat("dotF32pfAVX2", 4, true)
