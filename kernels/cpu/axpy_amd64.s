@@ -2641,3 +2641,630 @@ block:
 done:
 	VZEROUPPER
 	RET
+
+// func axpyF32x1AVX512(dst []float32, c []float32, w []byte, offs []int)
+// Requires: AVX, AVX512F, FMA3, MMX+
+TEXT ·axpyF32x1AVX512(SB), NOSPLIT, $0-96
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         c_base+24(FP), DX
+	MOVQ         w_base+48(FP), BX
+	MOVQ         offs_base+72(FP), SI
+	MOVQ         (SI), DI
+	ADDQ         BX, DI
+	MOVQ         8(SI), SI
+	ADDQ         BX, SI
+	XORQ         BX, BX
+	VBROADCASTSS (DX), Z0
+
+loop32:
+	CMPQ        CX, $0x20
+	JL          loop8
+	VMOVUPS     (AX), Z1
+	VMOVUPS     64(AX), Z2
+	PREFETCHT0  (SI)(BX*1)
+	PREFETCHT0  64(SI)(BX*1)
+	VMOVUPS     (DI)(BX*1), Z3
+	VFMADD231PS Z3, Z0, Z1
+	VMOVUPS     64(DI)(BX*1), Z3
+	VFMADD231PS Z3, Z0, Z2
+	VMOVUPS     Z1, (AX)
+	VMOVUPS     Z2, 64(AX)
+	ADDQ        $0x00000080, BX
+	ADDQ        $0x00000080, AX
+	SUBQ        $0x20, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $0x08
+	JL          tail
+	VMOVUPS     (AX), Y1
+	VMOVUPS     (DI)(BX*1), Y2
+	VFMADD231PS Y2, Y0, Y1
+	VMOVUPS     Y1, (AX)
+	ADDQ        $0x00000020, BX
+	ADDQ        $0x20, AX
+	SUBQ        $0x08, CX
+	JMP         loop8
+
+tail:
+	TESTQ       CX, CX
+	JZ          done
+	VMOVSS      (AX), X1
+	VMOVSS      (DI)(BX*1), X2
+	VFMADD231SS X2, X0, X1
+	VMOVSS      X1, (AX)
+	ADDQ        $0x04, BX
+	ADDQ        $0x04, AX
+	DECQ        CX
+	JMP         tail
+
+done:
+	VZEROUPPER
+	RET
+
+// func axpyF32x4AVX512(dst []float32, c []float32, w []byte, offs []int)
+// Requires: AVX, AVX512F, FMA3, MMX+
+TEXT ·axpyF32x4AVX512(SB), NOSPLIT, $0-96
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         c_base+24(FP), DX
+	MOVQ         w_base+48(FP), BX
+	MOVQ         offs_base+72(FP), SI
+	MOVQ         (SI), DI
+	ADDQ         BX, DI
+	MOVQ         32(SI), R8
+	ADDQ         BX, R8
+	MOVQ         8(SI), R9
+	ADDQ         BX, R9
+	MOVQ         40(SI), R10
+	ADDQ         BX, R10
+	MOVQ         16(SI), R11
+	ADDQ         BX, R11
+	MOVQ         48(SI), R12
+	ADDQ         BX, R12
+	MOVQ         24(SI), R13
+	ADDQ         BX, R13
+	MOVQ         56(SI), SI
+	ADDQ         BX, SI
+	XORQ         BX, BX
+	VBROADCASTSS (DX), Z0
+	VBROADCASTSS 4(DX), Z1
+	VBROADCASTSS 8(DX), Z2
+	VBROADCASTSS 12(DX), Z3
+
+loop32:
+	CMPQ        CX, $0x20
+	JL          loop8
+	VMOVUPS     (AX), Z4
+	VMOVUPS     64(AX), Z5
+	PREFETCHT0  (R8)(BX*1)
+	PREFETCHT0  64(R8)(BX*1)
+	VMOVUPS     (DI)(BX*1), Z6
+	VFMADD231PS Z6, Z0, Z4
+	VMOVUPS     64(DI)(BX*1), Z6
+	VFMADD231PS Z6, Z0, Z5
+	PREFETCHT0  (R10)(BX*1)
+	PREFETCHT0  64(R10)(BX*1)
+	VMOVUPS     (R9)(BX*1), Z6
+	VFMADD231PS Z6, Z1, Z4
+	VMOVUPS     64(R9)(BX*1), Z6
+	VFMADD231PS Z6, Z1, Z5
+	PREFETCHT0  (R12)(BX*1)
+	PREFETCHT0  64(R12)(BX*1)
+	VMOVUPS     (R11)(BX*1), Z6
+	VFMADD231PS Z6, Z2, Z4
+	VMOVUPS     64(R11)(BX*1), Z6
+	VFMADD231PS Z6, Z2, Z5
+	PREFETCHT0  (SI)(BX*1)
+	PREFETCHT0  64(SI)(BX*1)
+	VMOVUPS     (R13)(BX*1), Z6
+	VFMADD231PS Z6, Z3, Z4
+	VMOVUPS     64(R13)(BX*1), Z6
+	VFMADD231PS Z6, Z3, Z5
+	VMOVUPS     Z4, (AX)
+	VMOVUPS     Z5, 64(AX)
+	ADDQ        $0x00000080, BX
+	ADDQ        $0x00000080, AX
+	SUBQ        $0x20, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $0x08
+	JL          tail
+	VMOVUPS     (AX), Y4
+	VMOVUPS     (DI)(BX*1), Y5
+	VFMADD231PS Y5, Y0, Y4
+	VMOVUPS     (R9)(BX*1), Y5
+	VFMADD231PS Y5, Y1, Y4
+	VMOVUPS     (R11)(BX*1), Y5
+	VFMADD231PS Y5, Y2, Y4
+	VMOVUPS     (R13)(BX*1), Y5
+	VFMADD231PS Y5, Y3, Y4
+	VMOVUPS     Y4, (AX)
+	ADDQ        $0x00000020, BX
+	ADDQ        $0x20, AX
+	SUBQ        $0x08, CX
+	JMP         loop8
+
+tail:
+	TESTQ       CX, CX
+	JZ          done
+	VMOVSS      (AX), X4
+	VMOVSS      (DI)(BX*1), X5
+	VFMADD231SS X5, X0, X4
+	VMOVSS      (R9)(BX*1), X5
+	VFMADD231SS X5, X1, X4
+	VMOVSS      (R11)(BX*1), X5
+	VFMADD231SS X5, X2, X4
+	VMOVSS      (R13)(BX*1), X5
+	VFMADD231SS X5, X3, X4
+	VMOVSS      X4, (AX)
+	ADDQ        $0x04, BX
+	ADDQ        $0x04, AX
+	DECQ        CX
+	JMP         tail
+
+done:
+	VZEROUPPER
+	RET
+
+// func axpyF16x1AVX512(dst []float32, c []float32, w []byte, offs []int)
+// Requires: AVX, AVX512F, F16C, FMA3, MMX+
+TEXT ·axpyF16x1AVX512(SB), NOSPLIT, $0-96
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         c_base+24(FP), DX
+	MOVQ         w_base+48(FP), BX
+	MOVQ         offs_base+72(FP), SI
+	MOVQ         (SI), DI
+	ADDQ         BX, DI
+	MOVQ         8(SI), SI
+	ADDQ         BX, SI
+	XORQ         BX, BX
+	VBROADCASTSS (DX), Z0
+
+loop32:
+	CMPQ        CX, $0x20
+	JL          loop8
+	VMOVUPS     (AX), Z1
+	VMOVUPS     64(AX), Z2
+	PREFETCHT0  (SI)(BX*1)
+	VCVTPH2PS   (DI)(BX*1), Z3
+	VFMADD231PS Z3, Z0, Z1
+	VCVTPH2PS   32(DI)(BX*1), Z3
+	VFMADD231PS Z3, Z0, Z2
+	VMOVUPS     Z1, (AX)
+	VMOVUPS     Z2, 64(AX)
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000080, AX
+	SUBQ        $0x20, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $0x08
+	JL          tail
+	VMOVUPS     (AX), Y1
+	VCVTPH2PS   (DI)(BX*1), Y2
+	VFMADD231PS Y2, Y0, Y1
+	VMOVUPS     Y1, (AX)
+	ADDQ        $0x00000010, BX
+	ADDQ        $0x20, AX
+	SUBQ        $0x08, CX
+	JMP         loop8
+
+tail:
+	TESTQ       CX, CX
+	JZ          done
+	VMOVSS      (AX), X1
+	MOVWLZX     (DI)(BX*1), DX
+	VMOVD       DX, X2
+	VCVTPH2PS   X2, X2
+	VFMADD231SS X2, X0, X1
+	VMOVSS      X1, (AX)
+	ADDQ        $0x02, BX
+	ADDQ        $0x04, AX
+	DECQ        CX
+	JMP         tail
+
+done:
+	VZEROUPPER
+	RET
+
+// func axpyF16x4AVX512(dst []float32, c []float32, w []byte, offs []int)
+// Requires: AVX, AVX512F, F16C, FMA3, MMX+
+TEXT ·axpyF16x4AVX512(SB), NOSPLIT, $0-96
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         c_base+24(FP), DX
+	MOVQ         w_base+48(FP), BX
+	MOVQ         offs_base+72(FP), SI
+	MOVQ         (SI), DI
+	ADDQ         BX, DI
+	MOVQ         32(SI), R8
+	ADDQ         BX, R8
+	MOVQ         8(SI), R9
+	ADDQ         BX, R9
+	MOVQ         40(SI), R10
+	ADDQ         BX, R10
+	MOVQ         16(SI), R11
+	ADDQ         BX, R11
+	MOVQ         48(SI), R12
+	ADDQ         BX, R12
+	MOVQ         24(SI), R13
+	ADDQ         BX, R13
+	MOVQ         56(SI), SI
+	ADDQ         BX, SI
+	XORQ         BX, BX
+	VBROADCASTSS (DX), Z0
+	VBROADCASTSS 4(DX), Z1
+	VBROADCASTSS 8(DX), Z2
+	VBROADCASTSS 12(DX), Z3
+
+loop32:
+	CMPQ        CX, $0x20
+	JL          loop8
+	VMOVUPS     (AX), Z4
+	VMOVUPS     64(AX), Z5
+	PREFETCHT0  (R8)(BX*1)
+	VCVTPH2PS   (DI)(BX*1), Z6
+	VFMADD231PS Z6, Z0, Z4
+	VCVTPH2PS   32(DI)(BX*1), Z6
+	VFMADD231PS Z6, Z0, Z5
+	PREFETCHT0  (R10)(BX*1)
+	VCVTPH2PS   (R9)(BX*1), Z6
+	VFMADD231PS Z6, Z1, Z4
+	VCVTPH2PS   32(R9)(BX*1), Z6
+	VFMADD231PS Z6, Z1, Z5
+	PREFETCHT0  (R12)(BX*1)
+	VCVTPH2PS   (R11)(BX*1), Z6
+	VFMADD231PS Z6, Z2, Z4
+	VCVTPH2PS   32(R11)(BX*1), Z6
+	VFMADD231PS Z6, Z2, Z5
+	PREFETCHT0  (SI)(BX*1)
+	VCVTPH2PS   (R13)(BX*1), Z6
+	VFMADD231PS Z6, Z3, Z4
+	VCVTPH2PS   32(R13)(BX*1), Z6
+	VFMADD231PS Z6, Z3, Z5
+	VMOVUPS     Z4, (AX)
+	VMOVUPS     Z5, 64(AX)
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000080, AX
+	SUBQ        $0x20, CX
+	JMP         loop32
+
+loop8:
+	CMPQ        CX, $0x08
+	JL          tail
+	VMOVUPS     (AX), Y4
+	VCVTPH2PS   (DI)(BX*1), Y5
+	VFMADD231PS Y5, Y0, Y4
+	VCVTPH2PS   (R9)(BX*1), Y5
+	VFMADD231PS Y5, Y1, Y4
+	VCVTPH2PS   (R11)(BX*1), Y5
+	VFMADD231PS Y5, Y2, Y4
+	VCVTPH2PS   (R13)(BX*1), Y5
+	VFMADD231PS Y5, Y3, Y4
+	VMOVUPS     Y4, (AX)
+	ADDQ        $0x00000010, BX
+	ADDQ        $0x20, AX
+	SUBQ        $0x08, CX
+	JMP         loop8
+
+tail:
+	TESTQ       CX, CX
+	JZ          done
+	VMOVSS      (AX), X4
+	MOVWLZX     (DI)(BX*1), DX
+	VMOVD       DX, X5
+	VCVTPH2PS   X5, X5
+	VFMADD231SS X5, X0, X4
+	MOVWLZX     (R9)(BX*1), DX
+	VMOVD       DX, X5
+	VCVTPH2PS   X5, X5
+	VFMADD231SS X5, X1, X4
+	MOVWLZX     (R11)(BX*1), DX
+	VMOVD       DX, X5
+	VCVTPH2PS   X5, X5
+	VFMADD231SS X5, X2, X4
+	MOVWLZX     (R13)(BX*1), DX
+	VMOVD       DX, X5
+	VCVTPH2PS   X5, X5
+	VFMADD231SS X5, X3, X4
+	VMOVSS      X4, (AX)
+	ADDQ        $0x02, BX
+	ADDQ        $0x04, AX
+	DECQ        CX
+	JMP         tail
+
+done:
+	VZEROUPPER
+	RET
+
+// func axpyQ8_0x1AVX512(dst []float32, c []float32, w []byte, offs []int)
+// Requires: AVX, AVX512F, F16C, MMX+
+TEXT ·axpyQ8_0x1AVX512(SB), NOSPLIT, $0-96
+	MOVQ   dst_base+0(FP), AX
+	MOVQ   dst_len+8(FP), CX
+	MOVQ   c_base+24(FP), DX
+	MOVQ   w_base+48(FP), BX
+	MOVQ   offs_base+72(FP), SI
+	MOVQ   (SI), DI
+	ADDQ   BX, DI
+	MOVQ   8(SI), SI
+	ADDQ   BX, SI
+	XORQ   BX, BX
+	VMOVSS (DX), X0
+	SHRQ   $0x05, CX
+	JZ     done
+
+block:
+	VMOVUPS      (AX), Z1
+	VMOVUPS      64(AX), Z2
+	MOVWLZX      (DI)(BX*1), DX
+	VMOVD        DX, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       X0, X3, X3
+	VBROADCASTSS X3, Z3
+	PREFETCHT0   (SI)(BX*1)
+	VPMOVSXBD    2(DI)(BX*1), Z4
+	VCVTDQ2PS    Z4, Z4
+	VFMADD231PS  Z3, Z4, Z1
+	VPMOVSXBD    18(DI)(BX*1), Z4
+	VCVTDQ2PS    Z4, Z4
+	VFMADD231PS  Z3, Z4, Z2
+	VMOVUPS      Z1, (AX)
+	VMOVUPS      Z2, 64(AX)
+	ADDQ         $0x22, BX
+	ADDQ         $0x00000080, AX
+	DECQ         CX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+// func axpyQ8_0x4AVX512(dst []float32, c []float32, w []byte, offs []int)
+// Requires: AVX, AVX512F, F16C, MMX+
+TEXT ·axpyQ8_0x4AVX512(SB), NOSPLIT, $0-96
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         c_base+24(FP), DX
+	MOVQ         w_base+48(FP), BX
+	MOVQ         offs_base+72(FP), SI
+	MOVQ         (SI), DI
+	ADDQ         BX, DI
+	MOVQ         32(SI), R8
+	ADDQ         BX, R8
+	MOVQ         8(SI), R9
+	ADDQ         BX, R9
+	MOVQ         40(SI), R10
+	ADDQ         BX, R10
+	MOVQ         16(SI), R11
+	ADDQ         BX, R11
+	MOVQ         48(SI), R12
+	ADDQ         BX, R12
+	MOVQ         24(SI), R13
+	ADDQ         BX, R13
+	MOVQ         56(SI), SI
+	ADDQ         BX, SI
+	XORQ         BX, BX
+	VMOVUPS      (DX), X0
+	VPBROADCASTD lane0<>+0(SB), Z1
+	VPBROADCASTD lane1<>+0(SB), Z2
+	VPBROADCASTD lane2<>+0(SB), Z3
+	VPBROADCASTD lane3<>+0(SB), Z4
+	SHRQ         $0x05, CX
+	JZ           done
+
+block:
+	VMOVUPS     (AX), Z5
+	VMOVUPS     64(AX), Z6
+	MOVWQZX     (DI)(BX*1), DX
+	MOVWQZX     (R9)(BX*1), R14
+	SHLQ        $0x10, R14
+	ORQ         R14, DX
+	MOVWQZX     (R11)(BX*1), R14
+	SHLQ        $0x20, R14
+	ORQ         R14, DX
+	MOVWQZX     (R13)(BX*1), R14
+	SHLQ        $0x30, R14
+	ORQ         R14, DX
+	VMOVQ       DX, X7
+	VCVTPH2PS   X7, X7
+	VMULPS      X0, X7, X7
+	VPERMPS     Z7, Z1, Z8
+	VPERMPS     Z7, Z2, Z9
+	VPERMPS     Z7, Z3, Z10
+	VPERMPS     Z7, Z4, Z11
+	PREFETCHT0  (R8)(BX*1)
+	VPMOVSXBD   2(DI)(BX*1), Z12
+	VCVTDQ2PS   Z12, Z12
+	VFMADD231PS Z8, Z12, Z5
+	VPMOVSXBD   18(DI)(BX*1), Z12
+	VCVTDQ2PS   Z12, Z12
+	VFMADD231PS Z8, Z12, Z6
+	PREFETCHT0  (R10)(BX*1)
+	VPMOVSXBD   2(R9)(BX*1), Z8
+	VCVTDQ2PS   Z8, Z8
+	VFMADD231PS Z9, Z8, Z5
+	VPMOVSXBD   18(R9)(BX*1), Z8
+	VCVTDQ2PS   Z8, Z8
+	VFMADD231PS Z9, Z8, Z6
+	PREFETCHT0  (R12)(BX*1)
+	VPMOVSXBD   2(R11)(BX*1), Z8
+	VCVTDQ2PS   Z8, Z8
+	VFMADD231PS Z10, Z8, Z5
+	VPMOVSXBD   18(R11)(BX*1), Z8
+	VCVTDQ2PS   Z8, Z8
+	VFMADD231PS Z10, Z8, Z6
+	PREFETCHT0  (SI)(BX*1)
+	VPMOVSXBD   2(R13)(BX*1), Z8
+	VCVTDQ2PS   Z8, Z8
+	VFMADD231PS Z11, Z8, Z5
+	VPMOVSXBD   18(R13)(BX*1), Z8
+	VCVTDQ2PS   Z8, Z8
+	VFMADD231PS Z11, Z8, Z6
+	VMOVUPS     Z5, (AX)
+	VMOVUPS     Z6, 64(AX)
+	ADDQ        $0x22, BX
+	ADDQ        $0x00000080, AX
+	DECQ        CX
+	JNZ         block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA lane0<>+0(SB)/8, $0x0000000000000000
+DATA lane0<>+8(SB)/8, $0x0000000000000000
+DATA lane0<>+16(SB)/8, $0x0000000000000000
+DATA lane0<>+24(SB)/8, $0x0000000000000000
+GLOBL lane0<>(SB), RODATA|NOPTR, $32
+
+// func axpyQ4_0x1AVX512(dst []float32, c []float32, w []byte, offs []int)
+// Requires: AVX, AVX512F, F16C, MMX+
+TEXT ·axpyQ4_0x1AVX512(SB), NOSPLIT, $0-96
+	MOVQ    dst_base+0(FP), AX
+	MOVQ    dst_len+8(FP), CX
+	MOVQ    c_base+24(FP), DX
+	MOVQ    w_base+48(FP), BX
+	MOVQ    offs_base+72(FP), SI
+	MOVQ    (SI), DI
+	ADDQ    BX, DI
+	MOVQ    8(SI), SI
+	ADDQ    BX, SI
+	XORQ    BX, BX
+	VMOVSS  (DX), X0
+	VMOVUPS q4m8f<>+0(SB), Z1
+	SHRQ    $0x05, CX
+	JZ      done
+
+block:
+	VMOVUPS      (AX), Z2
+	VMOVUPS      64(AX), Z3
+	MOVWLZX      (DI)(BX*1), DX
+	VMOVD        DX, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       X0, X4, X4
+	VBROADCASTSS X4, Z4
+	PREFETCHT0   (SI)(BX*1)
+	VPMOVZXBD    2(DI)(BX*1), Z5
+	VPERMPS      Z1, Z5, Z6
+	VFMADD231PS  Z4, Z6, Z2
+	VPSRLD       $0x04, Z5, Z5
+	VPERMPS      Z1, Z5, Z5
+	VFMADD231PS  Z4, Z5, Z3
+	VMOVUPS      Z2, (AX)
+	VMOVUPS      Z3, 64(AX)
+	ADDQ         $0x12, BX
+	ADDQ         $0x00000080, AX
+	DECQ         CX
+	JNZ          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA q4m8f<>+0(SB)/8, $0xc0e00000c1000000
+DATA q4m8f<>+8(SB)/8, $0xc0a00000c0c00000
+DATA q4m8f<>+16(SB)/8, $0xc0400000c0800000
+DATA q4m8f<>+24(SB)/8, $0xbf800000c0000000
+DATA q4m8f<>+32(SB)/8, $0x3f80000000000000
+DATA q4m8f<>+40(SB)/8, $0x4040000040000000
+DATA q4m8f<>+48(SB)/8, $0x40a0000040800000
+DATA q4m8f<>+56(SB)/8, $0x40e0000040c00000
+GLOBL q4m8f<>(SB), RODATA|NOPTR, $64
+
+// func axpyQ4_0x4AVX512(dst []float32, c []float32, w []byte, offs []int)
+// Requires: AVX, AVX512F, F16C, MMX+
+TEXT ·axpyQ4_0x4AVX512(SB), NOSPLIT, $0-96
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         dst_len+8(FP), CX
+	MOVQ         c_base+24(FP), DX
+	MOVQ         w_base+48(FP), BX
+	MOVQ         offs_base+72(FP), SI
+	MOVQ         (SI), DI
+	ADDQ         BX, DI
+	MOVQ         32(SI), R8
+	ADDQ         BX, R8
+	MOVQ         8(SI), R9
+	ADDQ         BX, R9
+	MOVQ         40(SI), R10
+	ADDQ         BX, R10
+	MOVQ         16(SI), R11
+	ADDQ         BX, R11
+	MOVQ         48(SI), R12
+	ADDQ         BX, R12
+	MOVQ         24(SI), R13
+	ADDQ         BX, R13
+	MOVQ         56(SI), SI
+	ADDQ         BX, SI
+	XORQ         BX, BX
+	VMOVUPS      (DX), X0
+	VPBROADCASTD lane0<>+0(SB), Z1
+	VPBROADCASTD lane1<>+0(SB), Z2
+	VPBROADCASTD lane2<>+0(SB), Z3
+	VPBROADCASTD lane3<>+0(SB), Z4
+	VMOVUPS      q4m8f<>+0(SB), Z5
+	SHRQ         $0x05, CX
+	JZ           done
+
+block:
+	VMOVUPS     (AX), Z6
+	VMOVUPS     64(AX), Z7
+	MOVWQZX     (DI)(BX*1), DX
+	MOVWQZX     (R9)(BX*1), R14
+	SHLQ        $0x10, R14
+	ORQ         R14, DX
+	MOVWQZX     (R11)(BX*1), R14
+	SHLQ        $0x20, R14
+	ORQ         R14, DX
+	MOVWQZX     (R13)(BX*1), R14
+	SHLQ        $0x30, R14
+	ORQ         R14, DX
+	VMOVQ       DX, X8
+	VCVTPH2PS   X8, X8
+	VMULPS      X0, X8, X8
+	VPERMPS     Z8, Z1, Z9
+	VPERMPS     Z8, Z2, Z10
+	VPERMPS     Z8, Z3, Z11
+	VPERMPS     Z8, Z4, Z12
+	PREFETCHT0  (R8)(BX*1)
+	VPMOVZXBD   2(DI)(BX*1), Z13
+	VPERMPS     Z5, Z13, Z14
+	VFMADD231PS Z9, Z14, Z6
+	VPSRLD      $0x04, Z13, Z13
+	VPERMPS     Z5, Z13, Z13
+	VFMADD231PS Z9, Z13, Z7
+	PREFETCHT0  (R10)(BX*1)
+	VPMOVZXBD   2(R9)(BX*1), Z9
+	VPERMPS     Z5, Z9, Z13
+	VFMADD231PS Z10, Z13, Z6
+	VPSRLD      $0x04, Z9, Z9
+	VPERMPS     Z5, Z9, Z9
+	VFMADD231PS Z10, Z9, Z7
+	PREFETCHT0  (R12)(BX*1)
+	VPMOVZXBD   2(R11)(BX*1), Z9
+	VPERMPS     Z5, Z9, Z10
+	VFMADD231PS Z11, Z10, Z6
+	VPSRLD      $0x04, Z9, Z9
+	VPERMPS     Z5, Z9, Z9
+	VFMADD231PS Z11, Z9, Z7
+	PREFETCHT0  (SI)(BX*1)
+	VPMOVZXBD   2(R13)(BX*1), Z9
+	VPERMPS     Z5, Z9, Z10
+	VFMADD231PS Z12, Z10, Z6
+	VPSRLD      $0x04, Z9, Z9
+	VPERMPS     Z5, Z9, Z9
+	VFMADD231PS Z12, Z9, Z7
+	VMOVUPS     Z6, (AX)
+	VMOVUPS     Z7, 64(AX)
+	ADDQ        $0x12, BX
+	ADDQ        $0x00000080, AX
+	DECQ        CX
+	JNZ         block
+
+done:
+	VZEROUPPER
+	RET

@@ -9,6 +9,10 @@ func AxpyRowsKernel(t dtype.Type, dst, c []float32, w []byte, offs []int) {
 	axpyRows(t, dst, c, w, offs)
 }
 
+// SetAxpyAVX512 selects the AVX-512 row-accumulating kernels of AxpyRows
+// (on, where the CPU has them) or the AVX2 ones; it returns the restore.
+func SetAxpyAVX512(on bool) (restore func()) { return setAxpyAVX512(on) }
+
 // DotRowPrefetch is MatVecRows' row kernel: the dot product of row with x
 // (float weights, v nil) or with v (prepared for t), prefetching next.
 func DotRowPrefetch(t dtype.Type, row, next []byte, x []float32, v *QVec) float32 {

@@ -10,6 +10,8 @@ func axpyRows(t dtype.Type, dst, c []float32, w []byte, offs []int) {
 
 func prefetch(b []byte) {}
 
+func setAxpyAVX512(on bool) (restore func()) { return func() {} }
+
 func dotPrefetch(t dtype.Type, a *actInput, row, next []byte, x []float32) float32 {
 	return a.dot(t, row, x, 0)
 }

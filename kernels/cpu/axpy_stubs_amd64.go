@@ -88,3 +88,43 @@ func axpyQ4_0x1AVX2(dst []float32, c []float32, w []byte, offs []int)
 //
 //go:noescape
 func axpyQ4_0x4AVX2(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyF32x1AVX512 is axpyF32x1AVX2 with AVX-512 vectors: the same operations on every element, so the same bits.
+//
+//go:noescape
+func axpyF32x1AVX512(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyF32x4AVX512 is axpyF32x4AVX2 with AVX-512 vectors: the same operations on every element, so the same bits.
+//
+//go:noescape
+func axpyF32x4AVX512(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyF16x1AVX512 is axpyF16x1AVX2 with AVX-512 vectors: the same operations on every element, so the same bits.
+//
+//go:noescape
+func axpyF16x1AVX512(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyF16x4AVX512 is axpyF16x4AVX2 with AVX-512 vectors: the same operations on every element, so the same bits.
+//
+//go:noescape
+func axpyF16x4AVX512(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyQ8_0x1AVX512 is axpyQ8_0x1AVX2 with AVX-512 vectors: the same operations on every element, so the same bits.
+//
+//go:noescape
+func axpyQ8_0x1AVX512(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyQ8_0x4AVX512 is axpyQ8_0x4AVX2 with AVX-512 vectors: the same operations on every element, so the same bits.
+//
+//go:noescape
+func axpyQ8_0x4AVX512(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyQ4_0x1AVX512 is axpyQ4_0x1AVX2 with AVX-512 vectors: the same operations on every element, so the same bits.
+//
+//go:noescape
+func axpyQ4_0x1AVX512(dst []float32, c []float32, w []byte, offs []int)
+
+// axpyQ4_0x4AVX512 is axpyQ4_0x4AVX2 with AVX-512 vectors: the same operations on every element, so the same bits.
+//
+//go:noescape
+func axpyQ4_0x4AVX512(dst []float32, c []float32, w []byte, offs []int)

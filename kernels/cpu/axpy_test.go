@@ -36,7 +36,9 @@ func axpyRef(dst0 []float32, c []float32, rows [][]float32) (ref, mag []float64)
 // assembly against the pure-Go twin and both against a float64
 // reference: 1 to 4 rows of F32, F16, Q8_0 and Q4_0 (random bytes, every
 // quant and finite scale), every tail length, rows at odd byte offsets
-// (one of them the last bytes of w), dst inside NaN guard bands.
+// (one of them the last bytes of w), dst inside NaN guard bands. The
+// AVX-512 kernels, where the CPU has them, must give the AVX2 kernels'
+// bits.
 func TestAxpyRowsKernels(t *testing.T) {
 	rng := rand.New(rand.NewPCG(61, 62))
 	for _, typ := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
@@ -82,16 +84,30 @@ func TestAxpyRowsKernels(t *testing.T) {
 					checkGuards(t, name, whole, n, guard)
 					return dst
 				}
-				asm, gen := bothImpls(run)
 				ref, mag := axpyRef(dst0, c, rows)
-				for e := range n {
-					// each of g+1 roundings (fused or not) is within 2⁻²⁴ of mag
-					tol := float64(g+1) * 0x1p-23 * mag[e]
-					if d := math.Abs(float64(asm[e]) - float64(gen[e])); !(d <= tol) {
-						t.Fatalf("%s: dst[%d]: assembly %g, generic %g", name, e, asm[e], gen[e])
+				var asmZ []float32
+				for _, z := range []bool{true, false} { // the AVX-512 kernels (where the CPU has them), then the AVX2 ones
+					restore := cpu.SetAxpyAVX512(z)
+					asm, gen := bothImpls(run)
+					restore()
+					if z {
+						asmZ = asm
+					} else {
+						for e := range n { // the same operations per element
+							if math.Float32bits(asm[e]) != math.Float32bits(asmZ[e]) {
+								t.Fatalf("%s: dst[%d]: AVX2 %g, AVX-512 %g", name, e, asm[e], asmZ[e])
+							}
+						}
 					}
-					if d := math.Abs(float64(asm[e]) - ref[e]); !(d <= tol) {
-						t.Fatalf("%s: dst[%d] = %g, want %g", name, e, asm[e], ref[e])
+					for e := range n {
+						// each of g+1 roundings (fused or not) is within 2⁻²⁴ of mag
+						tol := float64(g+1) * 0x1p-23 * mag[e]
+						if d := math.Abs(float64(asm[e]) - float64(gen[e])); !(d <= tol) {
+							t.Fatalf("%s (AVX-512 %v): dst[%d]: assembly %g, generic %g", name, z, e, asm[e], gen[e])
+						}
+						if d := math.Abs(float64(asm[e]) - ref[e]); !(d <= tol) {
+							t.Fatalf("%s (AVX-512 %v): dst[%d] = %g, want %g", name, z, e, asm[e], ref[e])
+						}
 					}
 				}
 			}

@@ -10,3 +10,10 @@ import xcpu "golang.org/x/sys/cpu"
 // the OS saves the YMM registers (XGETBV), so a CPU with AVX2 under an OS
 // that does not enable it counts as not having it.
 var haveAVX2 = xcpu.X86.HasAVX && xcpu.X86.HasAVX2 && xcpu.X86.HasFMA && xcpu.X86.HasF16C
+
+// haveVNNI reports whether the AVX-512 VNNI kernels (vnni.go) can run
+// here: they use 512-bit AVX512F/BW integer instructions, 256-bit ones
+// (VL) and VPDPBUSD (VNNI). x/sys/cpu counts AVX-512 only where the OS
+// saves the ZMM and mask registers.
+var haveVNNI = haveAVX2 && xcpu.X86.HasAVX512F && xcpu.X86.HasAVX512BW &&
+	xcpu.X86.HasAVX512VL && xcpu.X86.HasAVX512VNNI

@@ -5,3 +5,6 @@ package cpu
 // haveAVX2 is false where no assembly is built: every kernel runs its
 // pure-Go twin.
 const haveAVX2 = false
+
+// haveVNNI is false likewise: no VNNI kernels.
+const haveVNNI = false

@@ -7,6 +7,9 @@ package cpu
 
 func dotQ8_0Q8_0(w []byte, v *QVec) float32 {
 	if useAsm {
+		if useVNNI {
+			return dotQ8_0Q8_0VNNI(w, v.blocks, v.d, v.nb)
+		}
 		return dotQ8_0Q8_0AVX2(w, v.blocks, v.d, v.nb)
 	}
 	return dotQ8_0Q8_0Generic(w, v)
@@ -14,6 +17,9 @@ func dotQ8_0Q8_0(w []byte, v *QVec) float32 {
 
 func dotQ4_0Q8_0(w []byte, v *QVec) float32 {
 	if useAsm {
+		if useVNNI {
+			return dotQ4_0Q8_0VNNI(w, v.quads, v.d, v.nb)
+		}
 		return dotQ4_0Q8_0AVX2(w, v.quads, v.d, v.nb)
 	}
 	return dotQ4_0Q8_0Generic(w, v)
@@ -42,6 +48,19 @@ func dotQ5_1Q8_0(w []byte, v *QVec) float32 {
 // covers the inputs of b and that dst has room for them.
 
 func dotQ4_0Q8_0Multi(dst []float32, w []byte, b *qBatch) {
+	if useAsm && useVNNI { // b.x is interleaved by q4VNNIUnit
+		switch b.n {
+		case 8:
+			dotQ4_0Q8_0x8VNNI(w, b.x, nil, b.nb, dst)
+			return
+		case 4:
+			dotQ4_0Q8_0x4VNNI(w, b.x, nil, b.nb, dst)
+			return
+		case 2:
+			dotQ4_0Q8_0x2VNNI(w, b.x, nil, b.nb, dst)
+			return
+		}
+	}
 	if useAsm {
 		switch b.n {
 		case 8:
@@ -59,7 +78,20 @@ func dotQ4_0Q8_0Multi(dst []float32, w []byte, b *qBatch) {
 }
 
 func dotQ8_0Q8_0Multi(dst []float32, w []byte, b *qBatch) {
-	if useAsm {
+	if useAsm && useVNNI { // b.x is q8VNNIQuants' layout
+		switch b.n {
+		case 8:
+			dotQ8_0Q8_0x8VNNI(w, b.x, b.d, b.nb, dst)
+			return
+		case 4:
+			dotQ8_0Q8_0x4VNNI(w, b.x, b.d, b.nb, dst)
+			return
+		case 2:
+			dotQ8_0Q8_0x2VNNI(w, b.x, b.d, b.nb, dst)
+			return
+		}
+	}
+	if useAsm && b.n == 2 {
 		dotQ8_0Q8_0x2AVX2(w, b.x, b.d, b.nb, dst)
 		return
 	}

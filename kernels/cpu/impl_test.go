@@ -6,20 +6,44 @@ import (
 	"github.com/stokehq/stoke/kernels/cpu"
 )
 
-// eachImpl runs body twice: with the assembly kernels (where this build
-// and CPU have them; otherwise this run is generic too) and with the
-// pure-Go twins forced, so one suite checks both implementations.
+// impl is one implementation of the kernels that a test can force: the
+// assembly (AVX-512 VNNI and AVX-512 axpy kernels where the CPU has them),
+// the AVX2 assembly with AVX-512 switched off, or the pure-Go twins.
+type impl struct {
+	name          string
+	generic, avx2 bool
+}
+
+// impls returns the implementations this build and CPU can run, the
+// default first: "asm" (or "asm=generic" where no assembly runs), "avx2"
+// where the CPU also has VNNI (otherwise asm is AVX2), and "generic".
+func impls() []impl {
+	first := impl{name: "asm"}
+	if !cpu.HaveAsm() {
+		first.name = "asm=generic"
+	}
+	list := []impl{first}
+	if cpu.HaveVNNI() {
+		list = append(list, impl{name: "avx2", avx2: true})
+	}
+	return append(list, impl{name: "generic", generic: true})
+}
+
+// use forces m and returns a function that restores the previous choice.
+func (m impl) use() (restore func()) {
+	r1 := cpu.SetGeneric(m.generic)
+	r2 := cpu.SetVNNI(!m.avx2)
+	r3 := cpu.SetAxpyAVX512(!m.avx2)
+	return func() { r3(); r2(); r1() }
+}
+
+// eachImpl runs body once per implementation (impls), so one suite checks
+// them all.
 func eachImpl(t *testing.T, body func(t *testing.T)) {
 	t.Helper()
-	for _, generic := range []bool{false, true} {
-		name := "asm"
-		if generic {
-			name = "generic"
-		} else if !cpu.HaveAsm() {
-			name = "asm=generic"
-		}
-		t.Run(name, func(t *testing.T) {
-			defer cpu.SetGeneric(generic)()
+	for _, m := range impls() {
+		t.Run(m.name, func(t *testing.T) {
+			defer m.use()()
 			body(t)
 		})
 	}
@@ -31,4 +55,10 @@ func bothImpls[R any](f func() R) (asm, generic R) {
 	asm = f()
 	defer cpu.SetGeneric(true)()
 	return asm, f()
+}
+
+// avx2Impl returns f's result with the AVX2 kernels (VNNI switched off).
+func avx2Impl[R any](f func() R) R {
+	defer cpu.SetVNNI(false)()
+	return f()
 }

@@ -66,6 +66,9 @@ var (
 // multiSizesFor returns the input counts of t's integer-activation
 // multi-input kernels (none if it has none).
 func multiSizesFor(t dtype.Type) []int {
+	if t == dtype.Q8_0 && useAsm && useVNNI {
+		return q8VNNIMultiSizes[:]
+	}
 	switch t {
 	case dtype.Q4_0:
 		return q4MultiSizes[:]
@@ -140,6 +143,10 @@ func floatMulti(t dtype.Type, dst []float32, w []byte, x []float32, cols, n int)
 //   - Q4_K, Q5_K, Q6_K: per super-block, the inputs' Q8_K blocks (292
 //     bytes each).
 //
+// The AVX-512 VNNI kernels, where they run, read Q4_0 interleaved by 32
+// bytes rather than by quad (q4BatchUnit) and Q8_0 by the 32 quants of a
+// block (q8VNNIQuants), and take eight, four or two Q8_0 inputs (vnni.go).
+//
 // Where the assembly cannot run, only the QVecs are kept.
 func (b *qBatch) set(t dtype.Type, vs []*QVec) {
 	b.assign(t, vs)
@@ -169,9 +176,13 @@ func (b *qBatch) build() {
 	vs := b.v[:b.n]
 	switch b.t {
 	case dtype.Q4_0:
-		b.x = interleave(b.x, vs, func(v *QVec) []byte { return v.quads }, q4QuadBytes)
+		b.x = interleave(b.x, vs, func(v *QVec) []byte { return v.quads }, q4BatchUnit())
 	case dtype.Q8_0, dtype.Q4_1, dtype.Q5_0, dtype.Q5_1:
-		b.x = interleave(b.x, vs, func(v *QVec) []byte { return v.blocks }, 34)
+		if b.t == dtype.Q8_0 && useVNNI {
+			b.x = q8VNNIQuants(b.x, vs)
+		} else {
+			b.x = interleave(b.x, vs, func(v *QVec) []byte { return v.blocks }, 34)
+		}
 		groups := (b.nb + 7) / 8
 		if cap(b.d) < 8*groups*len(vs) {
 			b.d = make([]float32, 8*groups*len(vs))

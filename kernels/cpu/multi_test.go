@@ -59,10 +59,10 @@ func TestMatMulMulti(t *testing.T) {
 					name := fmt.Sprintf("%s/%dx%d/n%d", typ, rows, cols, n)
 					x := make([]float32, n*cols)
 					randVec(r, x)
-					results := map[bool][]float32{}
-					for _, generic := range []bool{false, true} {
+					results := map[string][]float32{}
+					for _, m := range impls() {
 						func() {
-							defer cpu.SetGeneric(generic)()
+							defer m.use()()
 							dw, dst := guarded(n*rows, guard)
 							p.MatMul(dst, w, typ, rows, cols, x, n)
 							checkGuards(t, name+" dst", dw, n*rows, guard)
@@ -71,14 +71,21 @@ func TestMatMulMulti(t *testing.T) {
 								p.MatVec(mv, w, typ, rows, cols, x[i*cols:(i+1)*cols])
 								for k := range rows {
 									if got, want := dst[i*rows+k], mv[k]; math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
-										t.Fatalf("%s generic=%v: dst[%d·%d+%d] = %v, MatVec gives %v (must be the same bits)", name, generic, i, rows, k, got, want)
+										t.Fatalf("%s %s: dst[%d·%d+%d] = %v, MatVec gives %v (must be the same bits)", name, m.name, i, rows, k, got, want)
 									}
 								}
 							}
-							results[generic] = dst
+							results[m.name] = dst
 						}()
 					}
-					asm, gen := results[false], results[true]
+					if avx2, ok := results["avx2"]; ok && cpu.ActivationType(typ) != dtype.F32 {
+						for i, a := range results["asm"] {
+							if math.Float32bits(a) != math.Float32bits(avx2[i]) && !(a != a && avx2[i] != avx2[i]) {
+								t.Fatalf("%s: element %d: VNNI vs AVX2 output mismatch: %v vs %v", name, i, a, avx2[i])
+							}
+						}
+					}
+					asm, gen := results[impls()[0].name], results["generic"]
 					rb := rdRowBytes(typ, cols)
 					for i := range asm {
 						if cpu.ActivationType(typ) == dtype.F32 { // the FMA kernels agree to rounding
@@ -172,14 +179,14 @@ func FuzzDotQ8Multi(f *testing.F) {
 			vs[j] = new(cpu.QVec)
 			vs[j].SetBlocks(typ, xq)
 		}
-		for _, generic := range []bool{false, true} {
+		for _, m := range impls() {
 			func() {
-				defer cpu.SetGeneric(generic)()
+				defer m.use()()
 				got := cpu.DotRowQ8Multi(typ, row, vs)
 				for j, v := range vs {
 					want := cpu.DotRowQ8(typ, row, v)
 					if math.Float32bits(got[j]) != math.Float32bits(want) && !(got[j] != got[j] && want != want) {
-						t.Fatalf("%s nb=%d inputs=%d generic=%v: input %d: multi-input kernel %v, row kernel %v", typ, nb, ni, generic, j, got[j], want)
+						t.Fatalf("%s nb=%d inputs=%d %s: input %d: multi-input kernel %v, row kernel %v", typ, nb, ni, m.name, j, got[j], want)
 					}
 				}
 			}()

@@ -33,10 +33,11 @@ func TestMatMulQ4Tile(t *testing.T) {
 				name := fmt.Sprintf("%dx%d/n%d", rows, cols, n)
 				x := make([]float32, n*cols)
 				randVec(r, x)
-				var results [2][]float32
-				for gi, generic := range []bool{false, true} {
+				ms := impls()
+				results := make([][]float32, len(ms))
+				for gi, m := range ms {
 					func() {
-						defer cpu.SetGeneric(generic)()
+						defer m.use()()
 						dw, dst := guarded(n*rows, guard)
 						p.MatMul(dst, w, typ, rows, cols, x, n)
 						checkGuards(t, name+" dst", dw, n*rows, guard)
@@ -45,7 +46,7 @@ func TestMatMulQ4Tile(t *testing.T) {
 							p.MatVec(mv, w, typ, rows, cols, x[i*cols:(i+1)*cols])
 							for k := range rows {
 								if got, want := dst[i*rows+k], mv[k]; !sameBits(got, want) {
-									t.Fatalf("%s generic=%v: dst[%d·%d+%d] = %v, MatVec gives %v (must be the same bits)", name, generic, i, rows, k, got, want)
+									t.Fatalf("%s %s: dst[%d·%d+%d] = %v, MatVec gives %v (must be the same bits)", name, m.name, i, rows, k, got, want)
 								}
 							}
 						}
@@ -56,15 +57,17 @@ func TestMatMulQ4Tile(t *testing.T) {
 						}()
 						for i := range off {
 							if !sameBits(dst[i], off[i]) {
-								t.Fatalf("%s generic=%v: element %d: %v in tiles, %v without", name, generic, i, dst[i], off[i])
+								t.Fatalf("%s %s: element %d: %v in tiles, %v without", name, m.name, i, dst[i], off[i])
 							}
 						}
 						results[gi] = dst
 					}()
 				}
-				for i := range results[0] {
-					if a, g := results[0][i], results[1][i]; !sameBits(a, g) {
-						t.Fatalf("%s: element %d: asm vs non-asm output mismatch: %v vs %v", name, i, a, g)
+				for gi := 1; gi < len(ms); gi++ {
+					for i := range results[0] {
+						if a, g := results[0][i], results[gi][i]; !sameBits(a, g) {
+							t.Fatalf("%s: element %d: %s vs %s output mismatch: %v vs %v", name, i, ms[0].name, ms[gi].name, a, g)
+						}
 					}
 				}
 			}

@@ -261,6 +261,9 @@ func TestDotRowQ8(t *testing.T) {
 					if math.Float32bits(asm) != math.Float32bits(gen) {
 						t.Fatalf("%s %s n=%d: asm %v, generic %v (must be the same bits)", typ, kind, n, asm, gen)
 					}
+					if avx2 := avx2Impl(func() float32 { return cpu.DotRowQ8(typ, row, &v) }); math.Float32bits(asm) != math.Float32bits(avx2) {
+						t.Fatalf("%s %s n=%d: VNNI %v, AVX2 %v (must be the same bits)", typ, kind, n, asm, avx2)
+					}
 					want, mag := refDotQ(t, typ, row, xq, n)
 					if d := math.Abs(float64(gen) - want); !(d <= q8DotTol*mag+1e-30) {
 						t.Fatalf("%s %s n=%d: DotRowQ8 = %v, Σw·x̂ = %v (error %.3g of Σ|w·x̂|)", typ, kind, n, gen, want, d/mag)
@@ -455,6 +458,9 @@ func FuzzDotQ8(f *testing.F) {
 		asm, gen := bothImpls(func() float32 { return cpu.DotRowQ8(typ, row, &v) })
 		if math.Float32bits(asm) != math.Float32bits(gen) && !(asm != asm && gen != gen) {
 			t.Fatalf("%s n=%d: asm vs non-asm output mismatch: %v vs %v", typ, n, asm, gen)
+		}
+		if avx2 := avx2Impl(func() float32 { return cpu.DotRowQ8(typ, row, &v) }); math.Float32bits(asm) != math.Float32bits(avx2) && !(asm != asm && avx2 != avx2) {
+			t.Fatalf("%s n=%d: VNNI vs AVX2 output mismatch: %v vs %v", typ, n, asm, avx2)
 		}
 	})
 }

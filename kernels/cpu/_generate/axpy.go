@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -65,15 +67,31 @@ var axpyKinds = []axpyKind{{"F32", 4, 0}, {"F16", 2, 0}, {"Q8_0", 0, 34}, {"Q4_0
 // c[j]·W_j[e] for e < len(dst), as described above. F32 and F16 rows go
 // 32 elements a step, then 8, then one at a time; Q8_0 and Q4_0 rows a
 // block (34 or 18 bytes, 32 elements) a step, len(dst) a multiple of 32.
-func genAxpyRows(k axpyKind, rows int) {
-	name := fmt.Sprintf("axpy%sx%dAVX2", k.name, rows)
+//
+// With z it writes axpy<kind>x<rows>AVX512, the same kernel with AVX-512
+// (F) vectors of 16 floats in its 32-element steps: each element takes
+// the AVX2 kernel's operations (the same products, the same fused
+// multiply-adds, in row order), so the two give the same bits; they
+// differ in how many instructions a block costs (genAxpyBlockBodyZ). On
+// CPUs with full-width 512-bit units (the 2-core development machine, a
+// Zen 5) a ZMM instruction costs what a YMM one does.
+func genAxpyRows(k axpyKind, rows int, z bool) {
+	isa := "AVX2"
+	if z {
+		isa = "AVX512"
+	}
+	name := fmt.Sprintf("axpy%sx%d%s", k.name, rows, isa)
 	TEXT(name, NOSPLIT, axpyRowsSig)
 	Pragma("noescape")
 	unit := "elements"
 	if k.size == 0 {
 		unit = fmt.Sprintf("%s blocks (len(dst)/32 of them)", k.name)
 	}
-	Doc(fmt.Sprintf("%s adds c[j]·W_j to dst for j < %d, W_j the len(dst) %s at w[offs[j]:], with fused multiply-adds in row order; it prefetches the rows at w[offs[%d+j]:].", name, rows, unit, rows))
+	if z {
+		Doc(fmt.Sprintf("%s is axpy%sx%dAVX2 with AVX-512 vectors: the same operations on every element, so the same bits.", name, k.name, rows))
+	} else {
+		Doc(fmt.Sprintf("%s adds c[j]·W_j to dst for j < %d, W_j the len(dst) %s at w[offs[j]:], with fused multiply-adds in row order; it prefetches the rows at w[offs[%d+j]:].", name, rows, unit, rows))
+	}
 	dp := Load(Param("dst").Base(), GP64())
 	n := Load(Param("dst").Len(), GP64())
 	cp := Load(Param("c").Base(), GP64())
@@ -90,21 +108,35 @@ func genAxpyRows(k axpyKind, rows int) {
 	}
 	o := GP64() // byte offset in the rows
 	XORQ(o, o)
-	if k.size == 0 {
+	switch {
+	case k.size == 0 && z:
+		genAxpyBlockBodyZ(k, dp, n, cp, r, p, o)
+	case k.size == 0:
 		genAxpyBlockBody(k, dp, n, cp, r, p, o)
-	} else {
-		genAxpyFloatBody(k.size, dp, n, cp, r, p, o)
+	default:
+		genAxpyFloatBody(k.size, z, dp, n, cp, r, p, o)
 	}
 	Label("done")
 	VZEROUPPER()
 	RET()
 }
 
-func genAxpyFloatBody(size int, dp, n, cp Register, r, p []GPVirtual, o Register) {
+// genAxpyFloatBody adds F32 or F16 rows (size 4 or 2 bytes an element):
+// 32 elements a step in four YMM or (z) two ZMM accumulators, then 8 in
+// one YMM, then one at a time.
+func genAxpyFloatBody(size int, z bool, dp, n, cp Register, r, p []GPVirtual, o Register) {
 	cv := make([]VecVirtual, len(r))
 	for j := range r {
-		cv[j] = YMM()
+		if z {
+			cv[j] = ZMM()
+		} else {
+			cv[j] = YMM()
+		}
 		VBROADCASTSS(Mem{Base: cp, Disp: 4 * j}, cv[j])
+	}
+	vec, lanes := YMM, 8 // the 32-element step's vectors
+	if z {
+		vec, lanes = ZMM, 16
 	}
 	load := func(m Mem, dst VecVirtual) {
 		if size == 4 {
@@ -116,22 +148,23 @@ func genAxpyFloatBody(size int, dp, n, cp Register, r, p []GPVirtual, o Register
 	Label("loop32")
 	CMPQ(n, U8(32))
 	JL(LabelRef("loop8"))
-	d := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for i, v := range d {
-		VMOVUPS(Mem{Base: dp, Disp: 32 * i}, v)
+	d := make([]VecVirtual, 32/lanes)
+	for i := range d {
+		d[i] = vec()
+		VMOVUPS(Mem{Base: dp, Disp: 4 * lanes * i}, d[i])
 	}
 	for j := range r {
 		for l := 0; l < 32*size; l += 64 {
 			PREFETCHT0(Mem{Base: p[j], Index: o, Scale: 1, Disp: l})
 		}
 		for i, v := range d {
-			t := YMM()
-			load(Mem{Base: r[j], Index: o, Scale: 1, Disp: 8 * size * i}, t)
+			t := vec()
+			load(Mem{Base: r[j], Index: o, Scale: 1, Disp: lanes * size * i}, t)
 			VFMADD231PS(t, cv[j], v)
 		}
 	}
 	for i, v := range d {
-		VMOVUPS(v, Mem{Base: dp, Disp: 32 * i})
+		VMOVUPS(v, Mem{Base: dp, Disp: 4 * lanes * i})
 	}
 	ADDQ(U32(32*size), o)
 	ADDQ(U32(128), dp)
@@ -146,7 +179,7 @@ func genAxpyFloatBody(size int, dp, n, cp Register, r, p []GPVirtual, o Register
 	for j := range r {
 		t := YMM()
 		load(Mem{Base: r[j], Index: o, Scale: 1}, t)
-		VFMADD231PS(t, cv[j], v)
+		VFMADD231PS(t, cv[j].AsY(), v)
 	}
 	VMOVUPS(v, Mem{Base: dp})
 	ADDQ(U32(8*size), o)
@@ -507,4 +540,119 @@ func genDotFloatRows(typ string, size int) {
 	}
 	VZEROUPPER()
 	RET()
+}
+
+// genAxpyBlockBodyZ is genAxpyBlockBody with AVX-512: a block's 32
+// elements are two ZMM accumulators, and each row's block costs six
+// vector instructions where the AVX2 kernel needs twelve (Q8_0) or
+// eighteen (Q4_0):
+//
+//   - Q8_0: the quants widened sixteen at a time (VPMOVSXBD) and
+//     converted (VCVTDQ2PS), as in the AVX2 kernel;
+//   - Q4_0: the 16 bytes of nibbles widened to dwords at once (VPMOVZXBD)
+//     index a table of the sixteen values float32(q − 8) with VPERMPS,
+//     which reads the low four bits of each index: as they are they give
+//     the low nibbles (elements 0–15), shifted right by 4 (VPSRLD) the
+//     high ones (16–31). The table gives exactly what the AVX2 kernel's
+//     subtract and convert give.
+//
+// The products are then the AVX2 kernel's fused multiply-adds by s =
+// c[j]·d (rounded once); with four rows the four s are computed in one
+// vector, as there, and broadcast row by row (VPERMPS). (Storing them to
+// the frame for the FMAs' embedded broadcasts instead was 20% slower for
+// Q8_0 on the development machine: each block's loads wait on its store.)
+func genAxpyBlockBodyZ(k axpyKind, dp, n, cp Register, r, p []GPVirtual, o Register) {
+	four := len(r) == 4
+	q4 := k.name == "Q4_0"
+	var cv VecVirtual
+	var lane []VecVirtual // lane j of a vector in every lane
+	if four {
+		cv = XMM()
+		VMOVUPS(Mem{Base: cp}, cv)
+		for j := 0; j < 4; j++ {
+			l := ZMM()
+			VPBROADCASTD(constant(fmt.Sprintf("lane%d", j), dwords32(uint32(j))).Offset(0), l)
+			lane = append(lane, l)
+		}
+	} else {
+		cv = XMM()
+		VMOVSS(Mem{Base: cp}, cv)
+	}
+	var tab VecVirtual // Q4_0: float32(q − 8) in lane q
+	if q4 {
+		b := make([]byte, 64)
+		for q := range 16 {
+			binary.LittleEndian.PutUint32(b[4*q:], math.Float32bits(float32(q-8)))
+		}
+		tab = ZMM()
+		VMOVUPS(constant("q4m8f", b), tab)
+	}
+	SHRQ(U8(5), n) // blocks
+	JZ(LabelRef("done"))
+	Label("block")
+	d := []VecVirtual{ZMM(), ZMM()}
+	for i, v := range d {
+		VMOVUPS(Mem{Base: dp, Disp: 64 * i}, v)
+	}
+	var sz VecVirtual // one row: s in every lane
+	var sj [4]VecVirtual
+	if four {
+		h, t := GP64(), GP64()
+		MOVWQZX(Mem{Base: r[0], Index: o, Scale: 1}, h)
+		for j := 1; j < 4; j++ {
+			MOVWQZX(Mem{Base: r[j], Index: o, Scale: 1}, t)
+			SHLQ(U8(16*j), t)
+			ORQ(t, h)
+		}
+		sv := XMM()
+		VMOVQ(h, sv)
+		VCVTPH2PS(sv, sv)
+		VMULPS(cv, sv, sv) // s_j = c_j·d_j, as the twin rounds it
+		for j := range 4 {
+			sj[j] = ZMM()
+			VPERMPS(sv.AsZ(), lane[j], sj[j])
+		}
+	} else {
+		g := GP32()
+		MOVWLZX(Mem{Base: r[0], Index: o, Scale: 1}, g)
+		sx := XMM()
+		VMOVD(g, sx)
+		VCVTPH2PS(sx, sx)
+		VMULSS(cv, sx, sx) // s = c·d, as the twin rounds it
+		sz = ZMM()
+		VBROADCASTSS(sx, sz)
+	}
+	for j := range r {
+		PREFETCHT0(Mem{Base: p[j], Index: o, Scale: 1})
+		fma := func(t, acc VecVirtual) { // acc += t·s_j
+			if four {
+				VFMADD231PS(sj[j], t, acc)
+			} else {
+				VFMADD231PS(sz, t, acc)
+			}
+		}
+		if !q4 {
+			for i, v := range d {
+				t := ZMM()
+				VPMOVSXBD(Mem{Base: r[j], Index: o, Scale: 1, Disp: 2 + 16*i}, t)
+				VCVTDQ2PS(t, t)
+				fma(t, v)
+			}
+			continue
+		}
+		x, lo, hi := ZMM(), ZMM(), ZMM()
+		VPMOVZXBD(Mem{Base: r[j], Index: o, Scale: 1, Disp: 2}, x)
+		VPERMPS(tab, x, lo)
+		fma(lo, d[0])
+		VPSRLD(U8(4), x, x)
+		VPERMPS(tab, x, hi)
+		fma(hi, d[1])
+	}
+	for i, v := range d {
+		VMOVUPS(v, Mem{Base: dp, Disp: 64 * i})
+	}
+	ADDQ(U8(k.block), o)
+	ADDQ(U32(128), dp)
+	DECQ(n)
+	JNZ(LabelRef("block"))
 }

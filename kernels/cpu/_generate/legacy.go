@@ -75,6 +75,7 @@ type legacyKernel struct {
 	withMin bool
 	decode  func(wb Mem) func(xb Mem, dv, mv, acc VecVirtual)
 	setup   func() // loads constants into registers, before the loop
+	isa     string // the kernels' name suffix: "AVX2" when empty, "VNNI"
 }
 
 // legacyLoop emits a 32-element block kernel whose weight blocks are
@@ -102,10 +103,14 @@ type legacyKernel struct {
 // d is that layout for one input.
 func legacyLoop(k legacyKernel, inputs int) {
 	var wp, xp, dp, n, dst Register
+	isa := k.isa
+	if isa == "" {
+		isa = "AVX2"
+	}
 	if inputs == 0 {
-		wp, xp, dp, n = dotPrologue(k.name+"AVX2", fmt.Sprintf("%sAVX2 is %sGeneric.", k.name, k.name))
+		wp, xp, dp, n = dotPrologue(k.name+isa, fmt.Sprintf("%s%s is %sGeneric.", k.name, isa, k.name))
 	} else {
-		name := fmt.Sprintf("%sx%dAVX2", k.name, inputs)
+		name := fmt.Sprintf("%sx%d%s", k.name, inputs, isa)
 		wp, xp, dp, n, dst = multiPrologue(name, fmt.Sprintf("%s is %sMultiGeneric for %d inputs; x and d interleave their blocks and scales (see legacyLoop).", name, k.name, inputs), true)
 	}
 	ni := max(inputs, 1)

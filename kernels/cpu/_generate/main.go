@@ -7,7 +7,9 @@
 //	go run . -family dotq8 -out ../dotq8_amd64.s -stubs ../dotq8_stubs_amd64.go -pkg cpu
 //
 // Every kernel needs AVX2, FMA and F16C and uses only X0–X15/Y0–Y15 (no
-// EVEX encodings); the Go side checks the CPU before calling any of them.
+// EVEX encodings), except those of the vnni family (vnni.go), which need
+// AVX-512 (F, BW, VL, VNNI) and use all 32 vector registers; the Go side
+// checks the CPU before calling any of them.
 // The integer-activation kernels reproduce, operation for operation, the
 // lane structure their pure-Go twins document (dotq8.go, dotk.go), so the
 // two give identical bits; keep them in step.
@@ -34,7 +36,7 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy or q4tile")
+var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy, q4tile or vnni")
 
 func main() {
 	flag.Parse()
@@ -72,6 +74,15 @@ func main() {
 		genAxpy("axpyF16AVX2", 2)
 	case "q4tile":
 		genDotQ4_0Tile()
+	case "vnni":
+		for _, inputs := range []int{0, 2, 4, 8} {
+			genDotQ4_0VNNI(inputs, false)
+		}
+		genDotQ4_0VNNI(8, true)
+		genDotQ8_0VNNI(0)
+		for _, inputs := range []int{2, 4, 8} {
+			genDotQ8_0VNNIPairs(inputs)
+		}
 	case "axpy":
 		genPrefetch()
 		genDotFloat("dotF32pfAVX2", 4, true)
@@ -84,7 +95,12 @@ func main() {
 		genDotFloatRows("BF16", 2)
 		for _, k := range axpyKinds {
 			for _, rows := range []int{1, 4} {
-				genAxpyRows(k, rows)
+				genAxpyRows(k, rows, false)
+			}
+		}
+		for _, k := range axpyKinds {
+			for _, rows := range []int{1, 4} {
+				genAxpyRows(k, rows, true)
 			}
 		}
 	default:

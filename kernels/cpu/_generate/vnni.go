@@ -1,0 +1,464 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	"github.com/mmcloughlin/avo/ir"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// ---- AVX-512 VNNI -----------------------------------------------------------
+
+// The VNNI kernels compute what the AVX2 Q4_0 and Q8_0 kernels compute, the
+// same bits, with VPDPBUSD: for every dword lane k of an accumulator a,
+//
+//	a_k += Σ_{i<4} u_{4k+i}·s_{4k+i}     (u unsigned bytes, s signed bytes)
+//
+// exactly (no int16 step, no saturation), in one instruction where AVX2
+// takes VPMADDUBSW, VPMADDWD and an add. A dword lane covers the same four
+// bytes that VPMADDUBSW and VPMADDWD sum into it, and integer sums are
+// exact in any order, so every lane holds the integer the AVX2 kernel
+// forms; the float steps (VCVTDQ2PS, the scale products, the VADDPS into
+// the accumulators) are the AVX2 kernel's, in its order, lane for lane.
+//
+// Q4_0: the nibbles q ∈ [0, 15] are the unsigned side and the activations
+// y the signed one, and Σ (q−8)·y = Σ q·y − 8·Σ y. The q4Quads layout
+// already holds 8·Σ y by words (c, two words per dword lane), so a lane
+// starts at −(c_2k + c_2k+1), one VPMADDWD of c with words of −1, and four
+// VPDPBUSD add Σ q·y over the quad's four nibble vectors: five integer
+// instructions per input and quad where AVX2 needs nine.
+//
+// The row kernel (MatVec) works on Y registers in the q4Quads layout. The
+// multi-input kernels (MatMul, q4tile) take the inputs two by two in Z
+// registers: the low 256 bits are input 2p, the high ones input 2p+1, so
+// a Z accumulator is two inputs' AVX2 accumulators side by side, each
+// taking its products in the AVX2 order. The weights, decoded once per
+// quad, are the same for both halves ([A | A]). For one load to fetch a
+// pair's activations they come interleaved by 32 bytes rather than by
+// quad (q4VNNIUnit): per quad, piece p (yA, yB, yC, yD, c, dx of
+// q4Quads, 32 bytes each) of every input in turn, piece p of input j at
+// 32·(inputs·p + j).
+//
+// Q8_0: VPDPBUSD takes |w| and y with w's sign, as the AVX2 kernel's
+// VPMADDUBSW does, into a zeroed lane.
+//
+// The kernels use all 32 vector registers of AVX-512, so every vector
+// instruction in them has an EVEX form (VPANDD, not VPAND); the Go side
+// calls them only where the CPU has AVX512F, BW, VL and VNNI.
+
+// vpdpbusd emits VPDPBUSD, which avo v0.5.0 lacks: acc_k += Σ_{i<4}
+// u_{4k+i}·s_{4k+i} over the dwords of acc, u unsigned bytes (a register),
+// s signed bytes (a register or memory).
+func vpdpbusd(s, u, acc Op) {
+	isa := []string{"AVX512VNNI"}
+	if acc.(Register).Size() < 64 {
+		isa = append(isa, "AVX512VL")
+	}
+	Instruction(&ir.Instruction{
+		Opcode:   "VPDPBUSD",
+		Operands: []Op{s, u, acc},
+		Inputs:   []Op{s, u, acc},
+		Outputs:  []Op{acc},
+		ISA:      isa,
+	})
+}
+
+// vnniVec is a Y or Z register: the width of a VNNI kernel.
+func vnniVec(zmm bool) VecVirtual {
+	if zmm {
+		return ZMM()
+	}
+	return YMM()
+}
+
+// zeroVec returns a Y or Z register set to zero, by VPSUBD, which avo
+// knows to read nothing (for VPXORD it takes the register as live before).
+// A register that the
+// kernel writes only in part (its X or Y half) and then reads whole must
+// start so: avo's liveness does not know that a VEX or EVEX write zeroes
+// the bits above it, takes the rest as live from the function's entry
+// and keeps the register out of every other allocation.
+func zeroVec(zmm bool) VecVirtual {
+	r := vnniVec(zmm)
+	VPSUBD(r, r, r)
+	return r
+}
+
+// widen repeats the 32 bytes b to n bytes.
+func widen(b []byte, n int) []byte {
+	var r []byte
+	for len(r) < n {
+		r = append(r, b...)
+	}
+	return r
+}
+
+// q4VConsts are the constants of the VNNI Q4_0 kernels, in registers:
+// bytes 0x0f, words −1 and the scale permutation [0 0 2 2 1 1 3 3].
+type q4VConsts struct {
+	m4, neg1, idx VecVirtual
+}
+
+func newQ4VConsts(zmm bool) q4VConsts {
+	n, sfx := 32, "y"
+	if zmm {
+		n, sfx = 64, "z"
+	}
+	load := func(name string, b []byte) VecVirtual {
+		r := vnniVec(zmm)
+		m := constant(name+sfx, widen(b, n))
+		VMOVDQU64(m, r)
+		return r
+	}
+	return q4VConsts{
+		m4:   load("vb0f", bytes32(0x0f)),
+		neg1: load("vwffff", words32(0xffff)),
+		idx:  load("vidxq4", dwords32(0, 0, 2, 2, 1, 1, 3, 3)),
+	}
+}
+
+// q4VScales is q4Scales in EVEX-encodable instructions, widened to Z
+// registers (the same eight scales in both halves) when zmm.
+func q4VScales(base Register, off, count int, c q4VConsts, zmm bool) VecVirtual {
+	var g GPVirtual
+	if count == 4 {
+		g = halves4(base, off, 18)
+	} else {
+		g = GP64()
+		MOVWQZX(Mem{Base: base, Disp: off}, g)
+		for j := 1; j < count; j++ {
+			t := GP64()
+			MOVWQZX(Mem{Base: base, Disp: off + 18*j}, t)
+			SHLQ(U8(16*j), t)
+			ORQ(t, g)
+		}
+	}
+	s := zeroVec(zmm)
+	VMOVQ(g, s.AsX())
+	VCVTPH2PS(s.AsX(), s.AsX())
+	dw := vnniVec(zmm)
+	VPERMPS(s, c.idx, dw)
+	return dw
+}
+
+// q4VDecode is q4Decode in EVEX-encodable instructions; when zmm, each
+// nibble vector v comes as [v | v], the 128-bit rows loaded into both
+// halves (R1 = [X | Y | X | Y]).
+func q4VDecode(wb Mem, count int, c q4VConsts, zmm bool) [4]VecVirtual {
+	// pair loads the blocks at off and off+18 (when two) into the
+	// 128-bit lanes of a register: [lo | hi] or [lo | hi | lo | hi].
+	pair := func(off int, two bool) VecVirtual {
+		var r VecVirtual
+		if two {
+			r = vnniVec(zmm)
+			VBROADCASTI32X4(wb.Offset(off), r)
+		} else {
+			r = zeroVec(zmm)
+			VINSERTI32X4(U8(0), wb.Offset(off), r, r)
+			if zmm {
+				VINSERTI32X4(U8(2), wb.Offset(off), r, r)
+			}
+			return r
+		}
+		VINSERTI32X4(U8(1), wb.Offset(off+18), r, r)
+		if zmm {
+			VINSERTI32X4(U8(3), wb.Offset(off+18), r, r)
+		}
+		return r
+	}
+	r1 := pair(2, count >= 2)
+	var r2 VecVirtual
+	if count <= 2 {
+		r2 = zeroVec(zmm)
+	} else {
+		r2 = pair(38, count == 4)
+	}
+	a, b := vnniVec(zmm), vnniVec(zmm)
+	VPUNPCKLQDQ(r2, r1, a)
+	VPUNPCKHQDQ(r2, r1, b)
+	ah, bh := vnniVec(zmm), vnniVec(zmm)
+	VPSRLW(U8(4), a, ah)
+	VPANDD(c.m4, ah, ah)
+	VPANDD(c.m4, a, a)
+	VPSRLW(U8(4), b, bh)
+	VPANDD(c.m4, bh, bh)
+	VPANDD(c.m4, b, b)
+	return [4]VecVirtual{a, ah, b, bh}
+}
+
+// q4VInput adds one input's (or, in Z registers, one pair's) share of a
+// quad to acc: piece(p) addresses piece p of its activations (yA, yB, yC,
+// yD, c, dx), q the decoded nibbles, dw their scales.
+func q4VInput(q [4]VecVirtual, piece func(p int) Mem, dw, acc VecVirtual, c q4VConsts, zmm bool) {
+	t := vnniVec(zmm)
+	VPMADDWD(piece(4), c.neg1, t) // −8·Σy by dword lane
+	for p := 0; p < 4; p++ {
+		vpdpbusd(piece(p), q[p], t) // + Σ q·y: Σ (q−8)·y, exact
+	}
+	sv := vnniVec(zmm)
+	VMULPS(piece(5), dw, sv) // d_w·d_x, lane by lane
+	VCVTDQ2PS(t, t)
+	VMULPS(sv, t, t)
+	VADDPS(t, acc, acc)
+}
+
+// hsum8V is hsum8 in EVEX-encodable instructions.
+func hsum8V(acc VecVirtual) VecVirtual {
+	l, m := XMM(), XMM()
+	VEXTRACTF32X4(U8(1), acc, l)
+	VADDPS(l, acc.AsX(), l)
+	VMOVHLPS(l, l, m)
+	VADDPS(m, l, l)
+	VMOVSHDUP(l, m)
+	VADDSS(m, l, l)
+	return l
+}
+
+// genDotQ4_0VNNI writes the VNNI Q4_0 kernels: the row kernel (inputs =
+// 0; Y registers, qSig, the q4Quads layout), the multi-input kernels
+// (inputs 2, 4 or 8; Z registers, multiSig) and, with tile, the eight-input
+// kernel of MatMul's tiles (dotQ4_0Q8_0x8AccAVX2's signature). The
+// multi-input kernels read the inputs interleaved by 32 bytes (see
+// above). The loop is genDotQ4_0's: quads two at a time, then one, then
+// a tail of one to three blocks.
+func genDotQ4_0VNNI(inputs int, tile bool) {
+	var wp, xp, n, dst, ap Register
+	zmm := inputs > 0
+	switch {
+	case tile:
+		TEXT("dotQ4_0Q8_0x8AccVNNI", NOSPLIT, "func(w, x []byte, nb int, acc []float32)")
+		Pragma("noescape")
+		Doc("dotQ4_0Q8_0x8AccVNNI is dotQ4_0Q8_0x8AccAVX2 with AVX-512 VNNI; x holds the inputs interleaved by 32 bytes (q4VNNIUnit).")
+		wp = Load(Param("w").Base(), GP64())
+		xp = Load(Param("x").Base(), GP64())
+		n = Load(Param("nb"), GP64())
+		ap = Load(Param("acc").Base(), GP64())
+	case inputs == 0:
+		wp, xp, _, n = dotPrologue("dotQ4_0Q8_0VNNI", "dotQ4_0Q8_0VNNI is dotQ4_0Q8_0AVX2 with AVX-512 VNNI.")
+	default:
+		name := fmt.Sprintf("dotQ4_0Q8_0x%dVNNI", inputs)
+		wp, xp, _, n, dst = multiPrologue(name, fmt.Sprintf("%s is dotQ4_0Q8_0x%dAVX2 with AVX-512 VNNI; x holds the inputs interleaved by 32 bytes (q4VNNIUnit).", name, inputs), false)
+	}
+	ni := max(inputs, 1)
+	c := newQ4VConsts(zmm)
+	acc := make([]VecVirtual, max(ni/2, 1))
+	for p := range acc {
+		acc[p] = vnniVec(zmm)
+		if tile {
+			VMOVUPS(Mem{Base: ap, Disp: 64 * p}, acc[p])
+		} else {
+			VPSUBD(acc[p], acc[p], acc[p])
+		}
+	}
+	stride := q4QuadBytes * ni
+	quad := func(k, count int) {
+		dw := q4VScales(wp, 72*k, count, c, zmm)
+		q := q4VDecode(Mem{Base: wp, Disp: 72 * k}, count, c, zmm)
+		for p := range acc {
+			piece := func(i int) Mem {
+				if !zmm {
+					return Mem{Base: xp, Disp: stride*k + 32*i}
+				}
+				return Mem{Base: xp, Disp: stride*k + 32*(ni*i+2*p)}
+			}
+			q4VInput(q, piece, dw, acc[p], c, zmm)
+		}
+	}
+	Label("vquad2")
+	CMPQ(n, U8(8))
+	JL(LabelRef("vquad1"))
+	quad(0, 4)
+	quad(1, 4)
+	ADDQ(U32(144), wp)
+	ADDQ(U32(2*stride), xp)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("vquad2"))
+
+	Label("vquad1")
+	CMPQ(n, U8(4))
+	JL(LabelRef("vtail"))
+	quad(0, 4)
+	ADDQ(U32(72), wp)
+	ADDQ(U32(stride), xp)
+	SUBQ(U8(4), n)
+
+	Label("vtail") // 0–3 blocks left
+	CMPQ(n, U8(2))
+	JL(LabelRef("vtail1"))
+	JE(LabelRef("vtail2"))
+	quad(0, 3)
+	JMP(LabelRef("vdone"))
+	Label("vtail2")
+	quad(0, 2)
+	JMP(LabelRef("vdone"))
+	Label("vtail1")
+	TESTQ(n, n)
+	JZ(LabelRef("vdone"))
+	quad(0, 1)
+
+	Label("vdone")
+	switch {
+	case tile:
+		for p, a := range acc {
+			VMOVUPS(a, Mem{Base: ap, Disp: 64 * p})
+		}
+	case inputs == 0:
+		r := hsum8V(acc[0])
+		b, err := ReturnIndex(0).Resolve()
+		if err != nil {
+			panic(err)
+		}
+		VMOVSS(r, b.Addr)
+	default:
+		for p, a := range acc {
+			hi := YMM()
+			VEXTRACTF64X4(U8(1), a, hi)
+			VMOVSS(hsum8V(a.AsY().(VecVirtual)), Mem{Base: dst, Disp: 8 * p})
+			VMOVSS(hsum8V(hi), Mem{Base: dst, Disp: 8*p + 4})
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// genDotQ8_0VNNI writes the VNNI Q8_0 kernels, legacyLoop's row kernel
+// (inputs = 0) and two-input kernel with genDotQ8_0's operations, except
+// that one VPDPBUSD of |w| and y·sign(w) into a zeroed lane replaces
+// VPMADDUBSW and VPMADDWD. The loop keeps to sixteen vector registers,
+// like the AVX2 one, so VPSIGNB (which has no EVEX form) stays encodable.
+func genDotQ8_0VNNI(inputs int) {
+	legacyLoop(legacyKernel{name: "dotQ8_0Q8_0", wsize: 34, isa: "VNNI", decode: func(wb Mem) func(xb Mem, dv, mv, acc VecVirtual) {
+		qw, aw := YMM(), YMM()
+		VMOVDQU(wb.Offset(2), qw)
+		VPSIGNB(qw, qw, aw)
+		return func(xb Mem, dv, _, acc VecVirtual) {
+			qx, t := YMM(), YMM()
+			VMOVDQU(xb.Offset(2), qx)
+			VPSIGNB(qw, qx, qx)
+			VPXOR(t, t, t)
+			vpdpbusd(qx, aw, t) // Σ_4 |w|·y·sign(w) = Σ_4 w·y
+			accumulate(acc, t, dv)
+		}
+	}}, inputs)
+}
+
+// genDotQ8_0VNNIPairs writes dotQ8_0Q8_0x<inputs>VNNI (inputs 2, 4 or 8),
+// MatMul's Q8_0 kernels with VNNI: legacyLoop's operations for every
+// input, in its order, with the inputs two by two in Z registers (input
+// 2p in the low half, 2p+1 in the high one). The activations come as q8
+// VNNI batches lay them out (q8VNNIQuants): per block, the 32 quants of
+// every input in turn, so a pair's are one 64-byte load; d is
+// legacyLoop's (per eight blocks, each input's eight scales, so a pair's
+// sixteen are one load too).
+//
+// Per eight blocks the weights' eight f16 scales d_w are widened and
+// multiplied by each pair's sixteen d_x: P = [d_w·d_x(2p) | d_w·d_x(2p+1)],
+// the products legacyLoop parks on the stack, and block b takes its
+// [P_b ×8 | P_8+b ×8] with one VPERMPS. Per block the weights, broadcast to
+// both halves, give their sign mask (VPMOVB2M) and |w| (VPABSB); each
+// pair's y·sign(w) is one masked VPSUBB from zero (exact: |y| ≤ 127), and
+// one VPDPBUSD into a zeroed lane sums |w|·y·sign(w) = w·y by four, the
+// lanes of VPMADDUBSW and VPMADDWD. Block i adds into accumulator i mod
+// 4 of its pair, and the last nb mod 8 blocks go the same way, their
+// scales gathered through the stack with zeros after them.
+func genDotQ8_0VNNIPairs(inputs int) {
+	name := fmt.Sprintf("dotQ8_0Q8_0x%dVNNI", inputs)
+	wp, xp, dp, n, dst := multiPrologue(name, fmt.Sprintf("%s is dotQ8_0Q8_0MultiGeneric for %d inputs with AVX-512 VNNI; x holds their quants interleaved by block (q8VNNIQuants), d their scales as legacyLoop's.", name, inputs), true)
+	pairs := inputs / 2
+	acc := make([][4]VecVirtual, pairs)
+	for p := range acc {
+		for i := range acc[p] {
+			acc[p][i] = zeroVec(true)
+		}
+	}
+	zero := zeroVec(true)
+	tmp := AllocLocal(16) // the tail's eight f16 d_w
+
+	// group runs eight blocks (or, in the tail, the n < 8 left) whose
+	// eight f16 d_w are in s.
+	group := func(s VecVirtual, tail bool) {
+		dwz := zeroVec(true)
+		VCVTPH2PS(s, dwz.AsY())
+		VINSERTF64X4(U8(1), dwz.AsY(), dwz, dwz)
+		P := make([]VecVirtual, pairs)
+		for p := range P {
+			P[p] = ZMM()
+			VMULPS(Mem{Base: dp, Disp: 64 * p}, dwz, P[p]) // d_w·d_x, as legacyLoop's
+		}
+		for b := 0; b < 8; b++ {
+			if tail {
+				if b == 7 {
+					break
+				}
+				CMPQ(n, U8(b+1))
+				JL(LabelRef("q8done"))
+			}
+			idx := ZMM() // [b ×8 | 8+b ×8]
+			VMOVDQU64(constant(fmt.Sprintf("q8idx%d", b), append(dwords32(uint32(b)), dwords32(uint32(8+b))...)), idx)
+			wq, k := ZMM(), K()
+			VBROADCASTI64X4(Mem{Base: wp, Disp: 34*b + 2}, wq) // [w | w]
+			VPMOVB2M(wq, k)
+			VPABSB(wq, wq)
+			for p := range P {
+				y, t, dv := ZMM(), ZMM(), ZMM()
+				VMOVDQU64(Mem{Base: xp, Disp: 32 * (inputs*b + 2*p)}, y)
+				VPSUBB(y, zero, k, y) // y·sign(w)
+				VPSUBD(t, t, t)
+				vpdpbusd(y, wq, t) // Σ_4 |w|·y·sign(w) = Σ_4 w·y
+				VPERMPS(P[p], idx, dv)
+				VCVTDQ2PS(t, t)
+				VMULPS(dv, t, t)
+				VADDPS(t, acc[p][b%4], acc[p][b%4])
+			}
+		}
+	}
+
+	Label("q8group")
+	CMPQ(n, U8(8))
+	JL(LabelRef("q8tail"))
+	lo, hi := halves4(wp, 0, 34), halves4(wp, 4*34, 34)
+	s := XMM()
+	VMOVQ(lo, s)
+	VPINSRQ(U8(1), hi, s, s)
+	group(s, false)
+	ADDQ(U32(8*34), wp)
+	ADDQ(U32(8*32*inputs), xp)
+	ADDQ(U32(32*inputs), dp)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("q8group"))
+
+	Label("q8tail")
+	TESTQ(n, n)
+	JZ(LabelRef("q8done"))
+	MOVQ(U32(0), tmp)
+	MOVQ(U32(0), tmp.Offset(8))
+	for b := 0; b < 7; b++ {
+		if b > 0 {
+			CMPQ(n, U8(b+1))
+			JL(LabelRef("q8tailscales"))
+		}
+		r := GP32()
+		MOVWLZX(Mem{Base: wp, Disp: 34 * b}, r)
+		MOVW(r.As16(), tmp.Offset(2*b))
+	}
+	Label("q8tailscales")
+	st := XMM()
+	VMOVDQU64(tmp, st)
+	group(st, true)
+
+	Label("q8done")
+	// (acc0 + acc1) + (acc2 + acc3), lane by lane, then hsum8 of each half
+	for p, a := range acc {
+		VADDPS(a[1], a[0], a[0])
+		VADDPS(a[3], a[2], a[2])
+		VADDPS(a[2], a[0], a[0])
+		h := YMM()
+		VEXTRACTF64X4(U8(1), a[0], h)
+		VMOVSS(hsum8V(a[0].AsY().(VecVirtual)), Mem{Base: dst, Disp: 8 * p})
+		VMOVSS(hsum8V(h), Mem{Base: dst, Disp: 8*p + 4})
+	}
+	VZEROUPPER()
+	RET()
+}
