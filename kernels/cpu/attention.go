@@ -56,8 +56,8 @@ func (c KV) Store(pos, width int, src []float32) {
 // K and V are the layer's caches (see KV) with positions 0..startPos+nTok−1
 // filled (the new tokens' keys and values included). q and out are nTok ×
 // nHeads × headDim, token-major, and must not overlap. Scores and
-// probabilities are float32 (exponentials computed in float64); the
-// softmax denominator is summed in float64. Work is split over
+// probabilities are float32 (exponentials by expPoly, within about an
+// ulp; silu.go); the softmax denominator is summed in float64. Work is split over
 // (token, head) pairs; each worker keeps a score buffer as long as the
 // cache's capacity in positions, made on the first call, so later calls
 // allocate nothing.
@@ -116,34 +116,53 @@ func (a *attentionTask) RunWorker(id, lo, hi int) {
 		s := a.scr[id][:n]
 
 		m := float32(math.Inf(-1))
-		for j := range s {
-			b := j*stride + off
-			var d float32
-			if a.k.F16 != nil {
-				d = dotHalf(qv, a.k.F16[b:b+hd])
-			} else {
-				d = Dot(qv, a.k.F32[b:b+hd])
+		if a.k.F16 != nil {
+			for j := range s {
+				b := j*stride + off
+				s[j] = dotHalf(qv, a.k.F16[b:b+hd]) * a.scale
 			}
-			d *= a.scale
-			s[j] = d
+		} else {
+			attnScores(s, qv, a.k.F32[off:], stride, a.scale)
+		}
+		for _, d := range s {
 			m = max(m, d)
 		}
+		expSub(s, m)
 		var sum float64
-		for j, d := range s {
-			e := float32(math.Exp(float64(d - m)))
-			s[j] = e
+		for _, e := range s {
 			sum += float64(e)
 		}
-		clear(o)
-		for j, w := range s {
-			b := j*stride + off
-			if a.v.F16 != nil {
+		if a.v.F16 != nil {
+			clear(o)
+			for j, w := range s {
+				b := j*stride + off
 				axpyHalf(o, w, a.v.F16[b:b+hd])
-			} else {
-				Axpy(o, w, a.v.F32[b:b+hd])
 			}
+		} else {
+			attnValues(o, s, a.v.F32[off:], stride)
 		}
 		Scale(o, float32(1/sum))
+	}
+}
+
+// attnScoresGo sets s[j] = scale·Dot(q, k[j·stride : j·stride+len(q)])
+// for j < len(s): the scores of one query against an f32 key cache.
+func attnScoresGo(s, q, k []float32, stride int, scale float32) {
+	hd := len(q)
+	for j := range s {
+		b := j * stride
+		s[j] = Dot(q, k[b:b+hd]) * scale
+	}
+}
+
+// attnValuesGo sets o[i] = Σ_j p[j]·v[j·stride + i] for i < len(o), by
+// one Axpy per j in order from a zeroed o.
+func attnValuesGo(o, p, v []float32, stride int) {
+	hd := len(o)
+	clear(o)
+	for j, w := range p {
+		b := j * stride
+		Axpy(o, w, v[b:b+hd])
 	}
 }
 

@@ -360,7 +360,7 @@ func (m *matMulTask) Run(lo, hi int) {
 	rb, rows, cols := m.rb, m.rows, m.cols
 	tile := m.w[lo*rb : hi*rb]
 	i := 0 // first input of the group
-	var out [maxMulti]float32
+	var out [2 * maxMulti]float32
 	for k := range m.groups {
 		g := &m.groups[k]
 		if q4Tiled(m.t, g) {
@@ -370,6 +370,14 @@ func (m *matMulTask) Run(lo, hi int) {
 		}
 		for r := lo; r < hi; r++ {
 			row := tile[(r-lo)*rb : (r-lo+1)*rb]
+			if r+1 < hi && m.act.f != nil && qdotMulti2(m.t, out[:], tile[(r-lo)*rb:(r-lo+2)*rb], rb, g) {
+				for j, v := range out[:g.n] { // two rows at once (vnni_amd64.go)
+					m.dst[(i+j)*rows+r] = v
+					m.dst[(i+j)*rows+r+1] = out[maxMulti+j]
+				}
+				r++
+				continue
+			}
 			if m.act.f != nil {
 				qdotMulti(m.t, out[:], row, g)
 			} else {

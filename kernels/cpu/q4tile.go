@@ -73,6 +73,10 @@ func (m *matMulTask) q4Tiles(g *qBatch, i0, lo, hi int) {
 		for b0 := 0; b0 < nb; b0 += 4 * q4TileQuads {
 			n := min(4*q4TileQuads, nb-b0)
 			for r := r0; r < r1; r++ {
+				if r+1 < r1 && dotQ4_0Q8_0Acc2((*[2]q4Accs)(acc[r-r0:]), m.w[r*rb+18*b0:(r+1)*rb+18*(b0+n)], rb, g, b0, n) {
+					r++ // two rows at once (vnni_amd64.go)
+					continue
+				}
 				w := m.w[r*rb+18*b0 : r*rb+18*(b0+n)]
 				dotQ4_0Q8_0Acc(&acc[r-r0], w, g, b0, n)
 			}

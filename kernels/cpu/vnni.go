@@ -14,6 +14,16 @@ import "os"
 // Q8_0 ones by the quants of a block (q8VNNIQuants), and Q8_0 groups
 // take up to eight inputs rather than two (q8VNNIMultiSizes).
 //
+// MatMul's eight-input Q4_0 kernels also come for two weight rows at a
+// time (vnni_amd64.go): an activation piece, loaded once, serves both
+// rows, and each row keeps the one-row kernel's operations and bits. A
+// whole quad's nibbles and scales are decoded by VPERMW from its bytes
+// (q4VDecode, q4VScales). On one thread, Q4_0 MatMul of 32 inputs by
+// 512×2048 and 512×5632 matrices ran at 137 and 133 GMAC/s with two rows
+// and 155 and 142 with the VPERMW decoding as well; llama's prefill went
+// from 0.83× llama.cpp's speed to about 1.05× (with the SiLU and
+// attention kernels, 1.1–1.2×).
+//
 // On the 2-core Zen 5 development machine, one thread, against AVX2: the
 // Q4_0 tiles (512×8192, 8 and 32 inputs) and the eight-input kernel at
 // 2048 columns ran 1.6–2× as fast, Q8_0 MatMul with 8 or 32 inputs

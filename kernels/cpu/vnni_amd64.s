@@ -5,7 +5,7 @@
 #include "textflag.h"
 
 // func dotQ4_0Q8_0VNNI(w []byte, x []byte, d []float32, nb int) float32
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
 TEXT ·dotQ4_0Q8_0VNNI(SB), NOSPLIT, $0-84
 	MOVQ      w_base+0(FP), AX
 	MOVQ      x_base+24(FP), CX
@@ -19,20 +19,9 @@ TEXT ·dotQ4_0Q8_0VNNI(SB), NOSPLIT, $0-84
 vquad2:
 	CMPQ            DX, $0x08
 	JL              vquad1
-	MOVWQZX         (AX), BX
-	MOVWQZX         18(AX), SI
-	SHLQ            $0x10, SI
-	ORQ             SI, BX
-	MOVWQZX         36(AX), SI
-	SHLQ            $0x20, SI
-	ORQ             SI, BX
-	MOVWQZX         54(AX), SI
-	SHLQ            $0x30, SI
-	ORQ             SI, BX
-	VPSUBD          Y4, Y4, Y4
-	VMOVQ           BX, X4
-	VCVTPH2PS       X4, X4
-	VPERMPS         Y4, Y2, Y4
+	VMOVDQU64       vidxs4<>+0(SB), Z4
+	VPERMW          (AX), Z4, Z4
+	VCVTPH2PS       X4, Y4
 	VBROADCASTI32X4 2(AX), Y5
 	VINSERTI32X4    $0x01, 20(AX), Y5, Y5
 	VBROADCASTI32X4 38(AX), Y6
@@ -54,20 +43,9 @@ vquad2:
 	VCVTDQ2PS       Y9, Y9
 	VMULPS          Y4, Y9, Y9
 	VADDPS          Y9, Y3, Y3
-	MOVWQZX         72(AX), BX
-	MOVWQZX         90(AX), SI
-	SHLQ            $0x10, SI
-	ORQ             SI, BX
-	MOVWQZX         108(AX), SI
-	SHLQ            $0x20, SI
-	ORQ             SI, BX
-	MOVWQZX         126(AX), SI
-	SHLQ            $0x30, SI
-	ORQ             SI, BX
-	VPSUBD          Y4, Y4, Y4
-	VMOVQ           BX, X4
-	VCVTPH2PS       X4, X4
-	VPERMPS         Y4, Y2, Y4
+	VMOVDQU64       vidxs4<>+0(SB), Z4
+	VPERMW          72(AX), Z4, Z4
+	VCVTPH2PS       X4, Y4
 	VBROADCASTI32X4 74(AX), Y5
 	VINSERTI32X4    $0x01, 92(AX), Y5, Y5
 	VBROADCASTI32X4 110(AX), Y6
@@ -97,20 +75,9 @@ vquad2:
 vquad1:
 	CMPQ            DX, $0x04
 	JL              vtail
-	MOVWQZX         (AX), BX
-	MOVWQZX         18(AX), SI
-	SHLQ            $0x10, SI
-	ORQ             SI, BX
-	MOVWQZX         36(AX), SI
-	SHLQ            $0x20, SI
-	ORQ             SI, BX
-	MOVWQZX         54(AX), SI
-	SHLQ            $0x30, SI
-	ORQ             SI, BX
-	VPSUBD          Y4, Y4, Y4
-	VMOVQ           BX, X4
-	VCVTPH2PS       X4, X4
-	VPERMPS         Y4, Y2, Y4
+	VMOVDQU64       vidxs4<>+0(SB), Z4
+	VPERMW          (AX), Z4, Z4
+	VCVTPH2PS       X4, Y4
 	VBROADCASTI32X4 2(AX), Y5
 	VINSERTI32X4    $0x01, 20(AX), Y5, Y5
 	VBROADCASTI32X4 38(AX), Y6
@@ -263,6 +230,16 @@ DATA vidxq4y<>+16(SB)/8, $0x0000000100000001
 DATA vidxq4y<>+24(SB)/8, $0x0000000300000003
 GLOBL vidxq4y<>(SB), RODATA|NOPTR, $32
 
+DATA vidxs4<>+0(SB)/8, $0x0012001200000000
+DATA vidxs4<>+8(SB)/8, $0x001b001b00090009
+DATA vidxs4<>+16(SB)/8, $0x0012001200000000
+DATA vidxs4<>+24(SB)/8, $0x001b001b00090009
+DATA vidxs4<>+32(SB)/8, $0x0012001200000000
+DATA vidxs4<>+40(SB)/8, $0x001b001b00090009
+DATA vidxs4<>+48(SB)/8, $0x0012001200000000
+DATA vidxs4<>+56(SB)/8, $0x001b001b00090009
+GLOBL vidxs4<>(SB), RODATA|NOPTR, $64
+
 // func dotQ4_0Q8_0x2VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
 TEXT ·dotQ4_0Q8_0x2VNNI(SB), NOSPLIT, $0-104
@@ -273,133 +250,83 @@ TEXT ·dotQ4_0Q8_0x2VNNI(SB), NOSPLIT, $0-104
 	VMOVDQU64 vb0fz<>+0(SB), Z0
 	VMOVDQU64 vwffffz<>+0(SB), Z1
 	VMOVDQU64 vidxq4z<>+0(SB), Z2
-	VPSUBD    Z3, Z3, Z3
+	VMOVDQU64 vidxnibz<>+0(SB), Z3
+	VPSUBD    Z4, Z4, Z4
 
 vquad2:
-	CMPQ            DX, $0x08
-	JL              vquad1
-	MOVWQZX         (AX), SI
-	MOVWQZX         18(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         36(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         54(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z4, Z4, Z4
-	VMOVQ           SI, X4
-	VCVTPH2PS       X4, X4
-	VPERMPS         Z4, Z2, Z4
-	VBROADCASTI32X4 2(AX), Z5
-	VINSERTI32X4    $0x01, 20(AX), Z5, Z5
-	VINSERTI32X4    $0x03, 20(AX), Z5, Z5
-	VBROADCASTI32X4 38(AX), Z6
-	VINSERTI32X4    $0x01, 56(AX), Z6, Z6
-	VINSERTI32X4    $0x03, 56(AX), Z6, Z6
-	VPUNPCKLQDQ     Z6, Z5, Z7
-	VPUNPCKHQDQ     Z6, Z5, Z5
-	VPSRLW          $0x04, Z7, Z6
-	VPANDD          Z0, Z6, Z6
-	VPANDD          Z0, Z7, Z7
-	VPSRLW          $0x04, Z5, Z8
-	VPANDD          Z0, Z8, Z8
-	VPANDD          Z0, Z5, Z5
-	VPMADDWD        256(CX), Z1, Z9
-	VPDPBUSD        (CX), Z7, Z9
-	VPDPBUSD        64(CX), Z6, Z9
-	VPDPBUSD        128(CX), Z5, Z9
-	VPDPBUSD        192(CX), Z8, Z9
-	VMULPS          320(CX), Z4, Z4
-	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z4, Z9, Z9
-	VADDPS          Z9, Z3, Z3
-	MOVWQZX         72(AX), SI
-	MOVWQZX         90(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         108(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         126(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z4, Z4, Z4
-	VMOVQ           SI, X4
-	VCVTPH2PS       X4, X4
-	VPERMPS         Z4, Z2, Z4
-	VBROADCASTI32X4 74(AX), Z5
-	VINSERTI32X4    $0x01, 92(AX), Z5, Z5
-	VINSERTI32X4    $0x03, 92(AX), Z5, Z5
-	VBROADCASTI32X4 110(AX), Z6
-	VINSERTI32X4    $0x01, 128(AX), Z6, Z6
-	VINSERTI32X4    $0x03, 128(AX), Z6, Z6
-	VPUNPCKLQDQ     Z6, Z5, Z7
-	VPUNPCKHQDQ     Z6, Z5, Z5
-	VPSRLW          $0x04, Z7, Z6
-	VPANDD          Z0, Z6, Z6
-	VPANDD          Z0, Z7, Z7
-	VPSRLW          $0x04, Z5, Z8
-	VPANDD          Z0, Z8, Z8
-	VPANDD          Z0, Z5, Z5
-	VPMADDWD        640(CX), Z1, Z9
-	VPDPBUSD        384(CX), Z7, Z9
-	VPDPBUSD        448(CX), Z6, Z9
-	VPDPBUSD        512(CX), Z5, Z9
-	VPDPBUSD        576(CX), Z8, Z9
-	VMULPS          704(CX), Z4, Z4
-	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z4, Z9, Z9
-	VADDPS          Z9, Z3, Z3
-	ADDQ            $0x00000090, AX
-	ADDQ            $0x00000300, CX
-	SUBQ            $0x08, DX
-	JMP             vquad2
+	CMPQ      DX, $0x08
+	JL        vquad1
+	VMOVDQU64 vidxs4<>+0(SB), Z5
+	VPERMW    (AX), Z5, Z5
+	VCVTPH2PS Y5, Z5
+	VPERMW    (AX), Z3, Z6
+	VPERMW    8(AX), Z3, Z7
+	VPSRLW    $0x04, Z6, Z8
+	VPANDD    Z0, Z8, Z8
+	VPANDD    Z0, Z6, Z6
+	VPSRLW    $0x04, Z7, Z9
+	VPANDD    Z0, Z9, Z9
+	VPANDD    Z0, Z7, Z7
+	VPMADDWD  256(CX), Z1, Z10
+	VPDPBUSD  (CX), Z6, Z10
+	VPDPBUSD  64(CX), Z8, Z10
+	VPDPBUSD  128(CX), Z7, Z10
+	VPDPBUSD  192(CX), Z9, Z10
+	VMULPS    320(CX), Z5, Z5
+	VCVTDQ2PS Z10, Z10
+	VMULPS    Z5, Z10, Z10
+	VADDPS    Z10, Z4, Z4
+	VMOVDQU64 vidxs4<>+0(SB), Z5
+	VPERMW    72(AX), Z5, Z5
+	VCVTPH2PS Y5, Z5
+	VPERMW    72(AX), Z3, Z6
+	VPERMW    80(AX), Z3, Z7
+	VPSRLW    $0x04, Z6, Z8
+	VPANDD    Z0, Z8, Z8
+	VPANDD    Z0, Z6, Z6
+	VPSRLW    $0x04, Z7, Z9
+	VPANDD    Z0, Z9, Z9
+	VPANDD    Z0, Z7, Z7
+	VPMADDWD  640(CX), Z1, Z10
+	VPDPBUSD  384(CX), Z6, Z10
+	VPDPBUSD  448(CX), Z8, Z10
+	VPDPBUSD  512(CX), Z7, Z10
+	VPDPBUSD  576(CX), Z9, Z10
+	VMULPS    704(CX), Z5, Z5
+	VCVTDQ2PS Z10, Z10
+	VMULPS    Z5, Z10, Z10
+	VADDPS    Z10, Z4, Z4
+	ADDQ      $0x00000090, AX
+	ADDQ      $0x00000300, CX
+	SUBQ      $0x08, DX
+	JMP       vquad2
 
 vquad1:
-	CMPQ            DX, $0x04
-	JL              vtail
-	MOVWQZX         (AX), SI
-	MOVWQZX         18(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         36(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         54(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z4, Z4, Z4
-	VMOVQ           SI, X4
-	VCVTPH2PS       X4, X4
-	VPERMPS         Z4, Z2, Z4
-	VBROADCASTI32X4 2(AX), Z5
-	VINSERTI32X4    $0x01, 20(AX), Z5, Z5
-	VINSERTI32X4    $0x03, 20(AX), Z5, Z5
-	VBROADCASTI32X4 38(AX), Z6
-	VINSERTI32X4    $0x01, 56(AX), Z6, Z6
-	VINSERTI32X4    $0x03, 56(AX), Z6, Z6
-	VPUNPCKLQDQ     Z6, Z5, Z7
-	VPUNPCKHQDQ     Z6, Z5, Z5
-	VPSRLW          $0x04, Z7, Z6
-	VPANDD          Z0, Z6, Z6
-	VPANDD          Z0, Z7, Z7
-	VPSRLW          $0x04, Z5, Z8
-	VPANDD          Z0, Z8, Z8
-	VPANDD          Z0, Z5, Z5
-	VPMADDWD        256(CX), Z1, Z9
-	VPDPBUSD        (CX), Z7, Z9
-	VPDPBUSD        64(CX), Z6, Z9
-	VPDPBUSD        128(CX), Z5, Z9
-	VPDPBUSD        192(CX), Z8, Z9
-	VMULPS          320(CX), Z4, Z4
-	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z4, Z9, Z9
-	VADDPS          Z9, Z3, Z3
-	ADDQ            $0x00000048, AX
-	ADDQ            $0x00000180, CX
-	SUBQ            $0x04, DX
+	CMPQ      DX, $0x04
+	JL        vtail
+	VMOVDQU64 vidxs4<>+0(SB), Z5
+	VPERMW    (AX), Z5, Z5
+	VCVTPH2PS Y5, Z5
+	VPERMW    (AX), Z3, Z6
+	VPERMW    8(AX), Z3, Z3
+	VPSRLW    $0x04, Z6, Z7
+	VPANDD    Z0, Z7, Z7
+	VPANDD    Z0, Z6, Z6
+	VPSRLW    $0x04, Z3, Z8
+	VPANDD    Z0, Z8, Z8
+	VPANDD    Z0, Z3, Z3
+	VPMADDWD  256(CX), Z1, Z9
+	VPDPBUSD  (CX), Z6, Z9
+	VPDPBUSD  64(CX), Z7, Z9
+	VPDPBUSD  128(CX), Z3, Z9
+	VPDPBUSD  192(CX), Z8, Z9
+	VMULPS    320(CX), Z5, Z3
+	VCVTDQ2PS Z9, Z9
+	VMULPS    Z3, Z9, Z9
+	VADDPS    Z9, Z4, Z4
+	ADDQ      $0x00000048, AX
+	ADDQ      $0x00000180, CX
+	SUBQ      $0x04, DX
 
 vtail:
 	CMPQ            DX, $0x02
@@ -412,33 +339,33 @@ vtail:
 	MOVWQZX         36(AX), SI
 	SHLQ            $0x20, SI
 	ORQ             SI, DX
-	VPSUBD          Z4, Z4, Z4
-	VMOVQ           DX, X4
-	VCVTPH2PS       X4, X4
-	VPERMPS         Z4, Z2, Z2
-	VBROADCASTI32X4 2(AX), Z4
-	VINSERTI32X4    $0x01, 20(AX), Z4, Z4
-	VINSERTI32X4    $0x03, 20(AX), Z4, Z4
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           DX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z2
+	VBROADCASTI32X4 2(AX), Z3
+	VINSERTI32X4    $0x01, 20(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 20(AX), Z3, Z3
 	VPSUBD          Z5, Z5, Z5
 	VINSERTI32X4    $0x00, 38(AX), Z5, Z5
 	VINSERTI32X4    $0x02, 38(AX), Z5, Z5
-	VPUNPCKLQDQ     Z5, Z4, Z6
-	VPUNPCKHQDQ     Z5, Z4, Z4
+	VPUNPCKLQDQ     Z5, Z3, Z6
+	VPUNPCKHQDQ     Z5, Z3, Z3
 	VPSRLW          $0x04, Z6, Z5
 	VPANDD          Z0, Z5, Z5
 	VPANDD          Z0, Z6, Z6
-	VPSRLW          $0x04, Z4, Z7
+	VPSRLW          $0x04, Z3, Z7
 	VPANDD          Z0, Z7, Z7
-	VPANDD          Z0, Z4, Z4
+	VPANDD          Z0, Z3, Z3
 	VPMADDWD        256(CX), Z1, Z0
 	VPDPBUSD        (CX), Z6, Z0
 	VPDPBUSD        64(CX), Z5, Z0
-	VPDPBUSD        128(CX), Z4, Z0
+	VPDPBUSD        128(CX), Z3, Z0
 	VPDPBUSD        192(CX), Z7, Z0
 	VMULPS          320(CX), Z2, Z1
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z1, Z0, Z0
-	VADDPS          Z0, Z3, Z3
+	VADDPS          Z0, Z4, Z4
 	JMP             vdone
 
 vtail2:
@@ -446,67 +373,67 @@ vtail2:
 	MOVWQZX         18(AX), SI
 	SHLQ            $0x10, SI
 	ORQ             SI, DX
-	VPSUBD          Z4, Z4, Z4
-	VMOVQ           DX, X4
-	VCVTPH2PS       X4, X4
-	VPERMPS         Z4, Z2, Z2
-	VBROADCASTI32X4 2(AX), Z4
-	VINSERTI32X4    $0x01, 20(AX), Z4, Z4
-	VINSERTI32X4    $0x03, 20(AX), Z4, Z4
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           DX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z2
+	VBROADCASTI32X4 2(AX), Z3
+	VINSERTI32X4    $0x01, 20(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 20(AX), Z3, Z3
 	VPSUBD          Z5, Z5, Z5
-	VPUNPCKLQDQ     Z5, Z4, Z6
-	VPUNPCKHQDQ     Z5, Z4, Z4
+	VPUNPCKLQDQ     Z5, Z3, Z6
+	VPUNPCKHQDQ     Z5, Z3, Z3
 	VPSRLW          $0x04, Z6, Z5
 	VPANDD          Z0, Z5, Z5
 	VPANDD          Z0, Z6, Z6
-	VPSRLW          $0x04, Z4, Z7
+	VPSRLW          $0x04, Z3, Z7
 	VPANDD          Z0, Z7, Z7
-	VPANDD          Z0, Z4, Z4
+	VPANDD          Z0, Z3, Z3
 	VPMADDWD        256(CX), Z1, Z0
 	VPDPBUSD        (CX), Z6, Z0
 	VPDPBUSD        64(CX), Z5, Z0
-	VPDPBUSD        128(CX), Z4, Z0
+	VPDPBUSD        128(CX), Z3, Z0
 	VPDPBUSD        192(CX), Z7, Z0
 	VMULPS          320(CX), Z2, Z1
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z1, Z0, Z0
-	VADDPS          Z0, Z3, Z3
+	VADDPS          Z0, Z4, Z4
 	JMP             vdone
 
 vtail1:
 	TESTQ        DX, DX
 	JZ           vdone
 	MOVWQZX      (AX), DX
-	VPSUBD       Z4, Z4, Z4
-	VMOVQ        DX, X4
-	VCVTPH2PS    X4, X4
-	VPERMPS      Z4, Z2, Z2
-	VPSUBD       Z4, Z4, Z4
-	VINSERTI32X4 $0x00, 2(AX), Z4, Z4
-	VINSERTI32X4 $0x02, 2(AX), Z4, Z4
+	VPSUBD       Z3, Z3, Z3
+	VMOVQ        DX, X3
+	VCVTPH2PS    X3, X3
+	VPERMPS      Z3, Z2, Z2
+	VPSUBD       Z3, Z3, Z3
+	VINSERTI32X4 $0x00, 2(AX), Z3, Z3
+	VINSERTI32X4 $0x02, 2(AX), Z3, Z3
 	VPSUBD       Z5, Z5, Z5
-	VPUNPCKLQDQ  Z5, Z4, Z6
-	VPUNPCKHQDQ  Z5, Z4, Z4
+	VPUNPCKLQDQ  Z5, Z3, Z6
+	VPUNPCKHQDQ  Z5, Z3, Z3
 	VPSRLW       $0x04, Z6, Z5
 	VPANDD       Z0, Z5, Z5
 	VPANDD       Z0, Z6, Z6
-	VPSRLW       $0x04, Z4, Z7
+	VPSRLW       $0x04, Z3, Z7
 	VPANDD       Z0, Z7, Z7
-	VPANDD       Z0, Z4, Z4
+	VPANDD       Z0, Z3, Z3
 	VPMADDWD     256(CX), Z1, Z0
 	VPDPBUSD     (CX), Z6, Z0
 	VPDPBUSD     64(CX), Z5, Z0
-	VPDPBUSD     128(CX), Z4, Z0
+	VPDPBUSD     128(CX), Z3, Z0
 	VPDPBUSD     192(CX), Z7, Z0
 	VMULPS       320(CX), Z2, Z1
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z1, Z0, Z0
-	VADDPS       Z0, Z3, Z3
+	VADDPS       Z0, Z4, Z4
 
 vdone:
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF32X4 $0x01, Y3, X1
-	VADDPS        X1, X3, X1
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VEXTRACTF32X4 $0x01, Y4, X1
+	VADDPS        X1, X4, X1
 	VMOVHLPS      X1, X1, X2
 	VADDPS        X2, X1, X1
 	VMOVSHDUP     X1, X2
@@ -552,6 +479,16 @@ DATA vidxq4z<>+48(SB)/8, $0x0000000100000001
 DATA vidxq4z<>+56(SB)/8, $0x0000000300000003
 GLOBL vidxq4z<>(SB), RODATA|NOPTR, $64
 
+DATA vidxnibz<>+0(SB)/8, $0x0004000300020001
+DATA vidxnibz<>+8(SB)/8, $0x0016001500140013
+DATA vidxnibz<>+16(SB)/8, $0x000d000c000b000a
+DATA vidxnibz<>+24(SB)/8, $0x001f001e001d001c
+DATA vidxnibz<>+32(SB)/8, $0x0004000300020001
+DATA vidxnibz<>+40(SB)/8, $0x0016001500140013
+DATA vidxnibz<>+48(SB)/8, $0x000d000c000b000a
+DATA vidxnibz<>+56(SB)/8, $0x001f001e001d001c
+GLOBL vidxnibz<>(SB), RODATA|NOPTR, $64
+
 // func dotQ4_0Q8_0x4VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
 TEXT ·dotQ4_0Q8_0x4VNNI(SB), NOSPLIT, $0-104
@@ -562,161 +499,111 @@ TEXT ·dotQ4_0Q8_0x4VNNI(SB), NOSPLIT, $0-104
 	VMOVDQU64 vb0fz<>+0(SB), Z0
 	VMOVDQU64 vwffffz<>+0(SB), Z1
 	VMOVDQU64 vidxq4z<>+0(SB), Z2
-	VPSUBD    Z3, Z3, Z3
+	VMOVDQU64 vidxnibz<>+0(SB), Z3
 	VPSUBD    Z4, Z4, Z4
+	VPSUBD    Z5, Z5, Z5
 
 vquad2:
-	CMPQ            DX, $0x08
-	JL              vquad1
-	MOVWQZX         (AX), SI
-	MOVWQZX         18(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         36(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         54(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z5, Z5, Z5
-	VMOVQ           SI, X5
-	VCVTPH2PS       X5, X5
-	VPERMPS         Z5, Z2, Z5
-	VBROADCASTI32X4 2(AX), Z6
-	VINSERTI32X4    $0x01, 20(AX), Z6, Z6
-	VINSERTI32X4    $0x03, 20(AX), Z6, Z6
-	VBROADCASTI32X4 38(AX), Z7
-	VINSERTI32X4    $0x01, 56(AX), Z7, Z7
-	VINSERTI32X4    $0x03, 56(AX), Z7, Z7
-	VPUNPCKLQDQ     Z7, Z6, Z8
-	VPUNPCKHQDQ     Z7, Z6, Z6
-	VPSRLW          $0x04, Z8, Z7
-	VPANDD          Z0, Z7, Z7
-	VPANDD          Z0, Z8, Z8
-	VPSRLW          $0x04, Z6, Z9
-	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z6, Z6
-	VPMADDWD        512(CX), Z1, Z10
-	VPDPBUSD        (CX), Z8, Z10
-	VPDPBUSD        128(CX), Z7, Z10
-	VPDPBUSD        256(CX), Z6, Z10
-	VPDPBUSD        384(CX), Z9, Z10
-	VMULPS          640(CX), Z5, Z11
-	VCVTDQ2PS       Z10, Z10
-	VMULPS          Z11, Z10, Z10
-	VADDPS          Z10, Z3, Z3
-	VPMADDWD        576(CX), Z1, Z10
-	VPDPBUSD        64(CX), Z8, Z10
-	VPDPBUSD        192(CX), Z7, Z10
-	VPDPBUSD        320(CX), Z6, Z10
-	VPDPBUSD        448(CX), Z9, Z10
-	VMULPS          704(CX), Z5, Z5
-	VCVTDQ2PS       Z10, Z10
-	VMULPS          Z5, Z10, Z10
-	VADDPS          Z10, Z4, Z4
-	MOVWQZX         72(AX), SI
-	MOVWQZX         90(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         108(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         126(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z5, Z5, Z5
-	VMOVQ           SI, X5
-	VCVTPH2PS       X5, X5
-	VPERMPS         Z5, Z2, Z5
-	VBROADCASTI32X4 74(AX), Z6
-	VINSERTI32X4    $0x01, 92(AX), Z6, Z6
-	VINSERTI32X4    $0x03, 92(AX), Z6, Z6
-	VBROADCASTI32X4 110(AX), Z7
-	VINSERTI32X4    $0x01, 128(AX), Z7, Z7
-	VINSERTI32X4    $0x03, 128(AX), Z7, Z7
-	VPUNPCKLQDQ     Z7, Z6, Z8
-	VPUNPCKHQDQ     Z7, Z6, Z6
-	VPSRLW          $0x04, Z8, Z7
-	VPANDD          Z0, Z7, Z7
-	VPANDD          Z0, Z8, Z8
-	VPSRLW          $0x04, Z6, Z9
-	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z6, Z6
-	VPMADDWD        1280(CX), Z1, Z10
-	VPDPBUSD        768(CX), Z8, Z10
-	VPDPBUSD        896(CX), Z7, Z10
-	VPDPBUSD        1024(CX), Z6, Z10
-	VPDPBUSD        1152(CX), Z9, Z10
-	VMULPS          1408(CX), Z5, Z11
-	VCVTDQ2PS       Z10, Z10
-	VMULPS          Z11, Z10, Z10
-	VADDPS          Z10, Z3, Z3
-	VPMADDWD        1344(CX), Z1, Z10
-	VPDPBUSD        832(CX), Z8, Z10
-	VPDPBUSD        960(CX), Z7, Z10
-	VPDPBUSD        1088(CX), Z6, Z10
-	VPDPBUSD        1216(CX), Z9, Z10
-	VMULPS          1472(CX), Z5, Z5
-	VCVTDQ2PS       Z10, Z10
-	VMULPS          Z5, Z10, Z10
-	VADDPS          Z10, Z4, Z4
-	ADDQ            $0x00000090, AX
-	ADDQ            $0x00000600, CX
-	SUBQ            $0x08, DX
-	JMP             vquad2
+	CMPQ      DX, $0x08
+	JL        vquad1
+	VMOVDQU64 vidxs4<>+0(SB), Z6
+	VPERMW    (AX), Z6, Z6
+	VCVTPH2PS Y6, Z6
+	VPERMW    (AX), Z3, Z7
+	VPERMW    8(AX), Z3, Z8
+	VPSRLW    $0x04, Z7, Z9
+	VPANDD    Z0, Z9, Z9
+	VPANDD    Z0, Z7, Z7
+	VPSRLW    $0x04, Z8, Z10
+	VPANDD    Z0, Z10, Z10
+	VPANDD    Z0, Z8, Z8
+	VPMADDWD  512(CX), Z1, Z11
+	VPDPBUSD  (CX), Z7, Z11
+	VPDPBUSD  128(CX), Z9, Z11
+	VPDPBUSD  256(CX), Z8, Z11
+	VPDPBUSD  384(CX), Z10, Z11
+	VMULPS    640(CX), Z6, Z12
+	VCVTDQ2PS Z11, Z11
+	VMULPS    Z12, Z11, Z11
+	VADDPS    Z11, Z4, Z4
+	VPMADDWD  576(CX), Z1, Z11
+	VPDPBUSD  64(CX), Z7, Z11
+	VPDPBUSD  192(CX), Z9, Z11
+	VPDPBUSD  320(CX), Z8, Z11
+	VPDPBUSD  448(CX), Z10, Z11
+	VMULPS    704(CX), Z6, Z6
+	VCVTDQ2PS Z11, Z11
+	VMULPS    Z6, Z11, Z11
+	VADDPS    Z11, Z5, Z5
+	VMOVDQU64 vidxs4<>+0(SB), Z6
+	VPERMW    72(AX), Z6, Z6
+	VCVTPH2PS Y6, Z6
+	VPERMW    72(AX), Z3, Z7
+	VPERMW    80(AX), Z3, Z8
+	VPSRLW    $0x04, Z7, Z9
+	VPANDD    Z0, Z9, Z9
+	VPANDD    Z0, Z7, Z7
+	VPSRLW    $0x04, Z8, Z10
+	VPANDD    Z0, Z10, Z10
+	VPANDD    Z0, Z8, Z8
+	VPMADDWD  1280(CX), Z1, Z11
+	VPDPBUSD  768(CX), Z7, Z11
+	VPDPBUSD  896(CX), Z9, Z11
+	VPDPBUSD  1024(CX), Z8, Z11
+	VPDPBUSD  1152(CX), Z10, Z11
+	VMULPS    1408(CX), Z6, Z12
+	VCVTDQ2PS Z11, Z11
+	VMULPS    Z12, Z11, Z11
+	VADDPS    Z11, Z4, Z4
+	VPMADDWD  1344(CX), Z1, Z11
+	VPDPBUSD  832(CX), Z7, Z11
+	VPDPBUSD  960(CX), Z9, Z11
+	VPDPBUSD  1088(CX), Z8, Z11
+	VPDPBUSD  1216(CX), Z10, Z11
+	VMULPS    1472(CX), Z6, Z6
+	VCVTDQ2PS Z11, Z11
+	VMULPS    Z6, Z11, Z11
+	VADDPS    Z11, Z5, Z5
+	ADDQ      $0x00000090, AX
+	ADDQ      $0x00000600, CX
+	SUBQ      $0x08, DX
+	JMP       vquad2
 
 vquad1:
-	CMPQ            DX, $0x04
-	JL              vtail
-	MOVWQZX         (AX), SI
-	MOVWQZX         18(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         36(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         54(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z5, Z5, Z5
-	VMOVQ           SI, X5
-	VCVTPH2PS       X5, X5
-	VPERMPS         Z5, Z2, Z5
-	VBROADCASTI32X4 2(AX), Z6
-	VINSERTI32X4    $0x01, 20(AX), Z6, Z6
-	VINSERTI32X4    $0x03, 20(AX), Z6, Z6
-	VBROADCASTI32X4 38(AX), Z7
-	VINSERTI32X4    $0x01, 56(AX), Z7, Z7
-	VINSERTI32X4    $0x03, 56(AX), Z7, Z7
-	VPUNPCKLQDQ     Z7, Z6, Z8
-	VPUNPCKHQDQ     Z7, Z6, Z6
-	VPSRLW          $0x04, Z8, Z7
-	VPANDD          Z0, Z7, Z7
-	VPANDD          Z0, Z8, Z8
-	VPSRLW          $0x04, Z6, Z9
-	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z6, Z6
-	VPMADDWD        512(CX), Z1, Z10
-	VPDPBUSD        (CX), Z8, Z10
-	VPDPBUSD        128(CX), Z7, Z10
-	VPDPBUSD        256(CX), Z6, Z10
-	VPDPBUSD        384(CX), Z9, Z10
-	VMULPS          640(CX), Z5, Z11
-	VCVTDQ2PS       Z10, Z10
-	VMULPS          Z11, Z10, Z10
-	VADDPS          Z10, Z3, Z3
-	VPMADDWD        576(CX), Z1, Z10
-	VPDPBUSD        64(CX), Z8, Z10
-	VPDPBUSD        192(CX), Z7, Z10
-	VPDPBUSD        320(CX), Z6, Z10
-	VPDPBUSD        448(CX), Z9, Z10
-	VMULPS          704(CX), Z5, Z5
-	VCVTDQ2PS       Z10, Z10
-	VMULPS          Z5, Z10, Z10
-	VADDPS          Z10, Z4, Z4
-	ADDQ            $0x00000048, AX
-	ADDQ            $0x00000300, CX
-	SUBQ            $0x04, DX
+	CMPQ      DX, $0x04
+	JL        vtail
+	VMOVDQU64 vidxs4<>+0(SB), Z6
+	VPERMW    (AX), Z6, Z6
+	VCVTPH2PS Y6, Z6
+	VPERMW    (AX), Z3, Z7
+	VPERMW    8(AX), Z3, Z3
+	VPSRLW    $0x04, Z7, Z8
+	VPANDD    Z0, Z8, Z8
+	VPANDD    Z0, Z7, Z7
+	VPSRLW    $0x04, Z3, Z9
+	VPANDD    Z0, Z9, Z9
+	VPANDD    Z0, Z3, Z3
+	VPMADDWD  512(CX), Z1, Z10
+	VPDPBUSD  (CX), Z7, Z10
+	VPDPBUSD  128(CX), Z8, Z10
+	VPDPBUSD  256(CX), Z3, Z10
+	VPDPBUSD  384(CX), Z9, Z10
+	VMULPS    640(CX), Z6, Z11
+	VCVTDQ2PS Z10, Z10
+	VMULPS    Z11, Z10, Z10
+	VADDPS    Z10, Z4, Z4
+	VPMADDWD  576(CX), Z1, Z10
+	VPDPBUSD  64(CX), Z7, Z10
+	VPDPBUSD  192(CX), Z8, Z10
+	VPDPBUSD  320(CX), Z3, Z10
+	VPDPBUSD  448(CX), Z9, Z10
+	VMULPS    704(CX), Z6, Z3
+	VCVTDQ2PS Z10, Z10
+	VMULPS    Z3, Z10, Z10
+	VADDPS    Z10, Z5, Z5
+	ADDQ      $0x00000048, AX
+	ADDQ      $0x00000300, CX
+	SUBQ      $0x04, DX
 
 vtail:
 	CMPQ            DX, $0x02
@@ -729,42 +616,42 @@ vtail:
 	MOVWQZX         36(AX), SI
 	SHLQ            $0x20, SI
 	ORQ             SI, DX
-	VPSUBD          Z5, Z5, Z5
-	VMOVQ           DX, X5
-	VCVTPH2PS       X5, X5
-	VPERMPS         Z5, Z2, Z2
-	VBROADCASTI32X4 2(AX), Z5
-	VINSERTI32X4    $0x01, 20(AX), Z5, Z5
-	VINSERTI32X4    $0x03, 20(AX), Z5, Z5
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           DX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z2
+	VBROADCASTI32X4 2(AX), Z3
+	VINSERTI32X4    $0x01, 20(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 20(AX), Z3, Z3
 	VPSUBD          Z6, Z6, Z6
 	VINSERTI32X4    $0x00, 38(AX), Z6, Z6
 	VINSERTI32X4    $0x02, 38(AX), Z6, Z6
-	VPUNPCKLQDQ     Z6, Z5, Z7
-	VPUNPCKHQDQ     Z6, Z5, Z5
+	VPUNPCKLQDQ     Z6, Z3, Z7
+	VPUNPCKHQDQ     Z6, Z3, Z3
 	VPSRLW          $0x04, Z7, Z6
 	VPANDD          Z0, Z6, Z6
 	VPANDD          Z0, Z7, Z7
-	VPSRLW          $0x04, Z5, Z8
+	VPSRLW          $0x04, Z3, Z8
 	VPANDD          Z0, Z8, Z8
-	VPANDD          Z0, Z5, Z5
+	VPANDD          Z0, Z3, Z3
 	VPMADDWD        512(CX), Z1, Z0
 	VPDPBUSD        (CX), Z7, Z0
 	VPDPBUSD        128(CX), Z6, Z0
-	VPDPBUSD        256(CX), Z5, Z0
+	VPDPBUSD        256(CX), Z3, Z0
 	VPDPBUSD        384(CX), Z8, Z0
 	VMULPS          640(CX), Z2, Z9
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z9, Z0, Z0
-	VADDPS          Z0, Z3, Z3
+	VADDPS          Z0, Z4, Z4
 	VPMADDWD        576(CX), Z1, Z0
 	VPDPBUSD        64(CX), Z7, Z0
 	VPDPBUSD        192(CX), Z6, Z0
-	VPDPBUSD        320(CX), Z5, Z0
+	VPDPBUSD        320(CX), Z3, Z0
 	VPDPBUSD        448(CX), Z8, Z0
 	VMULPS          704(CX), Z2, Z1
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z1, Z0, Z0
-	VADDPS          Z0, Z4, Z4
+	VADDPS          Z0, Z5, Z5
 	JMP             vdone
 
 vtail2:
@@ -772,85 +659,85 @@ vtail2:
 	MOVWQZX         18(AX), SI
 	SHLQ            $0x10, SI
 	ORQ             SI, DX
-	VPSUBD          Z5, Z5, Z5
-	VMOVQ           DX, X5
-	VCVTPH2PS       X5, X5
-	VPERMPS         Z5, Z2, Z2
-	VBROADCASTI32X4 2(AX), Z5
-	VINSERTI32X4    $0x01, 20(AX), Z5, Z5
-	VINSERTI32X4    $0x03, 20(AX), Z5, Z5
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           DX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z2
+	VBROADCASTI32X4 2(AX), Z3
+	VINSERTI32X4    $0x01, 20(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 20(AX), Z3, Z3
 	VPSUBD          Z6, Z6, Z6
-	VPUNPCKLQDQ     Z6, Z5, Z7
-	VPUNPCKHQDQ     Z6, Z5, Z5
+	VPUNPCKLQDQ     Z6, Z3, Z7
+	VPUNPCKHQDQ     Z6, Z3, Z3
 	VPSRLW          $0x04, Z7, Z6
 	VPANDD          Z0, Z6, Z6
 	VPANDD          Z0, Z7, Z7
-	VPSRLW          $0x04, Z5, Z8
+	VPSRLW          $0x04, Z3, Z8
 	VPANDD          Z0, Z8, Z8
-	VPANDD          Z0, Z5, Z5
+	VPANDD          Z0, Z3, Z3
 	VPMADDWD        512(CX), Z1, Z0
 	VPDPBUSD        (CX), Z7, Z0
 	VPDPBUSD        128(CX), Z6, Z0
-	VPDPBUSD        256(CX), Z5, Z0
+	VPDPBUSD        256(CX), Z3, Z0
 	VPDPBUSD        384(CX), Z8, Z0
 	VMULPS          640(CX), Z2, Z9
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z9, Z0, Z0
-	VADDPS          Z0, Z3, Z3
+	VADDPS          Z0, Z4, Z4
 	VPMADDWD        576(CX), Z1, Z0
 	VPDPBUSD        64(CX), Z7, Z0
 	VPDPBUSD        192(CX), Z6, Z0
-	VPDPBUSD        320(CX), Z5, Z0
+	VPDPBUSD        320(CX), Z3, Z0
 	VPDPBUSD        448(CX), Z8, Z0
 	VMULPS          704(CX), Z2, Z1
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z1, Z0, Z0
-	VADDPS          Z0, Z4, Z4
+	VADDPS          Z0, Z5, Z5
 	JMP             vdone
 
 vtail1:
 	TESTQ        DX, DX
 	JZ           vdone
 	MOVWQZX      (AX), DX
-	VPSUBD       Z5, Z5, Z5
-	VMOVQ        DX, X5
-	VCVTPH2PS    X5, X5
-	VPERMPS      Z5, Z2, Z2
-	VPSUBD       Z5, Z5, Z5
-	VINSERTI32X4 $0x00, 2(AX), Z5, Z5
-	VINSERTI32X4 $0x02, 2(AX), Z5, Z5
+	VPSUBD       Z3, Z3, Z3
+	VMOVQ        DX, X3
+	VCVTPH2PS    X3, X3
+	VPERMPS      Z3, Z2, Z2
+	VPSUBD       Z3, Z3, Z3
+	VINSERTI32X4 $0x00, 2(AX), Z3, Z3
+	VINSERTI32X4 $0x02, 2(AX), Z3, Z3
 	VPSUBD       Z6, Z6, Z6
-	VPUNPCKLQDQ  Z6, Z5, Z7
-	VPUNPCKHQDQ  Z6, Z5, Z5
+	VPUNPCKLQDQ  Z6, Z3, Z7
+	VPUNPCKHQDQ  Z6, Z3, Z3
 	VPSRLW       $0x04, Z7, Z6
 	VPANDD       Z0, Z6, Z6
 	VPANDD       Z0, Z7, Z7
-	VPSRLW       $0x04, Z5, Z8
+	VPSRLW       $0x04, Z3, Z8
 	VPANDD       Z0, Z8, Z8
-	VPANDD       Z0, Z5, Z5
+	VPANDD       Z0, Z3, Z3
 	VPMADDWD     512(CX), Z1, Z0
 	VPDPBUSD     (CX), Z7, Z0
 	VPDPBUSD     128(CX), Z6, Z0
-	VPDPBUSD     256(CX), Z5, Z0
+	VPDPBUSD     256(CX), Z3, Z0
 	VPDPBUSD     384(CX), Z8, Z0
 	VMULPS       640(CX), Z2, Z9
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z9, Z0, Z0
-	VADDPS       Z0, Z3, Z3
+	VADDPS       Z0, Z4, Z4
 	VPMADDWD     576(CX), Z1, Z0
 	VPDPBUSD     64(CX), Z7, Z0
 	VPDPBUSD     192(CX), Z6, Z0
-	VPDPBUSD     320(CX), Z5, Z0
+	VPDPBUSD     320(CX), Z3, Z0
 	VPDPBUSD     448(CX), Z8, Z0
 	VMULPS       704(CX), Z2, Z1
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z1, Z0, Z0
-	VADDPS       Z0, Z4, Z4
+	VADDPS       Z0, Z5, Z5
 
 vdone:
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF32X4 $0x01, Y3, X1
-	VADDPS        X1, X3, X1
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VEXTRACTF32X4 $0x01, Y4, X1
+	VADDPS        X1, X4, X1
 	VMOVHLPS      X1, X1, X2
 	VADDPS        X2, X1, X1
 	VMOVSHDUP     X1, X2
@@ -863,9 +750,9 @@ vdone:
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
 	VMOVSS        X1, 4(BX)
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF32X4 $0x01, Y4, X1
-	VADDPS        X1, X4, X1
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VEXTRACTF32X4 $0x01, Y5, X1
+	VADDPS        X1, X5, X1
 	VMOVHLPS      X1, X1, X2
 	VADDPS        X2, X1, X1
 	VMOVSHDUP     X1, X2
@@ -891,217 +778,167 @@ TEXT ·dotQ4_0Q8_0x8VNNI(SB), NOSPLIT, $0-104
 	VMOVDQU64 vb0fz<>+0(SB), Z0
 	VMOVDQU64 vwffffz<>+0(SB), Z1
 	VMOVDQU64 vidxq4z<>+0(SB), Z2
-	VPSUBD    Z3, Z3, Z3
+	VMOVDQU64 vidxnibz<>+0(SB), Z3
 	VPSUBD    Z4, Z4, Z4
 	VPSUBD    Z5, Z5, Z5
 	VPSUBD    Z6, Z6, Z6
+	VPSUBD    Z7, Z7, Z7
 
 vquad2:
-	CMPQ            DX, $0x08
-	JL              vquad1
-	MOVWQZX         (AX), SI
-	MOVWQZX         18(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         36(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         54(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           SI, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z7
-	VBROADCASTI32X4 2(AX), Z8
-	VINSERTI32X4    $0x01, 20(AX), Z8, Z8
-	VINSERTI32X4    $0x03, 20(AX), Z8, Z8
-	VBROADCASTI32X4 38(AX), Z9
-	VINSERTI32X4    $0x01, 56(AX), Z9, Z9
-	VINSERTI32X4    $0x03, 56(AX), Z9, Z9
-	VPUNPCKLQDQ     Z9, Z8, Z10
-	VPUNPCKHQDQ     Z9, Z8, Z8
-	VPSRLW          $0x04, Z10, Z9
-	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z10, Z10
-	VPSRLW          $0x04, Z8, Z11
-	VPANDD          Z0, Z11, Z11
-	VPANDD          Z0, Z8, Z8
-	VPMADDWD        1024(CX), Z1, Z12
-	VPDPBUSD        (CX), Z10, Z12
-	VPDPBUSD        256(CX), Z9, Z12
-	VPDPBUSD        512(CX), Z8, Z12
-	VPDPBUSD        768(CX), Z11, Z12
-	VMULPS          1280(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z3, Z3
-	VPMADDWD        1088(CX), Z1, Z12
-	VPDPBUSD        64(CX), Z10, Z12
-	VPDPBUSD        320(CX), Z9, Z12
-	VPDPBUSD        576(CX), Z8, Z12
-	VPDPBUSD        832(CX), Z11, Z12
-	VMULPS          1344(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z4, Z4
-	VPMADDWD        1152(CX), Z1, Z12
-	VPDPBUSD        128(CX), Z10, Z12
-	VPDPBUSD        384(CX), Z9, Z12
-	VPDPBUSD        640(CX), Z8, Z12
-	VPDPBUSD        896(CX), Z11, Z12
-	VMULPS          1408(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z5, Z5
-	VPMADDWD        1216(CX), Z1, Z12
-	VPDPBUSD        192(CX), Z10, Z12
-	VPDPBUSD        448(CX), Z9, Z12
-	VPDPBUSD        704(CX), Z8, Z12
-	VPDPBUSD        960(CX), Z11, Z12
-	VMULPS          1472(CX), Z7, Z7
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z7, Z12, Z12
-	VADDPS          Z12, Z6, Z6
-	MOVWQZX         72(AX), SI
-	MOVWQZX         90(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         108(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         126(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           SI, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z7
-	VBROADCASTI32X4 74(AX), Z8
-	VINSERTI32X4    $0x01, 92(AX), Z8, Z8
-	VINSERTI32X4    $0x03, 92(AX), Z8, Z8
-	VBROADCASTI32X4 110(AX), Z9
-	VINSERTI32X4    $0x01, 128(AX), Z9, Z9
-	VINSERTI32X4    $0x03, 128(AX), Z9, Z9
-	VPUNPCKLQDQ     Z9, Z8, Z10
-	VPUNPCKHQDQ     Z9, Z8, Z8
-	VPSRLW          $0x04, Z10, Z9
-	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z10, Z10
-	VPSRLW          $0x04, Z8, Z11
-	VPANDD          Z0, Z11, Z11
-	VPANDD          Z0, Z8, Z8
-	VPMADDWD        2560(CX), Z1, Z12
-	VPDPBUSD        1536(CX), Z10, Z12
-	VPDPBUSD        1792(CX), Z9, Z12
-	VPDPBUSD        2048(CX), Z8, Z12
-	VPDPBUSD        2304(CX), Z11, Z12
-	VMULPS          2816(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z3, Z3
-	VPMADDWD        2624(CX), Z1, Z12
-	VPDPBUSD        1600(CX), Z10, Z12
-	VPDPBUSD        1856(CX), Z9, Z12
-	VPDPBUSD        2112(CX), Z8, Z12
-	VPDPBUSD        2368(CX), Z11, Z12
-	VMULPS          2880(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z4, Z4
-	VPMADDWD        2688(CX), Z1, Z12
-	VPDPBUSD        1664(CX), Z10, Z12
-	VPDPBUSD        1920(CX), Z9, Z12
-	VPDPBUSD        2176(CX), Z8, Z12
-	VPDPBUSD        2432(CX), Z11, Z12
-	VMULPS          2944(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z5, Z5
-	VPMADDWD        2752(CX), Z1, Z12
-	VPDPBUSD        1728(CX), Z10, Z12
-	VPDPBUSD        1984(CX), Z9, Z12
-	VPDPBUSD        2240(CX), Z8, Z12
-	VPDPBUSD        2496(CX), Z11, Z12
-	VMULPS          3008(CX), Z7, Z7
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z7, Z12, Z12
-	VADDPS          Z12, Z6, Z6
-	ADDQ            $0x00000090, AX
-	ADDQ            $0x00000c00, CX
-	SUBQ            $0x08, DX
-	JMP             vquad2
+	CMPQ      DX, $0x08
+	JL        vquad1
+	VMOVDQU64 vidxs4<>+0(SB), Z8
+	VPERMW    (AX), Z8, Z8
+	VCVTPH2PS Y8, Z8
+	VPERMW    (AX), Z3, Z9
+	VPERMW    8(AX), Z3, Z10
+	VPSRLW    $0x04, Z9, Z11
+	VPANDD    Z0, Z11, Z11
+	VPANDD    Z0, Z9, Z9
+	VPSRLW    $0x04, Z10, Z12
+	VPANDD    Z0, Z12, Z12
+	VPANDD    Z0, Z10, Z10
+	VPMADDWD  1024(CX), Z1, Z13
+	VPDPBUSD  (CX), Z9, Z13
+	VPDPBUSD  256(CX), Z11, Z13
+	VPDPBUSD  512(CX), Z10, Z13
+	VPDPBUSD  768(CX), Z12, Z13
+	VMULPS    1280(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z4, Z4
+	VPMADDWD  1088(CX), Z1, Z13
+	VPDPBUSD  64(CX), Z9, Z13
+	VPDPBUSD  320(CX), Z11, Z13
+	VPDPBUSD  576(CX), Z10, Z13
+	VPDPBUSD  832(CX), Z12, Z13
+	VMULPS    1344(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z5, Z5
+	VPMADDWD  1152(CX), Z1, Z13
+	VPDPBUSD  128(CX), Z9, Z13
+	VPDPBUSD  384(CX), Z11, Z13
+	VPDPBUSD  640(CX), Z10, Z13
+	VPDPBUSD  896(CX), Z12, Z13
+	VMULPS    1408(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z6, Z6
+	VPMADDWD  1216(CX), Z1, Z13
+	VPDPBUSD  192(CX), Z9, Z13
+	VPDPBUSD  448(CX), Z11, Z13
+	VPDPBUSD  704(CX), Z10, Z13
+	VPDPBUSD  960(CX), Z12, Z13
+	VMULPS    1472(CX), Z8, Z8
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z8, Z13, Z13
+	VADDPS    Z13, Z7, Z7
+	VMOVDQU64 vidxs4<>+0(SB), Z8
+	VPERMW    72(AX), Z8, Z8
+	VCVTPH2PS Y8, Z8
+	VPERMW    72(AX), Z3, Z9
+	VPERMW    80(AX), Z3, Z10
+	VPSRLW    $0x04, Z9, Z11
+	VPANDD    Z0, Z11, Z11
+	VPANDD    Z0, Z9, Z9
+	VPSRLW    $0x04, Z10, Z12
+	VPANDD    Z0, Z12, Z12
+	VPANDD    Z0, Z10, Z10
+	VPMADDWD  2560(CX), Z1, Z13
+	VPDPBUSD  1536(CX), Z9, Z13
+	VPDPBUSD  1792(CX), Z11, Z13
+	VPDPBUSD  2048(CX), Z10, Z13
+	VPDPBUSD  2304(CX), Z12, Z13
+	VMULPS    2816(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z4, Z4
+	VPMADDWD  2624(CX), Z1, Z13
+	VPDPBUSD  1600(CX), Z9, Z13
+	VPDPBUSD  1856(CX), Z11, Z13
+	VPDPBUSD  2112(CX), Z10, Z13
+	VPDPBUSD  2368(CX), Z12, Z13
+	VMULPS    2880(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z5, Z5
+	VPMADDWD  2688(CX), Z1, Z13
+	VPDPBUSD  1664(CX), Z9, Z13
+	VPDPBUSD  1920(CX), Z11, Z13
+	VPDPBUSD  2176(CX), Z10, Z13
+	VPDPBUSD  2432(CX), Z12, Z13
+	VMULPS    2944(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z6, Z6
+	VPMADDWD  2752(CX), Z1, Z13
+	VPDPBUSD  1728(CX), Z9, Z13
+	VPDPBUSD  1984(CX), Z11, Z13
+	VPDPBUSD  2240(CX), Z10, Z13
+	VPDPBUSD  2496(CX), Z12, Z13
+	VMULPS    3008(CX), Z8, Z8
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z8, Z13, Z13
+	VADDPS    Z13, Z7, Z7
+	ADDQ      $0x00000090, AX
+	ADDQ      $0x00000c00, CX
+	SUBQ      $0x08, DX
+	JMP       vquad2
 
 vquad1:
-	CMPQ            DX, $0x04
-	JL              vtail
-	MOVWQZX         (AX), SI
-	MOVWQZX         18(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         36(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         54(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           SI, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z7
-	VBROADCASTI32X4 2(AX), Z8
-	VINSERTI32X4    $0x01, 20(AX), Z8, Z8
-	VINSERTI32X4    $0x03, 20(AX), Z8, Z8
-	VBROADCASTI32X4 38(AX), Z9
-	VINSERTI32X4    $0x01, 56(AX), Z9, Z9
-	VINSERTI32X4    $0x03, 56(AX), Z9, Z9
-	VPUNPCKLQDQ     Z9, Z8, Z10
-	VPUNPCKHQDQ     Z9, Z8, Z8
-	VPSRLW          $0x04, Z10, Z9
-	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z10, Z10
-	VPSRLW          $0x04, Z8, Z11
-	VPANDD          Z0, Z11, Z11
-	VPANDD          Z0, Z8, Z8
-	VPMADDWD        1024(CX), Z1, Z12
-	VPDPBUSD        (CX), Z10, Z12
-	VPDPBUSD        256(CX), Z9, Z12
-	VPDPBUSD        512(CX), Z8, Z12
-	VPDPBUSD        768(CX), Z11, Z12
-	VMULPS          1280(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z3, Z3
-	VPMADDWD        1088(CX), Z1, Z12
-	VPDPBUSD        64(CX), Z10, Z12
-	VPDPBUSD        320(CX), Z9, Z12
-	VPDPBUSD        576(CX), Z8, Z12
-	VPDPBUSD        832(CX), Z11, Z12
-	VMULPS          1344(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z4, Z4
-	VPMADDWD        1152(CX), Z1, Z12
-	VPDPBUSD        128(CX), Z10, Z12
-	VPDPBUSD        384(CX), Z9, Z12
-	VPDPBUSD        640(CX), Z8, Z12
-	VPDPBUSD        896(CX), Z11, Z12
-	VMULPS          1408(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z5, Z5
-	VPMADDWD        1216(CX), Z1, Z12
-	VPDPBUSD        192(CX), Z10, Z12
-	VPDPBUSD        448(CX), Z9, Z12
-	VPDPBUSD        704(CX), Z8, Z12
-	VPDPBUSD        960(CX), Z11, Z12
-	VMULPS          1472(CX), Z7, Z7
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z7, Z12, Z12
-	VADDPS          Z12, Z6, Z6
-	ADDQ            $0x00000048, AX
-	ADDQ            $0x00000600, CX
-	SUBQ            $0x04, DX
+	CMPQ      DX, $0x04
+	JL        vtail
+	VMOVDQU64 vidxs4<>+0(SB), Z8
+	VPERMW    (AX), Z8, Z8
+	VCVTPH2PS Y8, Z8
+	VPERMW    (AX), Z3, Z9
+	VPERMW    8(AX), Z3, Z3
+	VPSRLW    $0x04, Z9, Z10
+	VPANDD    Z0, Z10, Z10
+	VPANDD    Z0, Z9, Z9
+	VPSRLW    $0x04, Z3, Z11
+	VPANDD    Z0, Z11, Z11
+	VPANDD    Z0, Z3, Z3
+	VPMADDWD  1024(CX), Z1, Z12
+	VPDPBUSD  (CX), Z9, Z12
+	VPDPBUSD  256(CX), Z10, Z12
+	VPDPBUSD  512(CX), Z3, Z12
+	VPDPBUSD  768(CX), Z11, Z12
+	VMULPS    1280(CX), Z8, Z13
+	VCVTDQ2PS Z12, Z12
+	VMULPS    Z13, Z12, Z12
+	VADDPS    Z12, Z4, Z4
+	VPMADDWD  1088(CX), Z1, Z12
+	VPDPBUSD  64(CX), Z9, Z12
+	VPDPBUSD  320(CX), Z10, Z12
+	VPDPBUSD  576(CX), Z3, Z12
+	VPDPBUSD  832(CX), Z11, Z12
+	VMULPS    1344(CX), Z8, Z13
+	VCVTDQ2PS Z12, Z12
+	VMULPS    Z13, Z12, Z12
+	VADDPS    Z12, Z5, Z5
+	VPMADDWD  1152(CX), Z1, Z12
+	VPDPBUSD  128(CX), Z9, Z12
+	VPDPBUSD  384(CX), Z10, Z12
+	VPDPBUSD  640(CX), Z3, Z12
+	VPDPBUSD  896(CX), Z11, Z12
+	VMULPS    1408(CX), Z8, Z13
+	VCVTDQ2PS Z12, Z12
+	VMULPS    Z13, Z12, Z12
+	VADDPS    Z12, Z6, Z6
+	VPMADDWD  1216(CX), Z1, Z12
+	VPDPBUSD  192(CX), Z9, Z12
+	VPDPBUSD  448(CX), Z10, Z12
+	VPDPBUSD  704(CX), Z3, Z12
+	VPDPBUSD  960(CX), Z11, Z12
+	VMULPS    1472(CX), Z8, Z3
+	VCVTDQ2PS Z12, Z12
+	VMULPS    Z3, Z12, Z12
+	VADDPS    Z12, Z7, Z7
+	ADDQ      $0x00000048, AX
+	ADDQ      $0x00000600, CX
+	SUBQ      $0x04, DX
 
 vtail:
 	CMPQ            DX, $0x02
@@ -1114,60 +951,60 @@ vtail:
 	MOVWQZX         36(AX), SI
 	SHLQ            $0x20, SI
 	ORQ             SI, DX
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           DX, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z2
-	VBROADCASTI32X4 2(AX), Z7
-	VINSERTI32X4    $0x01, 20(AX), Z7, Z7
-	VINSERTI32X4    $0x03, 20(AX), Z7, Z7
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           DX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z2
+	VBROADCASTI32X4 2(AX), Z3
+	VINSERTI32X4    $0x01, 20(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 20(AX), Z3, Z3
 	VPSUBD          Z8, Z8, Z8
 	VINSERTI32X4    $0x00, 38(AX), Z8, Z8
 	VINSERTI32X4    $0x02, 38(AX), Z8, Z8
-	VPUNPCKLQDQ     Z8, Z7, Z9
-	VPUNPCKHQDQ     Z8, Z7, Z7
+	VPUNPCKLQDQ     Z8, Z3, Z9
+	VPUNPCKHQDQ     Z8, Z3, Z3
 	VPSRLW          $0x04, Z9, Z8
 	VPANDD          Z0, Z8, Z8
 	VPANDD          Z0, Z9, Z9
-	VPSRLW          $0x04, Z7, Z10
+	VPSRLW          $0x04, Z3, Z10
 	VPANDD          Z0, Z10, Z10
-	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z3, Z3
 	VPMADDWD        1024(CX), Z1, Z0
 	VPDPBUSD        (CX), Z9, Z0
 	VPDPBUSD        256(CX), Z8, Z0
-	VPDPBUSD        512(CX), Z7, Z0
+	VPDPBUSD        512(CX), Z3, Z0
 	VPDPBUSD        768(CX), Z10, Z0
 	VMULPS          1280(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z3, Z3
+	VADDPS          Z0, Z4, Z4
 	VPMADDWD        1088(CX), Z1, Z0
 	VPDPBUSD        64(CX), Z9, Z0
 	VPDPBUSD        320(CX), Z8, Z0
-	VPDPBUSD        576(CX), Z7, Z0
+	VPDPBUSD        576(CX), Z3, Z0
 	VPDPBUSD        832(CX), Z10, Z0
 	VMULPS          1344(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z4, Z4
+	VADDPS          Z0, Z5, Z5
 	VPMADDWD        1152(CX), Z1, Z0
 	VPDPBUSD        128(CX), Z9, Z0
 	VPDPBUSD        384(CX), Z8, Z0
-	VPDPBUSD        640(CX), Z7, Z0
+	VPDPBUSD        640(CX), Z3, Z0
 	VPDPBUSD        896(CX), Z10, Z0
 	VMULPS          1408(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z5, Z5
+	VADDPS          Z0, Z6, Z6
 	VPMADDWD        1216(CX), Z1, Z0
 	VPDPBUSD        192(CX), Z9, Z0
 	VPDPBUSD        448(CX), Z8, Z0
-	VPDPBUSD        704(CX), Z7, Z0
+	VPDPBUSD        704(CX), Z3, Z0
 	VPDPBUSD        960(CX), Z10, Z0
 	VMULPS          1472(CX), Z2, Z1
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z1, Z0, Z0
-	VADDPS          Z0, Z6, Z6
+	VADDPS          Z0, Z7, Z7
 	JMP             vdone
 
 vtail2:
@@ -1175,121 +1012,121 @@ vtail2:
 	MOVWQZX         18(AX), SI
 	SHLQ            $0x10, SI
 	ORQ             SI, DX
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           DX, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z2
-	VBROADCASTI32X4 2(AX), Z7
-	VINSERTI32X4    $0x01, 20(AX), Z7, Z7
-	VINSERTI32X4    $0x03, 20(AX), Z7, Z7
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           DX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z2
+	VBROADCASTI32X4 2(AX), Z3
+	VINSERTI32X4    $0x01, 20(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 20(AX), Z3, Z3
 	VPSUBD          Z8, Z8, Z8
-	VPUNPCKLQDQ     Z8, Z7, Z9
-	VPUNPCKHQDQ     Z8, Z7, Z7
+	VPUNPCKLQDQ     Z8, Z3, Z9
+	VPUNPCKHQDQ     Z8, Z3, Z3
 	VPSRLW          $0x04, Z9, Z8
 	VPANDD          Z0, Z8, Z8
 	VPANDD          Z0, Z9, Z9
-	VPSRLW          $0x04, Z7, Z10
+	VPSRLW          $0x04, Z3, Z10
 	VPANDD          Z0, Z10, Z10
-	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z3, Z3
 	VPMADDWD        1024(CX), Z1, Z0
 	VPDPBUSD        (CX), Z9, Z0
 	VPDPBUSD        256(CX), Z8, Z0
-	VPDPBUSD        512(CX), Z7, Z0
+	VPDPBUSD        512(CX), Z3, Z0
 	VPDPBUSD        768(CX), Z10, Z0
 	VMULPS          1280(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z3, Z3
+	VADDPS          Z0, Z4, Z4
 	VPMADDWD        1088(CX), Z1, Z0
 	VPDPBUSD        64(CX), Z9, Z0
 	VPDPBUSD        320(CX), Z8, Z0
-	VPDPBUSD        576(CX), Z7, Z0
+	VPDPBUSD        576(CX), Z3, Z0
 	VPDPBUSD        832(CX), Z10, Z0
 	VMULPS          1344(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z4, Z4
+	VADDPS          Z0, Z5, Z5
 	VPMADDWD        1152(CX), Z1, Z0
 	VPDPBUSD        128(CX), Z9, Z0
 	VPDPBUSD        384(CX), Z8, Z0
-	VPDPBUSD        640(CX), Z7, Z0
+	VPDPBUSD        640(CX), Z3, Z0
 	VPDPBUSD        896(CX), Z10, Z0
 	VMULPS          1408(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z5, Z5
+	VADDPS          Z0, Z6, Z6
 	VPMADDWD        1216(CX), Z1, Z0
 	VPDPBUSD        192(CX), Z9, Z0
 	VPDPBUSD        448(CX), Z8, Z0
-	VPDPBUSD        704(CX), Z7, Z0
+	VPDPBUSD        704(CX), Z3, Z0
 	VPDPBUSD        960(CX), Z10, Z0
 	VMULPS          1472(CX), Z2, Z1
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z1, Z0, Z0
-	VADDPS          Z0, Z6, Z6
+	VADDPS          Z0, Z7, Z7
 	JMP             vdone
 
 vtail1:
 	TESTQ        DX, DX
 	JZ           vdone
 	MOVWQZX      (AX), DX
-	VPSUBD       Z7, Z7, Z7
-	VMOVQ        DX, X7
-	VCVTPH2PS    X7, X7
-	VPERMPS      Z7, Z2, Z2
-	VPSUBD       Z7, Z7, Z7
-	VINSERTI32X4 $0x00, 2(AX), Z7, Z7
-	VINSERTI32X4 $0x02, 2(AX), Z7, Z7
+	VPSUBD       Z3, Z3, Z3
+	VMOVQ        DX, X3
+	VCVTPH2PS    X3, X3
+	VPERMPS      Z3, Z2, Z2
+	VPSUBD       Z3, Z3, Z3
+	VINSERTI32X4 $0x00, 2(AX), Z3, Z3
+	VINSERTI32X4 $0x02, 2(AX), Z3, Z3
 	VPSUBD       Z8, Z8, Z8
-	VPUNPCKLQDQ  Z8, Z7, Z9
-	VPUNPCKHQDQ  Z8, Z7, Z7
+	VPUNPCKLQDQ  Z8, Z3, Z9
+	VPUNPCKHQDQ  Z8, Z3, Z3
 	VPSRLW       $0x04, Z9, Z8
 	VPANDD       Z0, Z8, Z8
 	VPANDD       Z0, Z9, Z9
-	VPSRLW       $0x04, Z7, Z10
+	VPSRLW       $0x04, Z3, Z10
 	VPANDD       Z0, Z10, Z10
-	VPANDD       Z0, Z7, Z7
+	VPANDD       Z0, Z3, Z3
 	VPMADDWD     1024(CX), Z1, Z0
 	VPDPBUSD     (CX), Z9, Z0
 	VPDPBUSD     256(CX), Z8, Z0
-	VPDPBUSD     512(CX), Z7, Z0
+	VPDPBUSD     512(CX), Z3, Z0
 	VPDPBUSD     768(CX), Z10, Z0
 	VMULPS       1280(CX), Z2, Z11
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z11, Z0, Z0
-	VADDPS       Z0, Z3, Z3
+	VADDPS       Z0, Z4, Z4
 	VPMADDWD     1088(CX), Z1, Z0
 	VPDPBUSD     64(CX), Z9, Z0
 	VPDPBUSD     320(CX), Z8, Z0
-	VPDPBUSD     576(CX), Z7, Z0
+	VPDPBUSD     576(CX), Z3, Z0
 	VPDPBUSD     832(CX), Z10, Z0
 	VMULPS       1344(CX), Z2, Z11
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z11, Z0, Z0
-	VADDPS       Z0, Z4, Z4
+	VADDPS       Z0, Z5, Z5
 	VPMADDWD     1152(CX), Z1, Z0
 	VPDPBUSD     128(CX), Z9, Z0
 	VPDPBUSD     384(CX), Z8, Z0
-	VPDPBUSD     640(CX), Z7, Z0
+	VPDPBUSD     640(CX), Z3, Z0
 	VPDPBUSD     896(CX), Z10, Z0
 	VMULPS       1408(CX), Z2, Z11
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z11, Z0, Z0
-	VADDPS       Z0, Z5, Z5
+	VADDPS       Z0, Z6, Z6
 	VPMADDWD     1216(CX), Z1, Z0
 	VPDPBUSD     192(CX), Z9, Z0
 	VPDPBUSD     448(CX), Z8, Z0
-	VPDPBUSD     704(CX), Z7, Z0
+	VPDPBUSD     704(CX), Z3, Z0
 	VPDPBUSD     960(CX), Z10, Z0
 	VMULPS       1472(CX), Z2, Z1
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z1, Z0, Z0
-	VADDPS       Z0, Z6, Z6
+	VADDPS       Z0, Z7, Z7
 
 vdone:
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VEXTRACTF32X4 $0x01, Y3, X1
-	VADDPS        X1, X3, X1
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VEXTRACTF32X4 $0x01, Y4, X1
+	VADDPS        X1, X4, X1
 	VMOVHLPS      X1, X1, X2
 	VADDPS        X2, X1, X1
 	VMOVSHDUP     X1, X2
@@ -1302,9 +1139,9 @@ vdone:
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
 	VMOVSS        X1, 4(BX)
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VEXTRACTF32X4 $0x01, Y4, X1
-	VADDPS        X1, X4, X1
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VEXTRACTF32X4 $0x01, Y5, X1
+	VADDPS        X1, X5, X1
 	VMOVHLPS      X1, X1, X2
 	VADDPS        X2, X1, X1
 	VMOVSHDUP     X1, X2
@@ -1317,9 +1154,9 @@ vdone:
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
 	VMOVSS        X1, 12(BX)
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VEXTRACTF32X4 $0x01, Y5, X1
-	VADDPS        X1, X5, X1
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VEXTRACTF32X4 $0x01, Y6, X1
+	VADDPS        X1, X6, X1
 	VMOVHLPS      X1, X1, X2
 	VADDPS        X2, X1, X1
 	VMOVSHDUP     X1, X2
@@ -1332,9 +1169,9 @@ vdone:
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
 	VMOVSS        X1, 20(BX)
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VEXTRACTF32X4 $0x01, Y6, X1
-	VADDPS        X1, X6, X1
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VEXTRACTF32X4 $0x01, Y7, X1
+	VADDPS        X1, X7, X1
 	VMOVHLPS      X1, X1, X2
 	VADDPS        X2, X1, X1
 	VMOVSHDUP     X1, X2
@@ -1360,217 +1197,167 @@ TEXT ·dotQ4_0Q8_0x8AccVNNI(SB), NOSPLIT, $0-80
 	VMOVDQU64 vb0fz<>+0(SB), Z0
 	VMOVDQU64 vwffffz<>+0(SB), Z1
 	VMOVDQU64 vidxq4z<>+0(SB), Z2
-	VMOVUPS   (BX), Z3
-	VMOVUPS   64(BX), Z4
-	VMOVUPS   128(BX), Z5
-	VMOVUPS   192(BX), Z6
+	VMOVDQU64 vidxnibz<>+0(SB), Z3
+	VMOVUPS   (BX), Z4
+	VMOVUPS   64(BX), Z5
+	VMOVUPS   128(BX), Z6
+	VMOVUPS   192(BX), Z7
 
 vquad2:
-	CMPQ            DX, $0x08
-	JL              vquad1
-	MOVWQZX         (AX), SI
-	MOVWQZX         18(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         36(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         54(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           SI, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z7
-	VBROADCASTI32X4 2(AX), Z8
-	VINSERTI32X4    $0x01, 20(AX), Z8, Z8
-	VINSERTI32X4    $0x03, 20(AX), Z8, Z8
-	VBROADCASTI32X4 38(AX), Z9
-	VINSERTI32X4    $0x01, 56(AX), Z9, Z9
-	VINSERTI32X4    $0x03, 56(AX), Z9, Z9
-	VPUNPCKLQDQ     Z9, Z8, Z10
-	VPUNPCKHQDQ     Z9, Z8, Z8
-	VPSRLW          $0x04, Z10, Z9
-	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z10, Z10
-	VPSRLW          $0x04, Z8, Z11
-	VPANDD          Z0, Z11, Z11
-	VPANDD          Z0, Z8, Z8
-	VPMADDWD        1024(CX), Z1, Z12
-	VPDPBUSD        (CX), Z10, Z12
-	VPDPBUSD        256(CX), Z9, Z12
-	VPDPBUSD        512(CX), Z8, Z12
-	VPDPBUSD        768(CX), Z11, Z12
-	VMULPS          1280(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z3, Z3
-	VPMADDWD        1088(CX), Z1, Z12
-	VPDPBUSD        64(CX), Z10, Z12
-	VPDPBUSD        320(CX), Z9, Z12
-	VPDPBUSD        576(CX), Z8, Z12
-	VPDPBUSD        832(CX), Z11, Z12
-	VMULPS          1344(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z4, Z4
-	VPMADDWD        1152(CX), Z1, Z12
-	VPDPBUSD        128(CX), Z10, Z12
-	VPDPBUSD        384(CX), Z9, Z12
-	VPDPBUSD        640(CX), Z8, Z12
-	VPDPBUSD        896(CX), Z11, Z12
-	VMULPS          1408(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z5, Z5
-	VPMADDWD        1216(CX), Z1, Z12
-	VPDPBUSD        192(CX), Z10, Z12
-	VPDPBUSD        448(CX), Z9, Z12
-	VPDPBUSD        704(CX), Z8, Z12
-	VPDPBUSD        960(CX), Z11, Z12
-	VMULPS          1472(CX), Z7, Z7
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z7, Z12, Z12
-	VADDPS          Z12, Z6, Z6
-	MOVWQZX         72(AX), SI
-	MOVWQZX         90(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         108(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         126(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           SI, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z7
-	VBROADCASTI32X4 74(AX), Z8
-	VINSERTI32X4    $0x01, 92(AX), Z8, Z8
-	VINSERTI32X4    $0x03, 92(AX), Z8, Z8
-	VBROADCASTI32X4 110(AX), Z9
-	VINSERTI32X4    $0x01, 128(AX), Z9, Z9
-	VINSERTI32X4    $0x03, 128(AX), Z9, Z9
-	VPUNPCKLQDQ     Z9, Z8, Z10
-	VPUNPCKHQDQ     Z9, Z8, Z8
-	VPSRLW          $0x04, Z10, Z9
-	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z10, Z10
-	VPSRLW          $0x04, Z8, Z11
-	VPANDD          Z0, Z11, Z11
-	VPANDD          Z0, Z8, Z8
-	VPMADDWD        2560(CX), Z1, Z12
-	VPDPBUSD        1536(CX), Z10, Z12
-	VPDPBUSD        1792(CX), Z9, Z12
-	VPDPBUSD        2048(CX), Z8, Z12
-	VPDPBUSD        2304(CX), Z11, Z12
-	VMULPS          2816(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z3, Z3
-	VPMADDWD        2624(CX), Z1, Z12
-	VPDPBUSD        1600(CX), Z10, Z12
-	VPDPBUSD        1856(CX), Z9, Z12
-	VPDPBUSD        2112(CX), Z8, Z12
-	VPDPBUSD        2368(CX), Z11, Z12
-	VMULPS          2880(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z4, Z4
-	VPMADDWD        2688(CX), Z1, Z12
-	VPDPBUSD        1664(CX), Z10, Z12
-	VPDPBUSD        1920(CX), Z9, Z12
-	VPDPBUSD        2176(CX), Z8, Z12
-	VPDPBUSD        2432(CX), Z11, Z12
-	VMULPS          2944(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z5, Z5
-	VPMADDWD        2752(CX), Z1, Z12
-	VPDPBUSD        1728(CX), Z10, Z12
-	VPDPBUSD        1984(CX), Z9, Z12
-	VPDPBUSD        2240(CX), Z8, Z12
-	VPDPBUSD        2496(CX), Z11, Z12
-	VMULPS          3008(CX), Z7, Z7
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z7, Z12, Z12
-	VADDPS          Z12, Z6, Z6
-	ADDQ            $0x00000090, AX
-	ADDQ            $0x00000c00, CX
-	SUBQ            $0x08, DX
-	JMP             vquad2
+	CMPQ      DX, $0x08
+	JL        vquad1
+	VMOVDQU64 vidxs4<>+0(SB), Z8
+	VPERMW    (AX), Z8, Z8
+	VCVTPH2PS Y8, Z8
+	VPERMW    (AX), Z3, Z9
+	VPERMW    8(AX), Z3, Z10
+	VPSRLW    $0x04, Z9, Z11
+	VPANDD    Z0, Z11, Z11
+	VPANDD    Z0, Z9, Z9
+	VPSRLW    $0x04, Z10, Z12
+	VPANDD    Z0, Z12, Z12
+	VPANDD    Z0, Z10, Z10
+	VPMADDWD  1024(CX), Z1, Z13
+	VPDPBUSD  (CX), Z9, Z13
+	VPDPBUSD  256(CX), Z11, Z13
+	VPDPBUSD  512(CX), Z10, Z13
+	VPDPBUSD  768(CX), Z12, Z13
+	VMULPS    1280(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z4, Z4
+	VPMADDWD  1088(CX), Z1, Z13
+	VPDPBUSD  64(CX), Z9, Z13
+	VPDPBUSD  320(CX), Z11, Z13
+	VPDPBUSD  576(CX), Z10, Z13
+	VPDPBUSD  832(CX), Z12, Z13
+	VMULPS    1344(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z5, Z5
+	VPMADDWD  1152(CX), Z1, Z13
+	VPDPBUSD  128(CX), Z9, Z13
+	VPDPBUSD  384(CX), Z11, Z13
+	VPDPBUSD  640(CX), Z10, Z13
+	VPDPBUSD  896(CX), Z12, Z13
+	VMULPS    1408(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z6, Z6
+	VPMADDWD  1216(CX), Z1, Z13
+	VPDPBUSD  192(CX), Z9, Z13
+	VPDPBUSD  448(CX), Z11, Z13
+	VPDPBUSD  704(CX), Z10, Z13
+	VPDPBUSD  960(CX), Z12, Z13
+	VMULPS    1472(CX), Z8, Z8
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z8, Z13, Z13
+	VADDPS    Z13, Z7, Z7
+	VMOVDQU64 vidxs4<>+0(SB), Z8
+	VPERMW    72(AX), Z8, Z8
+	VCVTPH2PS Y8, Z8
+	VPERMW    72(AX), Z3, Z9
+	VPERMW    80(AX), Z3, Z10
+	VPSRLW    $0x04, Z9, Z11
+	VPANDD    Z0, Z11, Z11
+	VPANDD    Z0, Z9, Z9
+	VPSRLW    $0x04, Z10, Z12
+	VPANDD    Z0, Z12, Z12
+	VPANDD    Z0, Z10, Z10
+	VPMADDWD  2560(CX), Z1, Z13
+	VPDPBUSD  1536(CX), Z9, Z13
+	VPDPBUSD  1792(CX), Z11, Z13
+	VPDPBUSD  2048(CX), Z10, Z13
+	VPDPBUSD  2304(CX), Z12, Z13
+	VMULPS    2816(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z4, Z4
+	VPMADDWD  2624(CX), Z1, Z13
+	VPDPBUSD  1600(CX), Z9, Z13
+	VPDPBUSD  1856(CX), Z11, Z13
+	VPDPBUSD  2112(CX), Z10, Z13
+	VPDPBUSD  2368(CX), Z12, Z13
+	VMULPS    2880(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z5, Z5
+	VPMADDWD  2688(CX), Z1, Z13
+	VPDPBUSD  1664(CX), Z9, Z13
+	VPDPBUSD  1920(CX), Z11, Z13
+	VPDPBUSD  2176(CX), Z10, Z13
+	VPDPBUSD  2432(CX), Z12, Z13
+	VMULPS    2944(CX), Z8, Z14
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z14, Z13, Z13
+	VADDPS    Z13, Z6, Z6
+	VPMADDWD  2752(CX), Z1, Z13
+	VPDPBUSD  1728(CX), Z9, Z13
+	VPDPBUSD  1984(CX), Z11, Z13
+	VPDPBUSD  2240(CX), Z10, Z13
+	VPDPBUSD  2496(CX), Z12, Z13
+	VMULPS    3008(CX), Z8, Z8
+	VCVTDQ2PS Z13, Z13
+	VMULPS    Z8, Z13, Z13
+	VADDPS    Z13, Z7, Z7
+	ADDQ      $0x00000090, AX
+	ADDQ      $0x00000c00, CX
+	SUBQ      $0x08, DX
+	JMP       vquad2
 
 vquad1:
-	CMPQ            DX, $0x04
-	JL              vtail
-	MOVWQZX         (AX), SI
-	MOVWQZX         18(AX), DI
-	SHLQ            $0x10, DI
-	ORQ             DI, SI
-	MOVWQZX         36(AX), DI
-	SHLQ            $0x20, DI
-	ORQ             DI, SI
-	MOVWQZX         54(AX), DI
-	SHLQ            $0x30, DI
-	ORQ             DI, SI
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           SI, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z7
-	VBROADCASTI32X4 2(AX), Z8
-	VINSERTI32X4    $0x01, 20(AX), Z8, Z8
-	VINSERTI32X4    $0x03, 20(AX), Z8, Z8
-	VBROADCASTI32X4 38(AX), Z9
-	VINSERTI32X4    $0x01, 56(AX), Z9, Z9
-	VINSERTI32X4    $0x03, 56(AX), Z9, Z9
-	VPUNPCKLQDQ     Z9, Z8, Z10
-	VPUNPCKHQDQ     Z9, Z8, Z8
-	VPSRLW          $0x04, Z10, Z9
-	VPANDD          Z0, Z9, Z9
-	VPANDD          Z0, Z10, Z10
-	VPSRLW          $0x04, Z8, Z11
-	VPANDD          Z0, Z11, Z11
-	VPANDD          Z0, Z8, Z8
-	VPMADDWD        1024(CX), Z1, Z12
-	VPDPBUSD        (CX), Z10, Z12
-	VPDPBUSD        256(CX), Z9, Z12
-	VPDPBUSD        512(CX), Z8, Z12
-	VPDPBUSD        768(CX), Z11, Z12
-	VMULPS          1280(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z3, Z3
-	VPMADDWD        1088(CX), Z1, Z12
-	VPDPBUSD        64(CX), Z10, Z12
-	VPDPBUSD        320(CX), Z9, Z12
-	VPDPBUSD        576(CX), Z8, Z12
-	VPDPBUSD        832(CX), Z11, Z12
-	VMULPS          1344(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z4, Z4
-	VPMADDWD        1152(CX), Z1, Z12
-	VPDPBUSD        128(CX), Z10, Z12
-	VPDPBUSD        384(CX), Z9, Z12
-	VPDPBUSD        640(CX), Z8, Z12
-	VPDPBUSD        896(CX), Z11, Z12
-	VMULPS          1408(CX), Z7, Z13
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z13, Z12, Z12
-	VADDPS          Z12, Z5, Z5
-	VPMADDWD        1216(CX), Z1, Z12
-	VPDPBUSD        192(CX), Z10, Z12
-	VPDPBUSD        448(CX), Z9, Z12
-	VPDPBUSD        704(CX), Z8, Z12
-	VPDPBUSD        960(CX), Z11, Z12
-	VMULPS          1472(CX), Z7, Z7
-	VCVTDQ2PS       Z12, Z12
-	VMULPS          Z7, Z12, Z12
-	VADDPS          Z12, Z6, Z6
-	ADDQ            $0x00000048, AX
-	ADDQ            $0x00000600, CX
-	SUBQ            $0x04, DX
+	CMPQ      DX, $0x04
+	JL        vtail
+	VMOVDQU64 vidxs4<>+0(SB), Z8
+	VPERMW    (AX), Z8, Z8
+	VCVTPH2PS Y8, Z8
+	VPERMW    (AX), Z3, Z9
+	VPERMW    8(AX), Z3, Z3
+	VPSRLW    $0x04, Z9, Z10
+	VPANDD    Z0, Z10, Z10
+	VPANDD    Z0, Z9, Z9
+	VPSRLW    $0x04, Z3, Z11
+	VPANDD    Z0, Z11, Z11
+	VPANDD    Z0, Z3, Z3
+	VPMADDWD  1024(CX), Z1, Z12
+	VPDPBUSD  (CX), Z9, Z12
+	VPDPBUSD  256(CX), Z10, Z12
+	VPDPBUSD  512(CX), Z3, Z12
+	VPDPBUSD  768(CX), Z11, Z12
+	VMULPS    1280(CX), Z8, Z13
+	VCVTDQ2PS Z12, Z12
+	VMULPS    Z13, Z12, Z12
+	VADDPS    Z12, Z4, Z4
+	VPMADDWD  1088(CX), Z1, Z12
+	VPDPBUSD  64(CX), Z9, Z12
+	VPDPBUSD  320(CX), Z10, Z12
+	VPDPBUSD  576(CX), Z3, Z12
+	VPDPBUSD  832(CX), Z11, Z12
+	VMULPS    1344(CX), Z8, Z13
+	VCVTDQ2PS Z12, Z12
+	VMULPS    Z13, Z12, Z12
+	VADDPS    Z12, Z5, Z5
+	VPMADDWD  1152(CX), Z1, Z12
+	VPDPBUSD  128(CX), Z9, Z12
+	VPDPBUSD  384(CX), Z10, Z12
+	VPDPBUSD  640(CX), Z3, Z12
+	VPDPBUSD  896(CX), Z11, Z12
+	VMULPS    1408(CX), Z8, Z13
+	VCVTDQ2PS Z12, Z12
+	VMULPS    Z13, Z12, Z12
+	VADDPS    Z12, Z6, Z6
+	VPMADDWD  1216(CX), Z1, Z12
+	VPDPBUSD  192(CX), Z9, Z12
+	VPDPBUSD  448(CX), Z10, Z12
+	VPDPBUSD  704(CX), Z3, Z12
+	VPDPBUSD  960(CX), Z11, Z12
+	VMULPS    1472(CX), Z8, Z3
+	VCVTDQ2PS Z12, Z12
+	VMULPS    Z3, Z12, Z12
+	VADDPS    Z12, Z7, Z7
+	ADDQ      $0x00000048, AX
+	ADDQ      $0x00000600, CX
+	SUBQ      $0x04, DX
 
 vtail:
 	CMPQ            DX, $0x02
@@ -1583,60 +1370,60 @@ vtail:
 	MOVWQZX         36(AX), SI
 	SHLQ            $0x20, SI
 	ORQ             SI, DX
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           DX, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z2
-	VBROADCASTI32X4 2(AX), Z7
-	VINSERTI32X4    $0x01, 20(AX), Z7, Z7
-	VINSERTI32X4    $0x03, 20(AX), Z7, Z7
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           DX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z2
+	VBROADCASTI32X4 2(AX), Z3
+	VINSERTI32X4    $0x01, 20(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 20(AX), Z3, Z3
 	VPSUBD          Z8, Z8, Z8
 	VINSERTI32X4    $0x00, 38(AX), Z8, Z8
 	VINSERTI32X4    $0x02, 38(AX), Z8, Z8
-	VPUNPCKLQDQ     Z8, Z7, Z9
-	VPUNPCKHQDQ     Z8, Z7, Z7
+	VPUNPCKLQDQ     Z8, Z3, Z9
+	VPUNPCKHQDQ     Z8, Z3, Z3
 	VPSRLW          $0x04, Z9, Z8
 	VPANDD          Z0, Z8, Z8
 	VPANDD          Z0, Z9, Z9
-	VPSRLW          $0x04, Z7, Z10
+	VPSRLW          $0x04, Z3, Z10
 	VPANDD          Z0, Z10, Z10
-	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z3, Z3
 	VPMADDWD        1024(CX), Z1, Z0
 	VPDPBUSD        (CX), Z9, Z0
 	VPDPBUSD        256(CX), Z8, Z0
-	VPDPBUSD        512(CX), Z7, Z0
+	VPDPBUSD        512(CX), Z3, Z0
 	VPDPBUSD        768(CX), Z10, Z0
 	VMULPS          1280(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z3, Z3
+	VADDPS          Z0, Z4, Z4
 	VPMADDWD        1088(CX), Z1, Z0
 	VPDPBUSD        64(CX), Z9, Z0
 	VPDPBUSD        320(CX), Z8, Z0
-	VPDPBUSD        576(CX), Z7, Z0
+	VPDPBUSD        576(CX), Z3, Z0
 	VPDPBUSD        832(CX), Z10, Z0
 	VMULPS          1344(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z4, Z4
+	VADDPS          Z0, Z5, Z5
 	VPMADDWD        1152(CX), Z1, Z0
 	VPDPBUSD        128(CX), Z9, Z0
 	VPDPBUSD        384(CX), Z8, Z0
-	VPDPBUSD        640(CX), Z7, Z0
+	VPDPBUSD        640(CX), Z3, Z0
 	VPDPBUSD        896(CX), Z10, Z0
 	VMULPS          1408(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z5, Z5
+	VADDPS          Z0, Z6, Z6
 	VPMADDWD        1216(CX), Z1, Z0
 	VPDPBUSD        192(CX), Z9, Z0
 	VPDPBUSD        448(CX), Z8, Z0
-	VPDPBUSD        704(CX), Z7, Z0
+	VPDPBUSD        704(CX), Z3, Z0
 	VPDPBUSD        960(CX), Z10, Z0
 	VMULPS          1472(CX), Z2, Z1
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z1, Z0, Z0
-	VADDPS          Z0, Z6, Z6
+	VADDPS          Z0, Z7, Z7
 	JMP             vdone
 
 vtail2:
@@ -1644,122 +1431,1846 @@ vtail2:
 	MOVWQZX         18(AX), SI
 	SHLQ            $0x10, SI
 	ORQ             SI, DX
-	VPSUBD          Z7, Z7, Z7
-	VMOVQ           DX, X7
-	VCVTPH2PS       X7, X7
-	VPERMPS         Z7, Z2, Z2
-	VBROADCASTI32X4 2(AX), Z7
-	VINSERTI32X4    $0x01, 20(AX), Z7, Z7
-	VINSERTI32X4    $0x03, 20(AX), Z7, Z7
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           DX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z2
+	VBROADCASTI32X4 2(AX), Z3
+	VINSERTI32X4    $0x01, 20(AX), Z3, Z3
+	VINSERTI32X4    $0x03, 20(AX), Z3, Z3
 	VPSUBD          Z8, Z8, Z8
-	VPUNPCKLQDQ     Z8, Z7, Z9
-	VPUNPCKHQDQ     Z8, Z7, Z7
+	VPUNPCKLQDQ     Z8, Z3, Z9
+	VPUNPCKHQDQ     Z8, Z3, Z3
 	VPSRLW          $0x04, Z9, Z8
 	VPANDD          Z0, Z8, Z8
 	VPANDD          Z0, Z9, Z9
-	VPSRLW          $0x04, Z7, Z10
+	VPSRLW          $0x04, Z3, Z10
 	VPANDD          Z0, Z10, Z10
-	VPANDD          Z0, Z7, Z7
+	VPANDD          Z0, Z3, Z3
 	VPMADDWD        1024(CX), Z1, Z0
 	VPDPBUSD        (CX), Z9, Z0
 	VPDPBUSD        256(CX), Z8, Z0
-	VPDPBUSD        512(CX), Z7, Z0
+	VPDPBUSD        512(CX), Z3, Z0
 	VPDPBUSD        768(CX), Z10, Z0
 	VMULPS          1280(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z3, Z3
+	VADDPS          Z0, Z4, Z4
 	VPMADDWD        1088(CX), Z1, Z0
 	VPDPBUSD        64(CX), Z9, Z0
 	VPDPBUSD        320(CX), Z8, Z0
-	VPDPBUSD        576(CX), Z7, Z0
+	VPDPBUSD        576(CX), Z3, Z0
 	VPDPBUSD        832(CX), Z10, Z0
 	VMULPS          1344(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z4, Z4
+	VADDPS          Z0, Z5, Z5
 	VPMADDWD        1152(CX), Z1, Z0
 	VPDPBUSD        128(CX), Z9, Z0
 	VPDPBUSD        384(CX), Z8, Z0
-	VPDPBUSD        640(CX), Z7, Z0
+	VPDPBUSD        640(CX), Z3, Z0
 	VPDPBUSD        896(CX), Z10, Z0
 	VMULPS          1408(CX), Z2, Z11
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z11, Z0, Z0
-	VADDPS          Z0, Z5, Z5
+	VADDPS          Z0, Z6, Z6
 	VPMADDWD        1216(CX), Z1, Z0
 	VPDPBUSD        192(CX), Z9, Z0
 	VPDPBUSD        448(CX), Z8, Z0
-	VPDPBUSD        704(CX), Z7, Z0
+	VPDPBUSD        704(CX), Z3, Z0
 	VPDPBUSD        960(CX), Z10, Z0
 	VMULPS          1472(CX), Z2, Z1
 	VCVTDQ2PS       Z0, Z0
 	VMULPS          Z1, Z0, Z0
-	VADDPS          Z0, Z6, Z6
+	VADDPS          Z0, Z7, Z7
 	JMP             vdone
 
 vtail1:
 	TESTQ        DX, DX
 	JZ           vdone
 	MOVWQZX      (AX), DX
-	VPSUBD       Z7, Z7, Z7
-	VMOVQ        DX, X7
-	VCVTPH2PS    X7, X7
-	VPERMPS      Z7, Z2, Z2
-	VPSUBD       Z7, Z7, Z7
-	VINSERTI32X4 $0x00, 2(AX), Z7, Z7
-	VINSERTI32X4 $0x02, 2(AX), Z7, Z7
+	VPSUBD       Z3, Z3, Z3
+	VMOVQ        DX, X3
+	VCVTPH2PS    X3, X3
+	VPERMPS      Z3, Z2, Z2
+	VPSUBD       Z3, Z3, Z3
+	VINSERTI32X4 $0x00, 2(AX), Z3, Z3
+	VINSERTI32X4 $0x02, 2(AX), Z3, Z3
 	VPSUBD       Z8, Z8, Z8
-	VPUNPCKLQDQ  Z8, Z7, Z9
-	VPUNPCKHQDQ  Z8, Z7, Z7
+	VPUNPCKLQDQ  Z8, Z3, Z9
+	VPUNPCKHQDQ  Z8, Z3, Z3
 	VPSRLW       $0x04, Z9, Z8
 	VPANDD       Z0, Z8, Z8
 	VPANDD       Z0, Z9, Z9
-	VPSRLW       $0x04, Z7, Z10
+	VPSRLW       $0x04, Z3, Z10
 	VPANDD       Z0, Z10, Z10
-	VPANDD       Z0, Z7, Z7
+	VPANDD       Z0, Z3, Z3
 	VPMADDWD     1024(CX), Z1, Z0
 	VPDPBUSD     (CX), Z9, Z0
 	VPDPBUSD     256(CX), Z8, Z0
-	VPDPBUSD     512(CX), Z7, Z0
+	VPDPBUSD     512(CX), Z3, Z0
 	VPDPBUSD     768(CX), Z10, Z0
 	VMULPS       1280(CX), Z2, Z11
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z11, Z0, Z0
-	VADDPS       Z0, Z3, Z3
+	VADDPS       Z0, Z4, Z4
 	VPMADDWD     1088(CX), Z1, Z0
 	VPDPBUSD     64(CX), Z9, Z0
 	VPDPBUSD     320(CX), Z8, Z0
-	VPDPBUSD     576(CX), Z7, Z0
+	VPDPBUSD     576(CX), Z3, Z0
 	VPDPBUSD     832(CX), Z10, Z0
 	VMULPS       1344(CX), Z2, Z11
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z11, Z0, Z0
-	VADDPS       Z0, Z4, Z4
+	VADDPS       Z0, Z5, Z5
 	VPMADDWD     1152(CX), Z1, Z0
 	VPDPBUSD     128(CX), Z9, Z0
 	VPDPBUSD     384(CX), Z8, Z0
-	VPDPBUSD     640(CX), Z7, Z0
+	VPDPBUSD     640(CX), Z3, Z0
 	VPDPBUSD     896(CX), Z10, Z0
 	VMULPS       1408(CX), Z2, Z11
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z11, Z0, Z0
-	VADDPS       Z0, Z5, Z5
+	VADDPS       Z0, Z6, Z6
 	VPMADDWD     1216(CX), Z1, Z0
 	VPDPBUSD     192(CX), Z9, Z0
 	VPDPBUSD     448(CX), Z8, Z0
-	VPDPBUSD     704(CX), Z7, Z0
+	VPDPBUSD     704(CX), Z3, Z0
 	VPDPBUSD     960(CX), Z10, Z0
 	VMULPS       1472(CX), Z2, Z1
 	VCVTDQ2PS    Z0, Z0
 	VMULPS       Z1, Z0, Z0
-	VADDPS       Z0, Z6, Z6
+	VADDPS       Z0, Z7, Z7
 
 vdone:
-	VMOVUPS Z3, (BX)
-	VMOVUPS Z4, 64(BX)
-	VMOVUPS Z5, 128(BX)
-	VMOVUPS Z6, 192(BX)
+	VMOVUPS Z4, (BX)
+	VMOVUPS Z5, 64(BX)
+	VMOVUPS Z6, 128(BX)
+	VMOVUPS Z7, 192(BX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0Q8_0x8R2VNNI(w []byte, x []byte, nb int, rb int, dst []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotQ4_0Q8_0x8R2VNNI(SB), NOSPLIT, $0-88
+	MOVQ      dst_base+64(FP), AX
+	MOVQ      w_base+0(FP), CX
+	MOVQ      x_base+24(FP), DX
+	MOVQ      nb+48(FP), BX
+	MOVQ      rb+56(FP), SI
+	ADDQ      CX, SI
+	VMOVDQU64 vb0fz<>+0(SB), Z0
+	VMOVDQU64 vwffffz<>+0(SB), Z1
+	VMOVDQU64 vidxq4z<>+0(SB), Z2
+	VMOVDQU64 vidxnibz<>+0(SB), Z3
+	VPSUBD    Z4, Z4, Z4
+	VPSUBD    Z5, Z5, Z5
+	VPSUBD    Z6, Z6, Z6
+	VPSUBD    Z7, Z7, Z7
+	VPSUBD    Z8, Z8, Z8
+	VPSUBD    Z9, Z9, Z9
+	VPSUBD    Z10, Z10, Z10
+	VPSUBD    Z11, Z11, Z11
+
+r2quad2:
+	CMPQ      BX, $0x08
+	JL        r2quad1
+	VMOVDQU64 vidxs4<>+0(SB), Z12
+	VPERMW    (CX), Z12, Z12
+	VCVTPH2PS Y12, Z12
+	VPERMW    (CX), Z3, Z13
+	VPERMW    8(CX), Z3, Z14
+	VPSRLW    $0x04, Z13, Z15
+	VPANDD    Z0, Z15, Z15
+	VPANDD    Z0, Z13, Z13
+	VPSRLW    $0x04, Z14, Z16
+	VPANDD    Z0, Z16, Z16
+	VPANDD    Z0, Z14, Z14
+	VMOVDQU64 vidxs4<>+0(SB), Z17
+	VPERMW    (SI), Z17, Z17
+	VCVTPH2PS Y17, Z17
+	VPERMW    (SI), Z3, Z18
+	VPERMW    8(SI), Z3, Z19
+	VPSRLW    $0x04, Z18, Z20
+	VPANDD    Z0, Z20, Z20
+	VPANDD    Z0, Z18, Z18
+	VPSRLW    $0x04, Z19, Z21
+	VPANDD    Z0, Z21, Z21
+	VPANDD    Z0, Z19, Z19
+	VPMADDWD  1024(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 (DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 256(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 512(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 768(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   1280(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z4, Z4
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z8, Z8
+	VPMADDWD  1088(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 64(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 320(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 576(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 832(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   1344(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z5, Z5
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z9, Z9
+	VPMADDWD  1152(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 128(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 384(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 640(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 896(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   1408(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z6, Z6
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z10, Z10
+	VPMADDWD  1216(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 192(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 448(DX), Z13
+	VPDPBUSD  Z13, Z15, Z22
+	VPDPBUSD  Z13, Z20, Z23
+	VMOVDQU64 704(DX), Z13
+	VPDPBUSD  Z13, Z14, Z22
+	VPDPBUSD  Z13, Z19, Z23
+	VMOVDQU64 960(DX), Z13
+	VPDPBUSD  Z13, Z16, Z22
+	VPDPBUSD  Z13, Z21, Z23
+	VMOVUPS   1472(DX), Z13
+	VMULPS    Z13, Z12, Z12
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z12, Z22, Z22
+	VADDPS    Z22, Z7, Z7
+	VMULPS    Z13, Z17, Z12
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z12, Z23, Z23
+	VADDPS    Z23, Z11, Z11
+	VMOVDQU64 vidxs4<>+0(SB), Z12
+	VPERMW    72(CX), Z12, Z12
+	VCVTPH2PS Y12, Z12
+	VPERMW    72(CX), Z3, Z13
+	VPERMW    80(CX), Z3, Z14
+	VPSRLW    $0x04, Z13, Z15
+	VPANDD    Z0, Z15, Z15
+	VPANDD    Z0, Z13, Z13
+	VPSRLW    $0x04, Z14, Z16
+	VPANDD    Z0, Z16, Z16
+	VPANDD    Z0, Z14, Z14
+	VMOVDQU64 vidxs4<>+0(SB), Z17
+	VPERMW    72(SI), Z17, Z17
+	VCVTPH2PS Y17, Z17
+	VPERMW    72(SI), Z3, Z18
+	VPERMW    80(SI), Z3, Z19
+	VPSRLW    $0x04, Z18, Z20
+	VPANDD    Z0, Z20, Z20
+	VPANDD    Z0, Z18, Z18
+	VPSRLW    $0x04, Z19, Z21
+	VPANDD    Z0, Z21, Z21
+	VPANDD    Z0, Z19, Z19
+	VPMADDWD  2560(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 1536(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 1792(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 2048(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 2304(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   2816(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z4, Z4
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z8, Z8
+	VPMADDWD  2624(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 1600(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 1856(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 2112(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 2368(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   2880(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z5, Z5
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z9, Z9
+	VPMADDWD  2688(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 1664(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 1920(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 2176(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 2432(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   2944(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z6, Z6
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z10, Z10
+	VPMADDWD  2752(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 1728(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 1984(DX), Z13
+	VPDPBUSD  Z13, Z15, Z22
+	VPDPBUSD  Z13, Z20, Z23
+	VMOVDQU64 2240(DX), Z13
+	VPDPBUSD  Z13, Z14, Z22
+	VPDPBUSD  Z13, Z19, Z23
+	VMOVDQU64 2496(DX), Z13
+	VPDPBUSD  Z13, Z16, Z22
+	VPDPBUSD  Z13, Z21, Z23
+	VMOVUPS   3008(DX), Z13
+	VMULPS    Z13, Z12, Z12
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z12, Z22, Z22
+	VADDPS    Z22, Z7, Z7
+	VMULPS    Z13, Z17, Z12
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z12, Z23, Z23
+	VADDPS    Z23, Z11, Z11
+	ADDQ      $0x00000090, CX
+	ADDQ      $0x00000090, SI
+	ADDQ      $0x00000c00, DX
+	SUBQ      $0x08, BX
+	JMP       r2quad2
+
+r2quad1:
+	CMPQ      BX, $0x04
+	JL        r2tail
+	VMOVDQU64 vidxs4<>+0(SB), Z12
+	VPERMW    (CX), Z12, Z12
+	VCVTPH2PS Y12, Z12
+	VPERMW    (CX), Z3, Z13
+	VPERMW    8(CX), Z3, Z14
+	VPSRLW    $0x04, Z13, Z15
+	VPANDD    Z0, Z15, Z15
+	VPANDD    Z0, Z13, Z13
+	VPSRLW    $0x04, Z14, Z16
+	VPANDD    Z0, Z16, Z16
+	VPANDD    Z0, Z14, Z14
+	VMOVDQU64 vidxs4<>+0(SB), Z17
+	VPERMW    (SI), Z17, Z17
+	VCVTPH2PS Y17, Z17
+	VPERMW    (SI), Z3, Z18
+	VPERMW    8(SI), Z3, Z3
+	VPSRLW    $0x04, Z18, Z19
+	VPANDD    Z0, Z19, Z19
+	VPANDD    Z0, Z18, Z18
+	VPSRLW    $0x04, Z3, Z20
+	VPANDD    Z0, Z20, Z20
+	VPANDD    Z0, Z3, Z3
+	VPMADDWD  1024(DX), Z1, Z21
+	VMOVDQA64 Z21, Z22
+	VMOVDQU64 (DX), Z23
+	VPDPBUSD  Z23, Z13, Z21
+	VPDPBUSD  Z23, Z18, Z22
+	VMOVDQU64 256(DX), Z23
+	VPDPBUSD  Z23, Z15, Z21
+	VPDPBUSD  Z23, Z19, Z22
+	VMOVDQU64 512(DX), Z23
+	VPDPBUSD  Z23, Z14, Z21
+	VPDPBUSD  Z23, Z3, Z22
+	VMOVDQU64 768(DX), Z23
+	VPDPBUSD  Z23, Z16, Z21
+	VPDPBUSD  Z23, Z20, Z22
+	VMOVUPS   1280(DX), Z23
+	VMULPS    Z23, Z12, Z24
+	VCVTDQ2PS Z21, Z21
+	VMULPS    Z24, Z21, Z21
+	VADDPS    Z21, Z4, Z4
+	VMULPS    Z23, Z17, Z21
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z21, Z22, Z22
+	VADDPS    Z22, Z8, Z8
+	VPMADDWD  1088(DX), Z1, Z21
+	VMOVDQA64 Z21, Z22
+	VMOVDQU64 64(DX), Z23
+	VPDPBUSD  Z23, Z13, Z21
+	VPDPBUSD  Z23, Z18, Z22
+	VMOVDQU64 320(DX), Z23
+	VPDPBUSD  Z23, Z15, Z21
+	VPDPBUSD  Z23, Z19, Z22
+	VMOVDQU64 576(DX), Z23
+	VPDPBUSD  Z23, Z14, Z21
+	VPDPBUSD  Z23, Z3, Z22
+	VMOVDQU64 832(DX), Z23
+	VPDPBUSD  Z23, Z16, Z21
+	VPDPBUSD  Z23, Z20, Z22
+	VMOVUPS   1344(DX), Z23
+	VMULPS    Z23, Z12, Z24
+	VCVTDQ2PS Z21, Z21
+	VMULPS    Z24, Z21, Z21
+	VADDPS    Z21, Z5, Z5
+	VMULPS    Z23, Z17, Z21
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z21, Z22, Z22
+	VADDPS    Z22, Z9, Z9
+	VPMADDWD  1152(DX), Z1, Z21
+	VMOVDQA64 Z21, Z22
+	VMOVDQU64 128(DX), Z23
+	VPDPBUSD  Z23, Z13, Z21
+	VPDPBUSD  Z23, Z18, Z22
+	VMOVDQU64 384(DX), Z23
+	VPDPBUSD  Z23, Z15, Z21
+	VPDPBUSD  Z23, Z19, Z22
+	VMOVDQU64 640(DX), Z23
+	VPDPBUSD  Z23, Z14, Z21
+	VPDPBUSD  Z23, Z3, Z22
+	VMOVDQU64 896(DX), Z23
+	VPDPBUSD  Z23, Z16, Z21
+	VPDPBUSD  Z23, Z20, Z22
+	VMOVUPS   1408(DX), Z23
+	VMULPS    Z23, Z12, Z24
+	VCVTDQ2PS Z21, Z21
+	VMULPS    Z24, Z21, Z21
+	VADDPS    Z21, Z6, Z6
+	VMULPS    Z23, Z17, Z21
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z21, Z22, Z22
+	VADDPS    Z22, Z10, Z10
+	VPMADDWD  1216(DX), Z1, Z21
+	VMOVDQA64 Z21, Z22
+	VMOVDQU64 192(DX), Z23
+	VPDPBUSD  Z23, Z13, Z21
+	VPDPBUSD  Z23, Z18, Z22
+	VMOVDQU64 448(DX), Z13
+	VPDPBUSD  Z13, Z15, Z21
+	VPDPBUSD  Z13, Z19, Z22
+	VMOVDQU64 704(DX), Z13
+	VPDPBUSD  Z13, Z14, Z21
+	VPDPBUSD  Z13, Z3, Z22
+	VMOVDQU64 960(DX), Z3
+	VPDPBUSD  Z3, Z16, Z21
+	VPDPBUSD  Z3, Z20, Z22
+	VMOVUPS   1472(DX), Z3
+	VMULPS    Z3, Z12, Z12
+	VCVTDQ2PS Z21, Z21
+	VMULPS    Z12, Z21, Z21
+	VADDPS    Z21, Z7, Z7
+	VMULPS    Z3, Z17, Z3
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z3, Z22, Z22
+	VADDPS    Z22, Z11, Z11
+	ADDQ      $0x00000048, CX
+	ADDQ      $0x00000048, SI
+	ADDQ      $0x00000600, DX
+	SUBQ      $0x04, BX
+
+r2tail:
+	CMPQ            BX, $0x02
+	JL              r2tail1
+	JE              r2tail2
+	MOVWQZX         (CX), BX
+	MOVWQZX         18(CX), DI
+	SHLQ            $0x10, DI
+	ORQ             DI, BX
+	MOVWQZX         36(CX), DI
+	SHLQ            $0x20, DI
+	ORQ             DI, BX
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           BX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z3
+	VBROADCASTI32X4 2(CX), Z12
+	VINSERTI32X4    $0x01, 20(CX), Z12, Z12
+	VINSERTI32X4    $0x03, 20(CX), Z12, Z12
+	VPSUBD          Z13, Z13, Z13
+	VINSERTI32X4    $0x00, 38(CX), Z13, Z13
+	VINSERTI32X4    $0x02, 38(CX), Z13, Z13
+	VPUNPCKLQDQ     Z13, Z12, Z14
+	VPUNPCKHQDQ     Z13, Z12, Z12
+	VPSRLW          $0x04, Z14, Z13
+	VPANDD          Z0, Z13, Z13
+	VPANDD          Z0, Z14, Z14
+	VPSRLW          $0x04, Z12, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z12, Z12
+	MOVWQZX         (SI), CX
+	MOVWQZX         18(SI), BX
+	SHLQ            $0x10, BX
+	ORQ             BX, CX
+	MOVWQZX         36(SI), BX
+	SHLQ            $0x20, BX
+	ORQ             BX, CX
+	VPSUBD          Z16, Z16, Z16
+	VMOVQ           CX, X16
+	VCVTPH2PS       X16, X16
+	VPERMPS         Z16, Z2, Z2
+	VBROADCASTI32X4 2(SI), Z16
+	VINSERTI32X4    $0x01, 20(SI), Z16, Z16
+	VINSERTI32X4    $0x03, 20(SI), Z16, Z16
+	VPSUBD          Z17, Z17, Z17
+	VINSERTI32X4    $0x00, 38(SI), Z17, Z17
+	VINSERTI32X4    $0x02, 38(SI), Z17, Z17
+	VPUNPCKLQDQ     Z17, Z16, Z18
+	VPUNPCKHQDQ     Z17, Z16, Z16
+	VPSRLW          $0x04, Z18, Z17
+	VPANDD          Z0, Z17, Z17
+	VPANDD          Z0, Z18, Z18
+	VPSRLW          $0x04, Z16, Z19
+	VPANDD          Z0, Z19, Z19
+	VPANDD          Z0, Z16, Z16
+	VPMADDWD        1024(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       (DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       256(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       512(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       768(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1280(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z4, Z4
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z8, Z8
+	VPMADDWD        1088(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       64(DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       320(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       576(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       832(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1344(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z5, Z5
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z9, Z9
+	VPMADDWD        1152(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       128(DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       384(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       640(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       896(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1408(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z6, Z6
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z10, Z10
+	VPMADDWD        1216(DX), Z1, Z0
+	VMOVDQA64       Z0, Z1
+	VMOVDQU64       192(DX), Z20
+	VPDPBUSD        Z20, Z14, Z0
+	VPDPBUSD        Z20, Z18, Z1
+	VMOVDQU64       448(DX), Z14
+	VPDPBUSD        Z14, Z13, Z0
+	VPDPBUSD        Z14, Z17, Z1
+	VMOVDQU64       704(DX), Z13
+	VPDPBUSD        Z13, Z12, Z0
+	VPDPBUSD        Z13, Z16, Z1
+	VMOVDQU64       960(DX), Z12
+	VPDPBUSD        Z12, Z15, Z0
+	VPDPBUSD        Z12, Z19, Z1
+	VMOVUPS         1472(DX), Z12
+	VMULPS          Z12, Z3, Z3
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z3, Z0, Z0
+	VADDPS          Z0, Z7, Z7
+	VMULPS          Z12, Z2, Z0
+	VCVTDQ2PS       Z1, Z1
+	VMULPS          Z0, Z1, Z1
+	VADDPS          Z1, Z11, Z11
+	JMP             r2done
+
+r2tail2:
+	MOVWQZX         (CX), BX
+	MOVWQZX         18(CX), DI
+	SHLQ            $0x10, DI
+	ORQ             DI, BX
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           BX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z3
+	VBROADCASTI32X4 2(CX), Z12
+	VINSERTI32X4    $0x01, 20(CX), Z12, Z12
+	VINSERTI32X4    $0x03, 20(CX), Z12, Z12
+	VPSUBD          Z13, Z13, Z13
+	VPUNPCKLQDQ     Z13, Z12, Z14
+	VPUNPCKHQDQ     Z13, Z12, Z12
+	VPSRLW          $0x04, Z14, Z13
+	VPANDD          Z0, Z13, Z13
+	VPANDD          Z0, Z14, Z14
+	VPSRLW          $0x04, Z12, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z12, Z12
+	MOVWQZX         (SI), CX
+	MOVWQZX         18(SI), BX
+	SHLQ            $0x10, BX
+	ORQ             BX, CX
+	VPSUBD          Z16, Z16, Z16
+	VMOVQ           CX, X16
+	VCVTPH2PS       X16, X16
+	VPERMPS         Z16, Z2, Z2
+	VBROADCASTI32X4 2(SI), Z16
+	VINSERTI32X4    $0x01, 20(SI), Z16, Z16
+	VINSERTI32X4    $0x03, 20(SI), Z16, Z16
+	VPSUBD          Z17, Z17, Z17
+	VPUNPCKLQDQ     Z17, Z16, Z18
+	VPUNPCKHQDQ     Z17, Z16, Z16
+	VPSRLW          $0x04, Z18, Z17
+	VPANDD          Z0, Z17, Z17
+	VPANDD          Z0, Z18, Z18
+	VPSRLW          $0x04, Z16, Z19
+	VPANDD          Z0, Z19, Z19
+	VPANDD          Z0, Z16, Z16
+	VPMADDWD        1024(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       (DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       256(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       512(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       768(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1280(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z4, Z4
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z8, Z8
+	VPMADDWD        1088(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       64(DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       320(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       576(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       832(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1344(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z5, Z5
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z9, Z9
+	VPMADDWD        1152(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       128(DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       384(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       640(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       896(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1408(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z6, Z6
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z10, Z10
+	VPMADDWD        1216(DX), Z1, Z0
+	VMOVDQA64       Z0, Z1
+	VMOVDQU64       192(DX), Z20
+	VPDPBUSD        Z20, Z14, Z0
+	VPDPBUSD        Z20, Z18, Z1
+	VMOVDQU64       448(DX), Z14
+	VPDPBUSD        Z14, Z13, Z0
+	VPDPBUSD        Z14, Z17, Z1
+	VMOVDQU64       704(DX), Z13
+	VPDPBUSD        Z13, Z12, Z0
+	VPDPBUSD        Z13, Z16, Z1
+	VMOVDQU64       960(DX), Z12
+	VPDPBUSD        Z12, Z15, Z0
+	VPDPBUSD        Z12, Z19, Z1
+	VMOVUPS         1472(DX), Z12
+	VMULPS          Z12, Z3, Z3
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z3, Z0, Z0
+	VADDPS          Z0, Z7, Z7
+	VMULPS          Z12, Z2, Z0
+	VCVTDQ2PS       Z1, Z1
+	VMULPS          Z0, Z1, Z1
+	VADDPS          Z1, Z11, Z11
+	JMP             r2done
+
+r2tail1:
+	TESTQ        BX, BX
+	JZ           r2done
+	MOVWQZX      (CX), BX
+	VPSUBD       Z3, Z3, Z3
+	VMOVQ        BX, X3
+	VCVTPH2PS    X3, X3
+	VPERMPS      Z3, Z2, Z3
+	VPSUBD       Z12, Z12, Z12
+	VINSERTI32X4 $0x00, 2(CX), Z12, Z12
+	VINSERTI32X4 $0x02, 2(CX), Z12, Z12
+	VPSUBD       Z13, Z13, Z13
+	VPUNPCKLQDQ  Z13, Z12, Z14
+	VPUNPCKHQDQ  Z13, Z12, Z12
+	VPSRLW       $0x04, Z14, Z13
+	VPANDD       Z0, Z13, Z13
+	VPANDD       Z0, Z14, Z14
+	VPSRLW       $0x04, Z12, Z15
+	VPANDD       Z0, Z15, Z15
+	VPANDD       Z0, Z12, Z12
+	MOVWQZX      (SI), CX
+	VPSUBD       Z16, Z16, Z16
+	VMOVQ        CX, X16
+	VCVTPH2PS    X16, X16
+	VPERMPS      Z16, Z2, Z2
+	VPSUBD       Z16, Z16, Z16
+	VINSERTI32X4 $0x00, 2(SI), Z16, Z16
+	VINSERTI32X4 $0x02, 2(SI), Z16, Z16
+	VPSUBD       Z17, Z17, Z17
+	VPUNPCKLQDQ  Z17, Z16, Z18
+	VPUNPCKHQDQ  Z17, Z16, Z16
+	VPSRLW       $0x04, Z18, Z17
+	VPANDD       Z0, Z17, Z17
+	VPANDD       Z0, Z18, Z18
+	VPSRLW       $0x04, Z16, Z19
+	VPANDD       Z0, Z19, Z19
+	VPANDD       Z0, Z16, Z16
+	VPMADDWD     1024(DX), Z1, Z0
+	VMOVDQA64    Z0, Z20
+	VMOVDQU64    (DX), Z21
+	VPDPBUSD     Z21, Z14, Z0
+	VPDPBUSD     Z21, Z18, Z20
+	VMOVDQU64    256(DX), Z21
+	VPDPBUSD     Z21, Z13, Z0
+	VPDPBUSD     Z21, Z17, Z20
+	VMOVDQU64    512(DX), Z21
+	VPDPBUSD     Z21, Z12, Z0
+	VPDPBUSD     Z21, Z16, Z20
+	VMOVDQU64    768(DX), Z21
+	VPDPBUSD     Z21, Z15, Z0
+	VPDPBUSD     Z21, Z19, Z20
+	VMOVUPS      1280(DX), Z21
+	VMULPS       Z21, Z3, Z22
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z22, Z0, Z0
+	VADDPS       Z0, Z4, Z4
+	VMULPS       Z21, Z2, Z0
+	VCVTDQ2PS    Z20, Z20
+	VMULPS       Z0, Z20, Z20
+	VADDPS       Z20, Z8, Z8
+	VPMADDWD     1088(DX), Z1, Z0
+	VMOVDQA64    Z0, Z20
+	VMOVDQU64    64(DX), Z21
+	VPDPBUSD     Z21, Z14, Z0
+	VPDPBUSD     Z21, Z18, Z20
+	VMOVDQU64    320(DX), Z21
+	VPDPBUSD     Z21, Z13, Z0
+	VPDPBUSD     Z21, Z17, Z20
+	VMOVDQU64    576(DX), Z21
+	VPDPBUSD     Z21, Z12, Z0
+	VPDPBUSD     Z21, Z16, Z20
+	VMOVDQU64    832(DX), Z21
+	VPDPBUSD     Z21, Z15, Z0
+	VPDPBUSD     Z21, Z19, Z20
+	VMOVUPS      1344(DX), Z21
+	VMULPS       Z21, Z3, Z22
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z22, Z0, Z0
+	VADDPS       Z0, Z5, Z5
+	VMULPS       Z21, Z2, Z0
+	VCVTDQ2PS    Z20, Z20
+	VMULPS       Z0, Z20, Z20
+	VADDPS       Z20, Z9, Z9
+	VPMADDWD     1152(DX), Z1, Z0
+	VMOVDQA64    Z0, Z20
+	VMOVDQU64    128(DX), Z21
+	VPDPBUSD     Z21, Z14, Z0
+	VPDPBUSD     Z21, Z18, Z20
+	VMOVDQU64    384(DX), Z21
+	VPDPBUSD     Z21, Z13, Z0
+	VPDPBUSD     Z21, Z17, Z20
+	VMOVDQU64    640(DX), Z21
+	VPDPBUSD     Z21, Z12, Z0
+	VPDPBUSD     Z21, Z16, Z20
+	VMOVDQU64    896(DX), Z21
+	VPDPBUSD     Z21, Z15, Z0
+	VPDPBUSD     Z21, Z19, Z20
+	VMOVUPS      1408(DX), Z21
+	VMULPS       Z21, Z3, Z22
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z22, Z0, Z0
+	VADDPS       Z0, Z6, Z6
+	VMULPS       Z21, Z2, Z0
+	VCVTDQ2PS    Z20, Z20
+	VMULPS       Z0, Z20, Z20
+	VADDPS       Z20, Z10, Z10
+	VPMADDWD     1216(DX), Z1, Z0
+	VMOVDQA64    Z0, Z1
+	VMOVDQU64    192(DX), Z20
+	VPDPBUSD     Z20, Z14, Z0
+	VPDPBUSD     Z20, Z18, Z1
+	VMOVDQU64    448(DX), Z14
+	VPDPBUSD     Z14, Z13, Z0
+	VPDPBUSD     Z14, Z17, Z1
+	VMOVDQU64    704(DX), Z13
+	VPDPBUSD     Z13, Z12, Z0
+	VPDPBUSD     Z13, Z16, Z1
+	VMOVDQU64    960(DX), Z12
+	VPDPBUSD     Z12, Z15, Z0
+	VPDPBUSD     Z12, Z19, Z1
+	VMOVUPS      1472(DX), Z12
+	VMULPS       Z12, Z3, Z3
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z3, Z0, Z0
+	VADDPS       Z0, Z7, Z7
+	VMULPS       Z12, Z2, Z0
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VADDPS       Z1, Z11, Z11
+
+r2done:
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VEXTRACTF32X4 $0x01, Y4, X1
+	VADDPS        X1, X4, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, (AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VEXTRACTF32X4 $0x01, Y5, X1
+	VADDPS        X1, X5, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, 8(AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(AX)
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VEXTRACTF32X4 $0x01, Y6, X1
+	VADDPS        X1, X6, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, 16(AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 20(AX)
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VEXTRACTF32X4 $0x01, Y7, X1
+	VADDPS        X1, X7, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, 24(AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 28(AX)
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VEXTRACTF32X4 $0x01, Y8, X1
+	VADDPS        X1, X8, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, 32(AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 36(AX)
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VEXTRACTF32X4 $0x01, Y9, X1
+	VADDPS        X1, X9, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, 40(AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 44(AX)
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VEXTRACTF32X4 $0x01, Y10, X1
+	VADDPS        X1, X10, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, 48(AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 52(AX)
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VEXTRACTF32X4 $0x01, Y11, X1
+	VADDPS        X1, X11, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, 56(AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 60(AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0Q8_0x8AccR2VNNI(w []byte, x []byte, nb int, rb int, acc []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, F16C
+TEXT ·dotQ4_0Q8_0x8AccR2VNNI(SB), NOSPLIT, $0-88
+	MOVQ      acc_base+64(FP), AX
+	MOVQ      w_base+0(FP), CX
+	MOVQ      x_base+24(FP), DX
+	MOVQ      nb+48(FP), BX
+	MOVQ      rb+56(FP), SI
+	ADDQ      CX, SI
+	VMOVDQU64 vb0fz<>+0(SB), Z0
+	VMOVDQU64 vwffffz<>+0(SB), Z1
+	VMOVDQU64 vidxq4z<>+0(SB), Z2
+	VMOVDQU64 vidxnibz<>+0(SB), Z3
+	VMOVUPS   (AX), Z4
+	VMOVUPS   64(AX), Z5
+	VMOVUPS   128(AX), Z6
+	VMOVUPS   192(AX), Z7
+	VMOVUPS   256(AX), Z8
+	VMOVUPS   320(AX), Z9
+	VMOVUPS   384(AX), Z10
+	VMOVUPS   448(AX), Z11
+
+r2quad2:
+	CMPQ      BX, $0x08
+	JL        r2quad1
+	VMOVDQU64 vidxs4<>+0(SB), Z12
+	VPERMW    (CX), Z12, Z12
+	VCVTPH2PS Y12, Z12
+	VPERMW    (CX), Z3, Z13
+	VPERMW    8(CX), Z3, Z14
+	VPSRLW    $0x04, Z13, Z15
+	VPANDD    Z0, Z15, Z15
+	VPANDD    Z0, Z13, Z13
+	VPSRLW    $0x04, Z14, Z16
+	VPANDD    Z0, Z16, Z16
+	VPANDD    Z0, Z14, Z14
+	VMOVDQU64 vidxs4<>+0(SB), Z17
+	VPERMW    (SI), Z17, Z17
+	VCVTPH2PS Y17, Z17
+	VPERMW    (SI), Z3, Z18
+	VPERMW    8(SI), Z3, Z19
+	VPSRLW    $0x04, Z18, Z20
+	VPANDD    Z0, Z20, Z20
+	VPANDD    Z0, Z18, Z18
+	VPSRLW    $0x04, Z19, Z21
+	VPANDD    Z0, Z21, Z21
+	VPANDD    Z0, Z19, Z19
+	VPMADDWD  1024(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 (DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 256(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 512(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 768(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   1280(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z4, Z4
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z8, Z8
+	VPMADDWD  1088(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 64(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 320(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 576(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 832(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   1344(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z5, Z5
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z9, Z9
+	VPMADDWD  1152(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 128(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 384(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 640(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 896(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   1408(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z6, Z6
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z10, Z10
+	VPMADDWD  1216(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 192(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 448(DX), Z13
+	VPDPBUSD  Z13, Z15, Z22
+	VPDPBUSD  Z13, Z20, Z23
+	VMOVDQU64 704(DX), Z13
+	VPDPBUSD  Z13, Z14, Z22
+	VPDPBUSD  Z13, Z19, Z23
+	VMOVDQU64 960(DX), Z13
+	VPDPBUSD  Z13, Z16, Z22
+	VPDPBUSD  Z13, Z21, Z23
+	VMOVUPS   1472(DX), Z13
+	VMULPS    Z13, Z12, Z12
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z12, Z22, Z22
+	VADDPS    Z22, Z7, Z7
+	VMULPS    Z13, Z17, Z12
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z12, Z23, Z23
+	VADDPS    Z23, Z11, Z11
+	VMOVDQU64 vidxs4<>+0(SB), Z12
+	VPERMW    72(CX), Z12, Z12
+	VCVTPH2PS Y12, Z12
+	VPERMW    72(CX), Z3, Z13
+	VPERMW    80(CX), Z3, Z14
+	VPSRLW    $0x04, Z13, Z15
+	VPANDD    Z0, Z15, Z15
+	VPANDD    Z0, Z13, Z13
+	VPSRLW    $0x04, Z14, Z16
+	VPANDD    Z0, Z16, Z16
+	VPANDD    Z0, Z14, Z14
+	VMOVDQU64 vidxs4<>+0(SB), Z17
+	VPERMW    72(SI), Z17, Z17
+	VCVTPH2PS Y17, Z17
+	VPERMW    72(SI), Z3, Z18
+	VPERMW    80(SI), Z3, Z19
+	VPSRLW    $0x04, Z18, Z20
+	VPANDD    Z0, Z20, Z20
+	VPANDD    Z0, Z18, Z18
+	VPSRLW    $0x04, Z19, Z21
+	VPANDD    Z0, Z21, Z21
+	VPANDD    Z0, Z19, Z19
+	VPMADDWD  2560(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 1536(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 1792(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 2048(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 2304(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   2816(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z4, Z4
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z8, Z8
+	VPMADDWD  2624(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 1600(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 1856(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 2112(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 2368(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   2880(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z5, Z5
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z9, Z9
+	VPMADDWD  2688(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 1664(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 1920(DX), Z24
+	VPDPBUSD  Z24, Z15, Z22
+	VPDPBUSD  Z24, Z20, Z23
+	VMOVDQU64 2176(DX), Z24
+	VPDPBUSD  Z24, Z14, Z22
+	VPDPBUSD  Z24, Z19, Z23
+	VMOVDQU64 2432(DX), Z24
+	VPDPBUSD  Z24, Z16, Z22
+	VPDPBUSD  Z24, Z21, Z23
+	VMOVUPS   2944(DX), Z24
+	VMULPS    Z24, Z12, Z25
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z25, Z22, Z22
+	VADDPS    Z22, Z6, Z6
+	VMULPS    Z24, Z17, Z22
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z22, Z23, Z23
+	VADDPS    Z23, Z10, Z10
+	VPMADDWD  2752(DX), Z1, Z22
+	VMOVDQA64 Z22, Z23
+	VMOVDQU64 1728(DX), Z24
+	VPDPBUSD  Z24, Z13, Z22
+	VPDPBUSD  Z24, Z18, Z23
+	VMOVDQU64 1984(DX), Z13
+	VPDPBUSD  Z13, Z15, Z22
+	VPDPBUSD  Z13, Z20, Z23
+	VMOVDQU64 2240(DX), Z13
+	VPDPBUSD  Z13, Z14, Z22
+	VPDPBUSD  Z13, Z19, Z23
+	VMOVDQU64 2496(DX), Z13
+	VPDPBUSD  Z13, Z16, Z22
+	VPDPBUSD  Z13, Z21, Z23
+	VMOVUPS   3008(DX), Z13
+	VMULPS    Z13, Z12, Z12
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z12, Z22, Z22
+	VADDPS    Z22, Z7, Z7
+	VMULPS    Z13, Z17, Z12
+	VCVTDQ2PS Z23, Z23
+	VMULPS    Z12, Z23, Z23
+	VADDPS    Z23, Z11, Z11
+	ADDQ      $0x00000090, CX
+	ADDQ      $0x00000090, SI
+	ADDQ      $0x00000c00, DX
+	SUBQ      $0x08, BX
+	JMP       r2quad2
+
+r2quad1:
+	CMPQ      BX, $0x04
+	JL        r2tail
+	VMOVDQU64 vidxs4<>+0(SB), Z12
+	VPERMW    (CX), Z12, Z12
+	VCVTPH2PS Y12, Z12
+	VPERMW    (CX), Z3, Z13
+	VPERMW    8(CX), Z3, Z14
+	VPSRLW    $0x04, Z13, Z15
+	VPANDD    Z0, Z15, Z15
+	VPANDD    Z0, Z13, Z13
+	VPSRLW    $0x04, Z14, Z16
+	VPANDD    Z0, Z16, Z16
+	VPANDD    Z0, Z14, Z14
+	VMOVDQU64 vidxs4<>+0(SB), Z17
+	VPERMW    (SI), Z17, Z17
+	VCVTPH2PS Y17, Z17
+	VPERMW    (SI), Z3, Z18
+	VPERMW    8(SI), Z3, Z3
+	VPSRLW    $0x04, Z18, Z19
+	VPANDD    Z0, Z19, Z19
+	VPANDD    Z0, Z18, Z18
+	VPSRLW    $0x04, Z3, Z20
+	VPANDD    Z0, Z20, Z20
+	VPANDD    Z0, Z3, Z3
+	VPMADDWD  1024(DX), Z1, Z21
+	VMOVDQA64 Z21, Z22
+	VMOVDQU64 (DX), Z23
+	VPDPBUSD  Z23, Z13, Z21
+	VPDPBUSD  Z23, Z18, Z22
+	VMOVDQU64 256(DX), Z23
+	VPDPBUSD  Z23, Z15, Z21
+	VPDPBUSD  Z23, Z19, Z22
+	VMOVDQU64 512(DX), Z23
+	VPDPBUSD  Z23, Z14, Z21
+	VPDPBUSD  Z23, Z3, Z22
+	VMOVDQU64 768(DX), Z23
+	VPDPBUSD  Z23, Z16, Z21
+	VPDPBUSD  Z23, Z20, Z22
+	VMOVUPS   1280(DX), Z23
+	VMULPS    Z23, Z12, Z24
+	VCVTDQ2PS Z21, Z21
+	VMULPS    Z24, Z21, Z21
+	VADDPS    Z21, Z4, Z4
+	VMULPS    Z23, Z17, Z21
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z21, Z22, Z22
+	VADDPS    Z22, Z8, Z8
+	VPMADDWD  1088(DX), Z1, Z21
+	VMOVDQA64 Z21, Z22
+	VMOVDQU64 64(DX), Z23
+	VPDPBUSD  Z23, Z13, Z21
+	VPDPBUSD  Z23, Z18, Z22
+	VMOVDQU64 320(DX), Z23
+	VPDPBUSD  Z23, Z15, Z21
+	VPDPBUSD  Z23, Z19, Z22
+	VMOVDQU64 576(DX), Z23
+	VPDPBUSD  Z23, Z14, Z21
+	VPDPBUSD  Z23, Z3, Z22
+	VMOVDQU64 832(DX), Z23
+	VPDPBUSD  Z23, Z16, Z21
+	VPDPBUSD  Z23, Z20, Z22
+	VMOVUPS   1344(DX), Z23
+	VMULPS    Z23, Z12, Z24
+	VCVTDQ2PS Z21, Z21
+	VMULPS    Z24, Z21, Z21
+	VADDPS    Z21, Z5, Z5
+	VMULPS    Z23, Z17, Z21
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z21, Z22, Z22
+	VADDPS    Z22, Z9, Z9
+	VPMADDWD  1152(DX), Z1, Z21
+	VMOVDQA64 Z21, Z22
+	VMOVDQU64 128(DX), Z23
+	VPDPBUSD  Z23, Z13, Z21
+	VPDPBUSD  Z23, Z18, Z22
+	VMOVDQU64 384(DX), Z23
+	VPDPBUSD  Z23, Z15, Z21
+	VPDPBUSD  Z23, Z19, Z22
+	VMOVDQU64 640(DX), Z23
+	VPDPBUSD  Z23, Z14, Z21
+	VPDPBUSD  Z23, Z3, Z22
+	VMOVDQU64 896(DX), Z23
+	VPDPBUSD  Z23, Z16, Z21
+	VPDPBUSD  Z23, Z20, Z22
+	VMOVUPS   1408(DX), Z23
+	VMULPS    Z23, Z12, Z24
+	VCVTDQ2PS Z21, Z21
+	VMULPS    Z24, Z21, Z21
+	VADDPS    Z21, Z6, Z6
+	VMULPS    Z23, Z17, Z21
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z21, Z22, Z22
+	VADDPS    Z22, Z10, Z10
+	VPMADDWD  1216(DX), Z1, Z21
+	VMOVDQA64 Z21, Z22
+	VMOVDQU64 192(DX), Z23
+	VPDPBUSD  Z23, Z13, Z21
+	VPDPBUSD  Z23, Z18, Z22
+	VMOVDQU64 448(DX), Z13
+	VPDPBUSD  Z13, Z15, Z21
+	VPDPBUSD  Z13, Z19, Z22
+	VMOVDQU64 704(DX), Z13
+	VPDPBUSD  Z13, Z14, Z21
+	VPDPBUSD  Z13, Z3, Z22
+	VMOVDQU64 960(DX), Z3
+	VPDPBUSD  Z3, Z16, Z21
+	VPDPBUSD  Z3, Z20, Z22
+	VMOVUPS   1472(DX), Z3
+	VMULPS    Z3, Z12, Z12
+	VCVTDQ2PS Z21, Z21
+	VMULPS    Z12, Z21, Z21
+	VADDPS    Z21, Z7, Z7
+	VMULPS    Z3, Z17, Z3
+	VCVTDQ2PS Z22, Z22
+	VMULPS    Z3, Z22, Z22
+	VADDPS    Z22, Z11, Z11
+	ADDQ      $0x00000048, CX
+	ADDQ      $0x00000048, SI
+	ADDQ      $0x00000600, DX
+	SUBQ      $0x04, BX
+
+r2tail:
+	CMPQ            BX, $0x02
+	JL              r2tail1
+	JE              r2tail2
+	MOVWQZX         (CX), BX
+	MOVWQZX         18(CX), DI
+	SHLQ            $0x10, DI
+	ORQ             DI, BX
+	MOVWQZX         36(CX), DI
+	SHLQ            $0x20, DI
+	ORQ             DI, BX
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           BX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z3
+	VBROADCASTI32X4 2(CX), Z12
+	VINSERTI32X4    $0x01, 20(CX), Z12, Z12
+	VINSERTI32X4    $0x03, 20(CX), Z12, Z12
+	VPSUBD          Z13, Z13, Z13
+	VINSERTI32X4    $0x00, 38(CX), Z13, Z13
+	VINSERTI32X4    $0x02, 38(CX), Z13, Z13
+	VPUNPCKLQDQ     Z13, Z12, Z14
+	VPUNPCKHQDQ     Z13, Z12, Z12
+	VPSRLW          $0x04, Z14, Z13
+	VPANDD          Z0, Z13, Z13
+	VPANDD          Z0, Z14, Z14
+	VPSRLW          $0x04, Z12, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z12, Z12
+	MOVWQZX         (SI), CX
+	MOVWQZX         18(SI), BX
+	SHLQ            $0x10, BX
+	ORQ             BX, CX
+	MOVWQZX         36(SI), BX
+	SHLQ            $0x20, BX
+	ORQ             BX, CX
+	VPSUBD          Z16, Z16, Z16
+	VMOVQ           CX, X16
+	VCVTPH2PS       X16, X16
+	VPERMPS         Z16, Z2, Z2
+	VBROADCASTI32X4 2(SI), Z16
+	VINSERTI32X4    $0x01, 20(SI), Z16, Z16
+	VINSERTI32X4    $0x03, 20(SI), Z16, Z16
+	VPSUBD          Z17, Z17, Z17
+	VINSERTI32X4    $0x00, 38(SI), Z17, Z17
+	VINSERTI32X4    $0x02, 38(SI), Z17, Z17
+	VPUNPCKLQDQ     Z17, Z16, Z18
+	VPUNPCKHQDQ     Z17, Z16, Z16
+	VPSRLW          $0x04, Z18, Z17
+	VPANDD          Z0, Z17, Z17
+	VPANDD          Z0, Z18, Z18
+	VPSRLW          $0x04, Z16, Z19
+	VPANDD          Z0, Z19, Z19
+	VPANDD          Z0, Z16, Z16
+	VPMADDWD        1024(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       (DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       256(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       512(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       768(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1280(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z4, Z4
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z8, Z8
+	VPMADDWD        1088(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       64(DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       320(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       576(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       832(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1344(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z5, Z5
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z9, Z9
+	VPMADDWD        1152(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       128(DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       384(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       640(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       896(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1408(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z6, Z6
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z10, Z10
+	VPMADDWD        1216(DX), Z1, Z0
+	VMOVDQA64       Z0, Z1
+	VMOVDQU64       192(DX), Z20
+	VPDPBUSD        Z20, Z14, Z0
+	VPDPBUSD        Z20, Z18, Z1
+	VMOVDQU64       448(DX), Z14
+	VPDPBUSD        Z14, Z13, Z0
+	VPDPBUSD        Z14, Z17, Z1
+	VMOVDQU64       704(DX), Z13
+	VPDPBUSD        Z13, Z12, Z0
+	VPDPBUSD        Z13, Z16, Z1
+	VMOVDQU64       960(DX), Z12
+	VPDPBUSD        Z12, Z15, Z0
+	VPDPBUSD        Z12, Z19, Z1
+	VMOVUPS         1472(DX), Z12
+	VMULPS          Z12, Z3, Z3
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z3, Z0, Z0
+	VADDPS          Z0, Z7, Z7
+	VMULPS          Z12, Z2, Z0
+	VCVTDQ2PS       Z1, Z1
+	VMULPS          Z0, Z1, Z1
+	VADDPS          Z1, Z11, Z11
+	JMP             r2done
+
+r2tail2:
+	MOVWQZX         (CX), BX
+	MOVWQZX         18(CX), DI
+	SHLQ            $0x10, DI
+	ORQ             DI, BX
+	VPSUBD          Z3, Z3, Z3
+	VMOVQ           BX, X3
+	VCVTPH2PS       X3, X3
+	VPERMPS         Z3, Z2, Z3
+	VBROADCASTI32X4 2(CX), Z12
+	VINSERTI32X4    $0x01, 20(CX), Z12, Z12
+	VINSERTI32X4    $0x03, 20(CX), Z12, Z12
+	VPSUBD          Z13, Z13, Z13
+	VPUNPCKLQDQ     Z13, Z12, Z14
+	VPUNPCKHQDQ     Z13, Z12, Z12
+	VPSRLW          $0x04, Z14, Z13
+	VPANDD          Z0, Z13, Z13
+	VPANDD          Z0, Z14, Z14
+	VPSRLW          $0x04, Z12, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z12, Z12
+	MOVWQZX         (SI), CX
+	MOVWQZX         18(SI), BX
+	SHLQ            $0x10, BX
+	ORQ             BX, CX
+	VPSUBD          Z16, Z16, Z16
+	VMOVQ           CX, X16
+	VCVTPH2PS       X16, X16
+	VPERMPS         Z16, Z2, Z2
+	VBROADCASTI32X4 2(SI), Z16
+	VINSERTI32X4    $0x01, 20(SI), Z16, Z16
+	VINSERTI32X4    $0x03, 20(SI), Z16, Z16
+	VPSUBD          Z17, Z17, Z17
+	VPUNPCKLQDQ     Z17, Z16, Z18
+	VPUNPCKHQDQ     Z17, Z16, Z16
+	VPSRLW          $0x04, Z18, Z17
+	VPANDD          Z0, Z17, Z17
+	VPANDD          Z0, Z18, Z18
+	VPSRLW          $0x04, Z16, Z19
+	VPANDD          Z0, Z19, Z19
+	VPANDD          Z0, Z16, Z16
+	VPMADDWD        1024(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       (DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       256(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       512(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       768(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1280(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z4, Z4
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z8, Z8
+	VPMADDWD        1088(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       64(DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       320(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       576(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       832(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1344(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z5, Z5
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z9, Z9
+	VPMADDWD        1152(DX), Z1, Z0
+	VMOVDQA64       Z0, Z20
+	VMOVDQU64       128(DX), Z21
+	VPDPBUSD        Z21, Z14, Z0
+	VPDPBUSD        Z21, Z18, Z20
+	VMOVDQU64       384(DX), Z21
+	VPDPBUSD        Z21, Z13, Z0
+	VPDPBUSD        Z21, Z17, Z20
+	VMOVDQU64       640(DX), Z21
+	VPDPBUSD        Z21, Z12, Z0
+	VPDPBUSD        Z21, Z16, Z20
+	VMOVDQU64       896(DX), Z21
+	VPDPBUSD        Z21, Z15, Z0
+	VPDPBUSD        Z21, Z19, Z20
+	VMOVUPS         1408(DX), Z21
+	VMULPS          Z21, Z3, Z22
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z22, Z0, Z0
+	VADDPS          Z0, Z6, Z6
+	VMULPS          Z21, Z2, Z0
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z0, Z20, Z20
+	VADDPS          Z20, Z10, Z10
+	VPMADDWD        1216(DX), Z1, Z0
+	VMOVDQA64       Z0, Z1
+	VMOVDQU64       192(DX), Z20
+	VPDPBUSD        Z20, Z14, Z0
+	VPDPBUSD        Z20, Z18, Z1
+	VMOVDQU64       448(DX), Z14
+	VPDPBUSD        Z14, Z13, Z0
+	VPDPBUSD        Z14, Z17, Z1
+	VMOVDQU64       704(DX), Z13
+	VPDPBUSD        Z13, Z12, Z0
+	VPDPBUSD        Z13, Z16, Z1
+	VMOVDQU64       960(DX), Z12
+	VPDPBUSD        Z12, Z15, Z0
+	VPDPBUSD        Z12, Z19, Z1
+	VMOVUPS         1472(DX), Z12
+	VMULPS          Z12, Z3, Z3
+	VCVTDQ2PS       Z0, Z0
+	VMULPS          Z3, Z0, Z0
+	VADDPS          Z0, Z7, Z7
+	VMULPS          Z12, Z2, Z0
+	VCVTDQ2PS       Z1, Z1
+	VMULPS          Z0, Z1, Z1
+	VADDPS          Z1, Z11, Z11
+	JMP             r2done
+
+r2tail1:
+	TESTQ        BX, BX
+	JZ           r2done
+	MOVWQZX      (CX), BX
+	VPSUBD       Z3, Z3, Z3
+	VMOVQ        BX, X3
+	VCVTPH2PS    X3, X3
+	VPERMPS      Z3, Z2, Z3
+	VPSUBD       Z12, Z12, Z12
+	VINSERTI32X4 $0x00, 2(CX), Z12, Z12
+	VINSERTI32X4 $0x02, 2(CX), Z12, Z12
+	VPSUBD       Z13, Z13, Z13
+	VPUNPCKLQDQ  Z13, Z12, Z14
+	VPUNPCKHQDQ  Z13, Z12, Z12
+	VPSRLW       $0x04, Z14, Z13
+	VPANDD       Z0, Z13, Z13
+	VPANDD       Z0, Z14, Z14
+	VPSRLW       $0x04, Z12, Z15
+	VPANDD       Z0, Z15, Z15
+	VPANDD       Z0, Z12, Z12
+	MOVWQZX      (SI), CX
+	VPSUBD       Z16, Z16, Z16
+	VMOVQ        CX, X16
+	VCVTPH2PS    X16, X16
+	VPERMPS      Z16, Z2, Z2
+	VPSUBD       Z16, Z16, Z16
+	VINSERTI32X4 $0x00, 2(SI), Z16, Z16
+	VINSERTI32X4 $0x02, 2(SI), Z16, Z16
+	VPSUBD       Z17, Z17, Z17
+	VPUNPCKLQDQ  Z17, Z16, Z18
+	VPUNPCKHQDQ  Z17, Z16, Z16
+	VPSRLW       $0x04, Z18, Z17
+	VPANDD       Z0, Z17, Z17
+	VPANDD       Z0, Z18, Z18
+	VPSRLW       $0x04, Z16, Z19
+	VPANDD       Z0, Z19, Z19
+	VPANDD       Z0, Z16, Z16
+	VPMADDWD     1024(DX), Z1, Z0
+	VMOVDQA64    Z0, Z20
+	VMOVDQU64    (DX), Z21
+	VPDPBUSD     Z21, Z14, Z0
+	VPDPBUSD     Z21, Z18, Z20
+	VMOVDQU64    256(DX), Z21
+	VPDPBUSD     Z21, Z13, Z0
+	VPDPBUSD     Z21, Z17, Z20
+	VMOVDQU64    512(DX), Z21
+	VPDPBUSD     Z21, Z12, Z0
+	VPDPBUSD     Z21, Z16, Z20
+	VMOVDQU64    768(DX), Z21
+	VPDPBUSD     Z21, Z15, Z0
+	VPDPBUSD     Z21, Z19, Z20
+	VMOVUPS      1280(DX), Z21
+	VMULPS       Z21, Z3, Z22
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z22, Z0, Z0
+	VADDPS       Z0, Z4, Z4
+	VMULPS       Z21, Z2, Z0
+	VCVTDQ2PS    Z20, Z20
+	VMULPS       Z0, Z20, Z20
+	VADDPS       Z20, Z8, Z8
+	VPMADDWD     1088(DX), Z1, Z0
+	VMOVDQA64    Z0, Z20
+	VMOVDQU64    64(DX), Z21
+	VPDPBUSD     Z21, Z14, Z0
+	VPDPBUSD     Z21, Z18, Z20
+	VMOVDQU64    320(DX), Z21
+	VPDPBUSD     Z21, Z13, Z0
+	VPDPBUSD     Z21, Z17, Z20
+	VMOVDQU64    576(DX), Z21
+	VPDPBUSD     Z21, Z12, Z0
+	VPDPBUSD     Z21, Z16, Z20
+	VMOVDQU64    832(DX), Z21
+	VPDPBUSD     Z21, Z15, Z0
+	VPDPBUSD     Z21, Z19, Z20
+	VMOVUPS      1344(DX), Z21
+	VMULPS       Z21, Z3, Z22
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z22, Z0, Z0
+	VADDPS       Z0, Z5, Z5
+	VMULPS       Z21, Z2, Z0
+	VCVTDQ2PS    Z20, Z20
+	VMULPS       Z0, Z20, Z20
+	VADDPS       Z20, Z9, Z9
+	VPMADDWD     1152(DX), Z1, Z0
+	VMOVDQA64    Z0, Z20
+	VMOVDQU64    128(DX), Z21
+	VPDPBUSD     Z21, Z14, Z0
+	VPDPBUSD     Z21, Z18, Z20
+	VMOVDQU64    384(DX), Z21
+	VPDPBUSD     Z21, Z13, Z0
+	VPDPBUSD     Z21, Z17, Z20
+	VMOVDQU64    640(DX), Z21
+	VPDPBUSD     Z21, Z12, Z0
+	VPDPBUSD     Z21, Z16, Z20
+	VMOVDQU64    896(DX), Z21
+	VPDPBUSD     Z21, Z15, Z0
+	VPDPBUSD     Z21, Z19, Z20
+	VMOVUPS      1408(DX), Z21
+	VMULPS       Z21, Z3, Z22
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z22, Z0, Z0
+	VADDPS       Z0, Z6, Z6
+	VMULPS       Z21, Z2, Z0
+	VCVTDQ2PS    Z20, Z20
+	VMULPS       Z0, Z20, Z20
+	VADDPS       Z20, Z10, Z10
+	VPMADDWD     1216(DX), Z1, Z0
+	VMOVDQA64    Z0, Z1
+	VMOVDQU64    192(DX), Z20
+	VPDPBUSD     Z20, Z14, Z0
+	VPDPBUSD     Z20, Z18, Z1
+	VMOVDQU64    448(DX), Z14
+	VPDPBUSD     Z14, Z13, Z0
+	VPDPBUSD     Z14, Z17, Z1
+	VMOVDQU64    704(DX), Z13
+	VPDPBUSD     Z13, Z12, Z0
+	VPDPBUSD     Z13, Z16, Z1
+	VMOVDQU64    960(DX), Z12
+	VPDPBUSD     Z12, Z15, Z0
+	VPDPBUSD     Z12, Z19, Z1
+	VMOVUPS      1472(DX), Z12
+	VMULPS       Z12, Z3, Z3
+	VCVTDQ2PS    Z0, Z0
+	VMULPS       Z3, Z0, Z0
+	VADDPS       Z0, Z7, Z7
+	VMULPS       Z12, Z2, Z0
+	VCVTDQ2PS    Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	VADDPS       Z1, Z11, Z11
+
+r2done:
+	VMOVUPS Z4, (AX)
+	VMOVUPS Z5, 64(AX)
+	VMOVUPS Z6, 128(AX)
+	VMOVUPS Z7, 192(AX)
+	VMOVUPS Z8, 256(AX)
+	VMOVUPS Z9, 320(AX)
+	VMOVUPS Z10, 384(AX)
+	VMOVUPS Z11, 448(AX)
 	VZEROUPPER
 	RET
 

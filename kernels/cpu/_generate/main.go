@@ -20,7 +20,8 @@
 // multi-input kernel takes the row kernel's operations in its order. The
 // families live in q4_0.go, legacy.go (Q8_0, Q4_1, Q5_0, Q5_1),
 // kquant.go and float.go, the sparse FFN's kernels (prefetching and
-// multi-row gathers, multi-row axpys) in axpy.go; this file has the
+// multi-row gathers, multi-row axpys) in axpy.go, SiLU and softmax's
+// exponential in silu.go, attention's row kernels in attn.go; this file has the
 // activation quantizers, the axpy kernels and the shared helpers.
 package main
 
@@ -36,7 +37,7 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy, q4tile or vnni")
+var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy, q4tile, vnni, silu or attn")
 
 func main() {
 	flag.Parse()
@@ -79,10 +80,18 @@ func main() {
 			genDotQ4_0VNNI(inputs, false)
 		}
 		genDotQ4_0VNNI(8, true)
+		genDotQ4_0VNNIRows2(false)
+		genDotQ4_0VNNIRows2(true)
 		genDotQ8_0VNNI(0)
 		for _, inputs := range []int{2, 4, 8} {
 			genDotQ8_0VNNIPairs(inputs)
 		}
+	case "silu":
+		genSiLU()
+		genExpSub()
+	case "attn":
+		genAttnScores()
+		genAttnValues()
 	case "axpy":
 		genPrefetch()
 		genDotFloat("dotF32pfAVX2", 4, true)

@@ -99,6 +99,7 @@ func widen(b []byte, n int) []byte {
 // bytes 0x0f, words −1 and the scale permutation [0 0 2 2 1 1 3 3].
 type q4VConsts struct {
 	m4, neg1, idx VecVirtual
+	nidx          VecVirtual // Z registers only: q4VDecode's word permutation
 }
 
 func newQ4VConsts(zmm bool) q4VConsts {
@@ -112,20 +113,49 @@ func newQ4VConsts(zmm bool) q4VConsts {
 		VMOVDQU64(m, r)
 		return r
 	}
-	return q4VConsts{
+	c := q4VConsts{
 		m4:   load("vb0f", bytes32(0x0f)),
 		neg1: load("vwffff", words32(0xffff)),
 		idx:  load("vidxq4", dwords32(0, 0, 2, 2, 1, 1, 3, 3)),
 	}
+	if zmm {
+		var w []byte
+		for _, i := range []uint16{1, 2, 3, 4, 19, 20, 21, 22, 10, 11, 12, 13, 28, 29, 30, 31} {
+			w = append(w, byte(i), byte(i>>8))
+		}
+		c.nidx = load("vidxnib", w)
+	}
+	return c
 }
 
 // q4VScales is q4Scales in EVEX-encodable instructions, widened to Z
 // registers (the same eight scales in both halves) when zmm.
+//
+// A whole quad's scales, the f16 words at bytes 0, 18, 36 and 54, are one
+// VPERMW of the quad's first 64 bytes, which places them in q4Scales'
+// order [0 0 2 2 1 1 3 3] (twice, when zmm), and one VCVTPH2PS: two
+// instructions where the general path takes thirteen.
 func q4VScales(base Register, off, count int, c q4VConsts, zmm bool) VecVirtual {
-	var g GPVirtual
 	if count == 4 {
-		g = halves4(base, off, 18)
-	} else {
+		var w []byte
+		for range 2 {
+			for _, i := range []uint16{0, 0, 18, 18, 9, 9, 27, 27} {
+				w = append(w, byte(i), byte(i>>8))
+			}
+		}
+		w = widen(w, 64)
+		idx, h, dw := ZMM(), ZMM(), vnniVec(zmm)
+		VMOVDQU64(constant("vidxs4", w), idx)
+		VPERMW(Mem{Base: base, Disp: off}, idx, h)
+		if zmm {
+			VCVTPH2PS(h.AsY(), dw)
+		} else {
+			VCVTPH2PS(h.AsX(), dw)
+		}
+		return dw
+	}
+	var g GPVirtual
+	{
 		g = GP64()
 		MOVWQZX(Mem{Base: base, Disp: off}, g)
 		for j := 1; j < count; j++ {
@@ -146,7 +176,27 @@ func q4VScales(base Register, off, count int, c q4VConsts, zmm bool) VecVirtual 
 // q4VDecode is q4Decode in EVEX-encodable instructions; when zmm, each
 // nibble vector v comes as [v | v], the 128-bit rows loaded into both
 // halves (R1 = [X | Y | X | Y]).
+//
+// A whole quad in Z registers takes two VPERMWs: its 16-byte rows lie at
+// even offsets (2, 20, 38, 56), and the eight-byte pieces that the
+// unpacks below put together (bytes 0–7 of blocks 0 and 2, of 1 and 3;
+// then bytes 8–15) are words 1–4, 19–22, 10–13, 28–31 of the quad's
+// first 64 bytes and, for bytes 8–15, of the 64 bytes from byte 8: two
+// loads and two permutes where the general path takes eight shuffles.
 func q4VDecode(wb Mem, count int, c q4VConsts, zmm bool) [4]VecVirtual {
+	if count == 4 && zmm {
+		a, b := ZMM(), ZMM()
+		VPERMW(wb, c.nidx, a)
+		VPERMW(wb.Offset(8), c.nidx, b)
+		ah, bh := ZMM(), ZMM()
+		VPSRLW(U8(4), a, ah)
+		VPANDD(c.m4, ah, ah)
+		VPANDD(c.m4, a, a)
+		VPSRLW(U8(4), b, bh)
+		VPANDD(c.m4, bh, bh)
+		VPANDD(c.m4, b, b)
+		return [4]VecVirtual{a, ah, b, bh}
+	}
 	// pair loads the blocks at off and off+18 (when two) into the
 	// 128-bit lanes of a register: [lo | hi] or [lo | hi | lo | hi].
 	pair := func(off int, two bool) VecVirtual {
@@ -458,6 +508,132 @@ func genDotQ8_0VNNIPairs(inputs int) {
 		VEXTRACTF64X4(U8(1), a[0], h)
 		VMOVSS(hsum8V(a[0].AsY().(VecVirtual)), Mem{Base: dst, Disp: 8 * p})
 		VMOVSS(hsum8V(h), Mem{Base: dst, Disp: 8*p + 4})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// genDotQ4_0VNNIRows2 writes the two-row versions of the eight-input VNNI
+// Q4_0 kernels: dotQ4_0Q8_0x8R2VNNI (dotQ4_0Q8_0x8VNNI for the rows at w
+// and w+rb, results to dst[0:8] and dst[8:16]) and, with tile,
+// dotQ4_0Q8_0x8AccR2VNNI (dotQ4_0Q8_0x8AccVNNI for the rows at w and
+// w+rb, accumulators acc[0:64] and acc[64:128]). The one-row kernels load
+// every activation piece from memory for each row, six 64-byte loads per
+// pair and quad for five VPDPBUSD, and the loads bound them; here a piece,
+// loaded once into a register, serves both rows, whose decoded nibbles
+// (eight registers) stay in registers for the quad. −8·Σy (VPMADDWD of c)
+// is the same for both rows and is formed once. Each row's accumulators
+// take the one-row kernel's operations in its order, so the bits are its.
+func genDotQ4_0VNNIRows2(tile bool) {
+	var wp, xp, n, rb, dst, ap Register
+	if tile {
+		TEXT("dotQ4_0Q8_0x8AccR2VNNI", NOSPLIT, "func(w, x []byte, nb, rb int, acc []float32)")
+		Pragma("noescape")
+		Doc("dotQ4_0Q8_0x8AccR2VNNI is dotQ4_0Q8_0x8AccVNNI for the rows at w and w[rb:], their accumulators acc[0:64] and acc[64:128].")
+		ap = Load(Param("acc").Base(), GP64())
+	} else {
+		TEXT("dotQ4_0Q8_0x8R2VNNI", NOSPLIT, "func(w, x []byte, nb, rb int, dst []float32)")
+		Pragma("noescape")
+		Doc("dotQ4_0Q8_0x8R2VNNI is dotQ4_0Q8_0x8VNNI for the rows at w and w[rb:], their results to dst[0:8] and dst[8:16].")
+		dst = Load(Param("dst").Base(), GP64())
+	}
+	wp = Load(Param("w").Base(), GP64())
+	xp = Load(Param("x").Base(), GP64())
+	n = Load(Param("nb"), GP64())
+	rb = Load(Param("rb"), GP64())
+	ADDQ(wp, rb) // the second row
+	w1 := rb
+	const ni = 8
+	c := newQ4VConsts(true)
+	var acc [2][ni / 2]VecVirtual
+	for row := range acc {
+		for p := range acc[row] {
+			acc[row][p] = ZMM()
+			if tile {
+				VMOVUPS(Mem{Base: ap, Disp: 256*row + 64*p}, acc[row][p])
+			} else {
+				VPSUBD(acc[row][p], acc[row][p], acc[row][p])
+			}
+		}
+	}
+	stride := q4QuadBytes * ni
+	quad := func(k, count int) {
+		var dw [2]VecVirtual
+		var q [2][4]VecVirtual
+		for row, base := range []Register{wp, w1} {
+			dw[row] = q4VScales(base, 72*k, count, c, true)
+			q[row] = q4VDecode(Mem{Base: base, Disp: 72 * k}, count, c, true)
+		}
+		for p := 0; p < ni/2; p++ {
+			piece := func(i int) Mem { return Mem{Base: xp, Disp: stride*k + 32*(ni*i+2*p)} }
+			var t [2]VecVirtual
+			t[0], t[1] = ZMM(), ZMM()
+			VPMADDWD(piece(4), c.neg1, t[0]) // −8·Σy by dword lane
+			VMOVDQA64(t[0], t[1])
+			for i := 0; i < 4; i++ {
+				y := ZMM()
+				VMOVDQU64(piece(i), y)
+				for row := range t {
+					vpdpbusd(y, q[row][i], t[row]) // + Σ q·y
+				}
+			}
+			d := ZMM()
+			VMOVUPS(piece(5), d)
+			for row := range t {
+				sv := ZMM()
+				VMULPS(d, dw[row], sv) // d_w·d_x, lane by lane
+				VCVTDQ2PS(t[row], t[row])
+				VMULPS(sv, t[row], t[row])
+				VADDPS(t[row], acc[row][p], acc[row][p])
+			}
+		}
+	}
+	Label("r2quad2")
+	CMPQ(n, U8(8))
+	JL(LabelRef("r2quad1"))
+	quad(0, 4)
+	quad(1, 4)
+	ADDQ(U32(144), wp)
+	ADDQ(U32(144), w1)
+	ADDQ(U32(2*stride), xp)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("r2quad2"))
+
+	Label("r2quad1")
+	CMPQ(n, U8(4))
+	JL(LabelRef("r2tail"))
+	quad(0, 4)
+	ADDQ(U32(72), wp)
+	ADDQ(U32(72), w1)
+	ADDQ(U32(stride), xp)
+	SUBQ(U8(4), n)
+
+	Label("r2tail") // 0–3 blocks left
+	CMPQ(n, U8(2))
+	JL(LabelRef("r2tail1"))
+	JE(LabelRef("r2tail2"))
+	quad(0, 3)
+	JMP(LabelRef("r2done"))
+	Label("r2tail2")
+	quad(0, 2)
+	JMP(LabelRef("r2done"))
+	Label("r2tail1")
+	TESTQ(n, n)
+	JZ(LabelRef("r2done"))
+	quad(0, 1)
+
+	Label("r2done")
+	for row := range acc {
+		for p, a := range acc[row] {
+			if tile {
+				VMOVUPS(a, Mem{Base: ap, Disp: 256*row + 64*p})
+				continue
+			}
+			hi := YMM()
+			VEXTRACTF64X4(U8(1), a, hi)
+			VMOVSS(hsum8V(a.AsY().(VecVirtual)), Mem{Base: dst, Disp: 32*row + 8*p})
+			VMOVSS(hsum8V(hi), Mem{Base: dst, Disp: 32*row + 8*p + 4})
+		}
 	}
 	VZEROUPPER()
 	RET()

@@ -1,0 +1,42 @@
+//go:build amd64 && !noasm && gc
+
+package cpu
+
+import (
+	"unsafe"
+
+	"github.com/stokehq/stoke/models/dtype"
+)
+
+// Two rows at a time. The eight-input VNNI Q4_0 kernels are bound by
+// their activation loads; their two-row versions (…R2VNNI, see
+// _generate/vnni.go) load each activation piece once for two weight rows
+// and give each row the one-row kernel's bits. Where they do not apply
+// (no VNNI, other types or sizes) these return false and the caller goes
+// row by row.
+
+// qdotMulti2 sets dst[j] and dst[8+j] to qdotMulti's results for the rows
+// w[:rb] and w[rb:2·rb] (rb ≥ the row's 18·b.nb bytes) and returns true,
+// where the two-row kernel applies: eight Q4_0 inputs with VNNI.
+func qdotMulti2(t dtype.Type, dst []float32, w []byte, rb int, b *qBatch) bool {
+	if !useAsm || !useVNNI || t != dtype.Q4_0 || b.n != maxMulti {
+		return false
+	}
+	_ = w[rb+18*b.nb-1]
+	dotQ4_0Q8_0x8R2VNNI(w, b.x[:(b.nb+3)/4*maxMulti*q4QuadBytes], b.nb, rb, dst[:2*maxMulti])
+	return true
+}
+
+// dotQ4_0Q8_0Acc2 is dotQ4_0Q8_0Acc for the rows w[:18·nb] and
+// w[rb:rb+18·nb] into acc[0] and acc[1], where the two-row kernel
+// applies (VNNI); it returns false otherwise.
+func dotQ4_0Q8_0Acc2(acc *[2]q4Accs, w []byte, rb int, b *qBatch, b0, nb int) bool {
+	if !useAsm || !useVNNI {
+		return false
+	}
+	const stride = maxMulti * q4QuadBytes
+	q0 := b0 / 4
+	_ = w[rb+18*nb-1]
+	dotQ4_0Q8_0x8AccR2VNNI(w, b.x[q0*stride:(q0+(nb+3)/4)*stride], nb, rb, unsafe.Slice(&acc[0][0], 2*len(acc[0])))
+	return true
+}
