@@ -12,7 +12,8 @@ import "encoding/binary"
 // where Σ_{j∈s} y_j comes from the bsums (so they must be the sums of the
 // quants, as QuantizeQ8_K writes them). As in dotq8.go the integer sums
 // are exact and are split, rounded and reduced exactly as the AVX2 kernels
-// do, so the generic twins give the same bits:
+// do (the AVX-512 VNNI kernels of Q4_K and Q6_K form the same lanes), so
+// the generic twins give the same bits:
 //
 //   - lane k < 8 holds Σ over the super-block's 32-element chunks c of
 //     sc_{s(c,k)}·Σ_{j=4k}^{4k+3} q_{32c+j}·y_{32c+j} (for Q6_K the chunk's

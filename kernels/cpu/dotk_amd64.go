@@ -7,6 +7,9 @@ package cpu
 
 func dotQ4_KQ8_K(w []byte, v *QVec) float32 {
 	if useAsm {
+		if useVNNI {
+			return dotQ4_KQ8_KVNNI(w, v.blocks, v.d, v.nb)
+		}
 		return dotQ4_KQ8_KAVX2(w, v.blocks, v.d, v.nb)
 	}
 	return dotQ4_KQ8_KGeneric(w, v)
@@ -21,6 +24,9 @@ func dotQ5_KQ8_K(w []byte, v *QVec) float32 {
 
 func dotQ6_KQ8_K(w []byte, v *QVec) float32 {
 	if useAsm {
+		if useVNNI {
+			return dotQ6_KQ8_KVNNI(w, v.blocks, v.d, v.nb)
+		}
 		return dotQ6_KQ8_KAVX2(w, v.blocks, v.d, v.nb)
 	}
 	return dotQ6_KQ8_KGeneric(w, v)
@@ -30,6 +36,16 @@ func dotQ6_KQ8_K(w []byte, v *QVec) float32 {
 // covers the inputs of b and that dst has room for them.
 
 func dotQ4_KQ8_KMulti(dst []float32, w []byte, b *qBatch) {
+	if useAsm && useVNNI {
+		switch b.n {
+		case 4:
+			dotQ4_KQ8_Kx4VNNI(w, b.x, nil, b.nb, dst)
+			return
+		case 2:
+			dotQ4_KQ8_Kx2VNNI(w, b.x, nil, b.nb, dst)
+			return
+		}
+	}
 	if useAsm {
 		switch b.n {
 		case 4:
@@ -58,6 +74,16 @@ func dotQ5_KQ8_KMulti(dst []float32, w []byte, b *qBatch) {
 }
 
 func dotQ6_KQ8_KMulti(dst []float32, w []byte, b *qBatch) {
+	if useAsm && useVNNI {
+		switch b.n {
+		case 4:
+			dotQ6_KQ8_Kx4VNNI(w, b.x, nil, b.nb, dst)
+			return
+		case 2:
+			dotQ6_KQ8_Kx2VNNI(w, b.x, nil, b.nb, dst)
+			return
+		}
+	}
 	if useAsm {
 		switch b.n {
 		case 4:

@@ -42,3 +42,44 @@ func BenchmarkMatMul(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatMulDRAM runs MatMul with 1, 2, 4 and 8 inputs on 2 threads
+// over 48 Q4_0 matrices of a 1B model's FFN shapes, 5632×2048 (gate, up)
+// and 2048×5632 (down, whose eight-input products go in tiles), 311 MiB
+// in all, one after another, so that the weights come from DRAM as in a
+// decode step, and over one of them (6.5 MiB, from cache). With several
+// inputs the kernels are compute-bound; the gap between the two is time
+// lost waiting on memory (see matMulAhead).
+//
+//	go test ./kernels/cpu -run '^$' -bench MatMulDRAM -benchtime 40x
+func BenchmarkMatMulDRAM(b *testing.B) {
+	const mats = 48
+	ws := make([][]byte, mats)
+	for i := range ws {
+		ws[i] = randomWeights(b, dtype.Q4_0, 5632, 2048)
+	}
+	p := cpu.NewPool(2)
+	defer p.Close()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, shape := range [][2]int{{5632, 2048}, {2048, 5632}} {
+		rows, cols := shape[0], shape[1]
+		for _, n := range []int{1, 2, 4, 8} {
+			for _, set := range [][][]byte{ws, ws[:1]} {
+				where := "dram"
+				if len(set) == 1 {
+					where = "cache"
+				}
+				b.Run(fmt.Sprintf("%dx%d/n=%d/%s", rows, cols, n, where), func(b *testing.B) {
+					x := randSlice(rng, n*cols, 1)
+					dst := make([]float32, n*rows)
+					k := 0
+					for b.Loop() {
+						p.MatMul(dst, set[k%len(set)], dtype.Q4_0, rows, cols, x, n)
+						k++
+					}
+					b.ReportMetric(float64(rows*cols*n*k)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+				})
+			}
+		}
+	}
+}

@@ -73,7 +73,9 @@ func (m *matMulTask) q4Tiles(g *qBatch, i0, lo, hi int) {
 		for b0 := 0; b0 < nb; b0 += 4 * q4TileQuads {
 			n := min(4*q4TileQuads, nb-b0)
 			for r := r0; r < r1; r++ {
+				q4TilePrefetch(m.w, r, hi, rb, b0, n, nb)
 				if r+1 < r1 && dotQ4_0Q8_0Acc2((*[2]q4Accs)(acc[r-r0:]), m.w[r*rb+18*b0:(r+1)*rb+18*(b0+n)], rb, g, b0, n) {
+					q4TilePrefetch(m.w, r+1, hi, rb, b0, n, nb)
 					r++ // two rows at once (vnni_amd64.go)
 					continue
 				}
@@ -87,6 +89,23 @@ func (m *matMulTask) q4Tiles(g *qBatch, i0, lo, hi int) {
 				m.dst[(i0+j)*m.rows+r] = hsum8((*[8]float32)(a[8*j:]))
 			}
 		}
+	}
+}
+
+// q4TilePrefetch prefetches, as row r of a tile takes
+// its slice of blocks [b0, b0+n), the bytes that row will read next: its
+// next slice, or, in the tile's last slice, the first slice of the row
+// q4TileRows on (the next tile's, when it is below hi). A tile reads its
+// rows a slice at a time, as many streams as rows, which the hardware
+// prefetchers do not follow (see matMulAhead).
+func q4TilePrefetch(w []byte, r, hi, rb, b0, n, nb int) {
+	if b0+n < nb {
+		next := min(n, nb-b0-n)
+		prefetch(w[r*rb+18*(b0+n) : r*rb+18*(b0+n+next)])
+		return
+	}
+	if nr := r + q4TileRows; nr < hi {
+		prefetch(w[nr*rb : nr*rb+18*min(4*q4TileQuads, nb)])
 	}
 }
 

@@ -27,6 +27,13 @@ func qdotMulti2(t dtype.Type, dst []float32, w []byte, rb int, b *qBatch) bool {
 	return true
 }
 
+// multiPrefetches reports whether qdotMulti's kernel for type t and the
+// inputs of b prefetches the rows two on itself (the VNNI Q4_0 ones,
+// _generate/vnni.go), so that MatMul need not.
+func multiPrefetches(t dtype.Type, b *qBatch) bool {
+	return useAsm && useVNNI && t == dtype.Q4_0 && b.n > 1
+}
+
 // dotQ4_0Q8_0Acc2 is dotQ4_0Q8_0Acc for the rows w[:18·nb] and
 // w[rb:rb+18·nb] into acc[0] and acc[1], where the two-row kernel
 // applies (VNNI); it returns false otherwise.

@@ -58,3 +58,33 @@ func dotQ8_0Q8_0x4VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
 //
 //go:noescape
 func dotQ8_0Q8_0x8VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ4_KQ8_KVNNI is dotQ4_KQ8_KAVX2 with AVX-512 VNNI.
+//
+//go:noescape
+func dotQ4_KQ8_KVNNI(w []byte, x []byte, d []float32, nb int) float32
+
+// dotQ6_KQ8_KVNNI is dotQ6_KQ8_KAVX2 with AVX-512 VNNI.
+//
+//go:noescape
+func dotQ6_KQ8_KVNNI(w []byte, x []byte, d []float32, nb int) float32
+
+// dotQ4_KQ8_Kx2VNNI is dotQ4_KQ8_Kx2AVX2 with AVX-512 VNNI; x interleaves the inputs' Q8_K blocks.
+//
+//go:noescape
+func dotQ4_KQ8_Kx2VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ6_KQ8_Kx2VNNI is dotQ6_KQ8_Kx2AVX2 with AVX-512 VNNI; x interleaves the inputs' Q8_K blocks.
+//
+//go:noescape
+func dotQ6_KQ8_Kx2VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ4_KQ8_Kx4VNNI is dotQ4_KQ8_Kx4AVX2 with AVX-512 VNNI; x interleaves the inputs' Q8_K blocks.
+//
+//go:noescape
+func dotQ4_KQ8_Kx4VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ6_KQ8_Kx4VNNI is dotQ6_KQ8_Kx4AVX2 with AVX-512 VNNI; x interleaves the inputs' Q8_K blocks.
+//
+//go:noescape
+func dotQ6_KQ8_Kx4VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)

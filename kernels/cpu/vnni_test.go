@@ -3,6 +3,7 @@ package cpu_test
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -103,17 +104,134 @@ func TestVNNIMatchesAVX2(t *testing.T) {
 	}
 }
 
+// vnniKRow returns a row of nb super-blocks of typ (Q4_K or Q6_K) at byte
+// offset off of a larger buffer: random finite f16 scales (d, and dmin for
+// Q4_K), every other byte (packed scales and mins, quants) drawn by b.
+func vnniKRow(r *rand.Rand, typ dtype.Type, nb, off int, b func() byte) []byte {
+	ts := typ.TypeSize()
+	buf := make([]byte, off+ts*nb+64)
+	for i := range buf {
+		buf[i] = 0x99 // bytes past the row, which no kernel may use
+	}
+	row := buf[off : off+ts*nb]
+	for k := range nb {
+		blk := row[ts*k : ts*(k+1)]
+		for i := range blk {
+			blk[i] = b()
+		}
+		for _, o := range halfFields[typ] {
+			binary.LittleEndian.PutUint16(blk[o:], rdHalf(r))
+		}
+	}
+	return row
+}
+
+// vnniKActs returns nb Q8_K activation blocks with quants drawn by quant,
+// a random float32 d of either sign (2^−30 to 2^10) and, unless rawSums,
+// the bsums of the quants; with rawSums the bsums are random words, whose
+// pair sums wrap around in int16 (the kernels must agree on any bytes).
+func vnniKActs(r *rand.Rand, nb int, quant func() int8, rawSums bool) []byte {
+	x := make([]byte, 292*nb)
+	for k := range nb {
+		blk := x[292*k : 292*(k+1)]
+		d := float32(math.Ldexp(1+r.Float64(), r.IntN(41)-30))
+		if r.IntN(2) == 0 {
+			d = -d
+		}
+		binary.LittleEndian.PutUint32(blk, math.Float32bits(d))
+		for g := range 16 {
+			var sum int16
+			for i := range 16 {
+				q := quant()
+				blk[4+16*g+i] = byte(q)
+				sum += int16(q)
+			}
+			if rawSums {
+				sum = int16(r.Uint32())
+			}
+			binary.LittleEndian.PutUint16(blk[260+2*g:], uint16(sum))
+		}
+	}
+	return x
+}
+
+// TestVNNIKMatchesAVX2 checks the AVX-512 VNNI Q4_K and Q6_K kernels (the
+// row kernels and the multi-input ones) against the AVX2 kernels and the
+// pure-Go twins, bit for bit: random and extreme weight bytes (Q4_K
+// scales and mins 0 and 63, nibbles 0 and 15; Q6_K scales −128, −1 and
+// 127, quants 0 and 63), random and extreme activations (−128, ±127),
+// bsums that are and that are not the quants' sums, many super-block
+// counts and rows at odd offsets. On a CPU without VNNI it compares AVX2
+// with generic.
+func TestVNNIKMatchesAVX2(t *testing.T) {
+	r := rand.New(rand.NewPCG(95, 96))
+	wq := map[string]func() byte{
+		"random":  func() byte { return byte(r.Uint32()) },
+		"extreme": func() byte { return []byte{0x00, 0xff, 0x0f, 0xf0, 0xc0, 0x3f, 0x80, 0x7f}[r.IntN(8)] },
+		"max":     func() byte { return 0xff },
+	}
+	type acts struct {
+		quant   func() int8
+		rawSums bool
+	}
+	xq := map[string]acts{
+		"random":  {func() int8 { return int8(r.Uint32()) }, false},
+		"extreme": {func() int8 { return []int8{-128, -127, 127}[r.IntN(3)] }, false},
+		"min":     {func() int8 { return -128 }, false},
+		"rawsums": {func() int8 { return int8(r.Uint32()) }, true},
+	}
+	ms := impls()
+	for _, typ := range []dtype.Type{dtype.Q4_K, dtype.Q6_K} {
+		for _, nb := range []int{1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 64, 65, 131} {
+			for wk, wf := range wq {
+				for xk, xa := range xq {
+					off := r.IntN(4)
+					name := fmt.Sprintf("%s/nb%d/w=%s/x=%s/off%d", typ, nb, wk, xk, off)
+					row := vnniKRow(r, typ, nb, off, wf)
+					vs := make([]*cpu.QVec, 4)
+					for j := range vs {
+						vs[j] = new(cpu.QVec)
+						vs[j].SetBlocks(typ, vnniKActs(r, nb, xa.quant, xa.rawSums))
+					}
+					var want [4]float32
+					for mi, m := range ms {
+						func() {
+							defer m.use()()
+							for j, v := range vs {
+								got := cpu.DotRowQ8(typ, row, v)
+								if mi == 0 {
+									want[j] = got
+								} else if !sameBits(got, want[j]) {
+									t.Fatalf("%s input %d: row kernel %v (%#x) with %s, %v (%#x) with %s", name, j, got, math.Float32bits(got), m.name, want[j], math.Float32bits(want[j]), ms[0].name)
+								}
+							}
+							for _, n := range cpu.MultiSizes(typ) {
+								got := cpu.DotRowQ8Multi(typ, row, vs[:n])
+								for j := range n {
+									if !sameBits(got[j], want[j]) {
+										t.Fatalf("%s %s: input %d of %d: multi-input kernel %v, row kernel %v", name, m.name, j, n, got[j], want[j])
+									}
+								}
+							}
+						}()
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestVNNIMatMul checks that MatMul and MatVec give the same bits with
-// VNNI and with AVX2 for Q4_0 (tiles and the multi-input kernels) and
-// Q8_0, on shapes with odd rows, input counts that leave groups of every
+// VNNI and with AVX2 for Q4_0 (tiles and the multi-input kernels), Q8_0,
+// Q4_K and Q6_K, on shapes with odd rows, input counts that leave groups of every
 // size, and rows spanning several tile slices with a ragged end.
 func TestVNNIMatMul(t *testing.T) {
 	r := rand.New(rand.NewPCG(93, 94))
 	p := cpu.NewPool(2)
 	defer p.Close()
-	for _, typ := range []dtype.Type{dtype.Q4_0, dtype.Q8_0} {
+	for _, typ := range []dtype.Type{dtype.Q4_0, dtype.Q8_0, dtype.Q4_K, dtype.Q6_K} {
 		for _, nb := range []int{5, 66, 133} {
-			cols := 32 * nb
+			cols := typ.BlockSize() * nb
 			rows := 35
 			w := rawMatrix(r, typ, rows, cols, 1)
 			for _, n := range []int{1, 3, 8, 15} {
@@ -144,7 +262,9 @@ func TestVNNIMatMul(t *testing.T) {
 // BenchmarkVNNI compares, in one run, the VNNI kernels with the AVX2 ones
 // (vnni=false) on one thread: MatMul on a 512×8192 Q4_0 matrix with 8 and
 // 32 inputs (tiles) and a 512×2048 Q4_0 and Q8_0 one with 2 inputs, and
-// MatVec (the row kernel) on 512×2048 Q4_0 and Q8_0.
+// MatVec (the row kernel) on 512×2048 Q4_0 and Q8_0; for Q4_K, MatMul
+// with 4 and 2 inputs and MatVec on 512×2048, for Q6_K with 4 and MatVec. The matrices fit in L2, so
+// these measure the kernels' compute, not memory bandwidth.
 //
 //	go test ./kernels/cpu -run '^$' -bench VNNI -benchtime 30x
 func BenchmarkVNNI(b *testing.B) {
@@ -157,6 +277,8 @@ func BenchmarkVNNI(b *testing.B) {
 		{dtype.Q4_0, 512, 8192, 8}, {dtype.Q4_0, 512, 8192, 32},
 		{dtype.Q4_0, 512, 2048, 2}, {dtype.Q8_0, 512, 2048, 2},
 		{dtype.Q4_0, 512, 2048, 0}, {dtype.Q8_0, 512, 2048, 0},
+		{dtype.Q4_K, 512, 2048, 4}, {dtype.Q4_K, 512, 2048, 2}, {dtype.Q4_K, 512, 2048, 0},
+		{dtype.Q6_K, 512, 2048, 4}, {dtype.Q6_K, 512, 2048, 0},
 	} {
 		w := randomWeights(b, s.typ, s.rows, s.cols)
 		rng := rand.New(rand.NewPCG(7, 8))

@@ -86,6 +86,10 @@ func main() {
 		for _, inputs := range []int{2, 4, 8} {
 			genDotQ8_0VNNIPairs(inputs)
 		}
+		for _, inputs := range []int{0, 2, 4} {
+			genDotQ4_KVNNI(inputs)
+			genDotQ6_KVNNI(inputs)
+		}
 	case "silu":
 		genSiLU()
 		genExpSub()
@@ -471,7 +475,22 @@ func halves4(base Register, off, stride int) GPVirtual {
 // at sp into a YMM register of 16 words: sc0..sc7 in the low lane, m0..m7
 // in the high lane.
 func kScales(sp Mem, k kMasks) VecVirtual {
-	a, b, c := GP64(), GP64(), GP64()
+	a, b := kScalesGP(sp, k)
+	xe, xd := XMM(), XMM()
+	VMOVQ(a, xe)
+	VMOVQ(b, xd)
+	VPUNPCKLDQ(xd, xe, xe) // [sc0-3, sc4-7, m0-3, m4-7]
+	sm := YMM()
+	VPMOVZXBW(xe, sm)
+	return sm
+}
+
+// kScalesGP is the general-register part of kScales: it returns the
+// unpacked scales and mins as bytes, a = [sc0-3, m0-3] and b = [sc4-7,
+// m4-7] (the first in the low byte).
+func kScalesGP(sp Mem, k kMasks) (a, b GPVirtual) {
+	a, b = GP64(), GP64()
+	c := GP64()
 	MOVQ(sp, a)                  // u0 | u1<<32
 	MOVL(sp.Offset(8), b.As32()) // u2
 	MOVQ(a, c)                   // C = ((a >> 6) & 0x03…) << 4
@@ -486,13 +505,7 @@ func kScales(sp Mem, k kMasks) VecVirtual {
 	ORQ(t, b)
 	ANDQ(k.m0f, b)
 	ORQ(c, b) // D = [sc4-7, m4-7]
-	xe, xd := XMM(), XMM()
-	VMOVQ(a, xe)
-	VMOVQ(b, xd)
-	VPUNPCKLDQ(xd, xe, xe) // [sc0-3, sc4-7, m0-3, m4-7]
-	sm := YMM()
-	VPMOVZXBW(xe, sm)
-	return sm
+	return a, b
 }
 
 // kMasks holds kScales' byte masks in registers, loaded once per call.
