@@ -8,7 +8,7 @@ import (
 	"github.com/stokehq/stoke/models/dtype"
 )
 
-// Two rows at a time. The eight-input VNNI Q4_0 kernels are bound by
+// Two rows at a time. The multi-input VNNI Q4_0 kernels are bound by
 // their activation loads; their two-row versions (…R2VNNI, see
 // _generate/vnni.go) load each activation piece once for two weight rows
 // and give each row the one-row kernel's bits. Where they do not apply
@@ -17,13 +17,24 @@ import (
 
 // qdotMulti2 sets dst[j] and dst[8+j] to qdotMulti's results for the rows
 // w[:rb] and w[rb:2·rb] (rb ≥ the row's 18·b.nb bytes) and returns true,
-// where the two-row kernel applies: eight Q4_0 inputs with VNNI.
+// where a two-row kernel applies: two, four or eight Q4_0 inputs with
+// VNNI.
 func qdotMulti2(t dtype.Type, dst []float32, w []byte, rb int, b *qBatch) bool {
-	if !useAsm || !useVNNI || t != dtype.Q4_0 || b.n != maxMulti {
+	if !useAsm || !useVNNI || t != dtype.Q4_0 {
 		return false
 	}
 	_ = w[rb+18*b.nb-1]
-	dotQ4_0Q8_0x8R2VNNI(w, b.x[:(b.nb+3)/4*maxMulti*q4QuadBytes], b.nb, rb, dst[:2*maxMulti])
+	x := b.x[:(b.nb+3)/4*b.n*q4QuadBytes]
+	switch b.n {
+	case 8:
+		dotQ4_0Q8_0x8R2VNNI(w, x, b.nb, rb, dst[:2*maxMulti])
+	case 4:
+		dotQ4_0Q8_0x4R2VNNI(w, x, b.nb, rb, dst[:2*maxMulti])
+	case 2:
+		dotQ4_0Q8_0x2R2VNNI(w, x, b.nb, rb, dst[:2*maxMulti])
+	default:
+		return false
+	}
 	return true
 }
 

@@ -29,6 +29,16 @@ func dotQ4_0Q8_0x8VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
 //go:noescape
 func dotQ4_0Q8_0x8AccVNNI(w []byte, x []byte, nb int, acc []float32)
 
+// dotQ4_0Q8_0x2R2VNNI is dotQ4_0Q8_0x2VNNI for the rows at w and w[rb:], their results to dst[0:2] and dst[8:10].
+//
+//go:noescape
+func dotQ4_0Q8_0x2R2VNNI(w []byte, x []byte, nb int, rb int, dst []float32)
+
+// dotQ4_0Q8_0x4R2VNNI is dotQ4_0Q8_0x4VNNI for the rows at w and w[rb:], their results to dst[0:4] and dst[8:12].
+//
+//go:noescape
+func dotQ4_0Q8_0x4R2VNNI(w []byte, x []byte, nb int, rb int, dst []float32)
+
 // dotQ4_0Q8_0x8R2VNNI is dotQ4_0Q8_0x8VNNI for the rows at w and w[rb:], their results to dst[0:8] and dst[8:16].
 //
 //go:noescape

@@ -80,8 +80,10 @@ func main() {
 			genDotQ4_0VNNI(inputs, false)
 		}
 		genDotQ4_0VNNI(8, true)
-		genDotQ4_0VNNIRows2(false)
-		genDotQ4_0VNNIRows2(true)
+		for _, ni := range []int{2, 4, 8} {
+			genDotQ4_0VNNIRows2(ni, false)
+		}
+		genDotQ4_0VNNIRows2(8, true)
 		genDotQ8_0VNNI(0)
 		for _, inputs := range []int{2, 4, 8} {
 			genDotQ8_0VNNIPairs(inputs)

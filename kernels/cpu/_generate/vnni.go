@@ -540,11 +540,12 @@ func genDotQ8_0VNNIPairs(inputs int) {
 	RET()
 }
 
-// genDotQ4_0VNNIRows2 writes the two-row versions of the eight-input VNNI
-// Q4_0 kernels: dotQ4_0Q8_0x8R2VNNI (dotQ4_0Q8_0x8VNNI for the rows at w
-// and w+rb, results to dst[0:8] and dst[8:16]) and, with tile,
-// dotQ4_0Q8_0x8AccR2VNNI (dotQ4_0Q8_0x8AccVNNI for the rows at w and
-// w+rb, accumulators acc[0:64] and acc[64:128]). The one-row kernels load
+// genDotQ4_0VNNIRows2 writes the two-row versions of the multi-input VNNI
+// Q4_0 kernels: dotQ4_0Q8_0x<ni>R2VNNI (dotQ4_0Q8_0x<ni>VNNI for the rows
+// at w and w+rb, results to dst[0:ni] and dst[8:8+ni]; ni = 2, 4 or 8)
+// and, with tile, dotQ4_0Q8_0x8AccR2VNNI (dotQ4_0Q8_0x8AccVNNI for the
+// rows at w and w+rb, accumulators acc[0:64] and acc[64:128]). The
+// one-row kernels load
 // every activation piece from memory for each row, six 64-byte loads per
 // pair and quad for five VPDPBUSD, and the loads bound them; here a piece,
 // loaded once into a register, serves both rows, whose decoded nibbles
@@ -561,7 +562,7 @@ func genDotQ8_0VNNIPairs(inputs int) {
 // machine): the hardware prefetchers stop at each 4 KiB page and seldom run
 // ahead of so slow a stream. A prefetch does not fault, so the last pair's
 // may point past the weights.
-func genDotQ4_0VNNIRows2(tile bool) {
+func genDotQ4_0VNNIRows2(ni int, tile bool) {
 	var wp, xp, n, rb, dst, ap Register
 	if tile {
 		TEXT("dotQ4_0Q8_0x8AccR2VNNI", NOSPLIT, "func(w, x []byte, nb, rb int, acc []float32)")
@@ -569,9 +570,10 @@ func genDotQ4_0VNNIRows2(tile bool) {
 		Doc("dotQ4_0Q8_0x8AccR2VNNI is dotQ4_0Q8_0x8AccVNNI for the rows at w and w[rb:], their accumulators acc[0:64] and acc[64:128].")
 		ap = Load(Param("acc").Base(), GP64())
 	} else {
-		TEXT("dotQ4_0Q8_0x8R2VNNI", NOSPLIT, "func(w, x []byte, nb, rb int, dst []float32)")
+		name := fmt.Sprintf("dotQ4_0Q8_0x%dR2VNNI", ni)
+		TEXT(name, NOSPLIT, "func(w, x []byte, nb, rb int, dst []float32)")
 		Pragma("noescape")
-		Doc("dotQ4_0Q8_0x8R2VNNI is dotQ4_0Q8_0x8VNNI for the rows at w and w[rb:], their results to dst[0:8] and dst[8:16].")
+		Doc(fmt.Sprintf("%s is dotQ4_0Q8_0x%dVNNI for the rows at w and w[rb:], their results to dst[0:%d] and dst[8:%d].", name, ni, ni, 8+ni))
 		dst = Load(Param("dst").Base(), GP64())
 	}
 	wp = Load(Param("w").Base(), GP64())
@@ -583,9 +585,8 @@ func genDotQ4_0VNNIRows2(tile bool) {
 	SHLQ(U8(1), ahead) // from a row to the same block two rows on
 	ADDQ(wp, rb)       // the second row
 	w1 := rb
-	const ni = 8
 	c := newQ4VConsts(true)
-	var acc [2][ni / 2]VecVirtual
+	acc := [2][]VecVirtual{make([]VecVirtual, ni/2), make([]VecVirtual, ni/2)}
 	for row := range acc {
 		for p := range acc[row] {
 			acc[row][p] = ZMM()
