@@ -280,7 +280,11 @@ func (p *Pool) MatMul(dst []float32, w []byte, t dtype.Type, rows, cols int, x [
 	p.mm = matMulTask{dst: dst, w: w, t: t, rb: rb, rows: rows, cols: cols, x: x, n: n}
 	p.mm.act = p.prepare(t, x, cols, n)
 	p.mm.groups = p.group(t, n)
-	p.run(rows, matMulChunk(t, rb, cols, n), &p.mm, nil)
+	passes := n // the groups' passes, then one per input left
+	for _, g := range p.mm.groups {
+		passes -= g.n - 1
+	}
+	p.run(rows, matMulChunk(t, rb, cols, n, passes, rows, p.threads), &p.mm, nil)
 	p.mm = matMulTask{}
 }
 
