@@ -106,12 +106,12 @@ func (m *matMulTask) q4Tiles(g *qBatch, i0, lo, hi int) {
 	}
 }
 
-// q4TilePrefetch prefetches, as row r of a tile takes
-// its slice of blocks [b0, b0+n), the bytes that row will read next: its
-// next slice, or, in the tile's last slice, the first slice of the row
-// q4TileRows on (the next tile's, when it is below hi). A tile reads its
-// rows a slice at a time, as many streams as rows, which the hardware
-// prefetchers do not follow (see matMulAhead).
+// q4TilePrefetch prefetches, as row r of a tile takes its slice of blocks
+// [b0, b0+n), the bytes that row will read next: its next slice, or, in
+// the tile's last slice, the first slice of the row q4TileRows on (the
+// next tile's, when it is below hi). A tile reads its rows a slice at a
+// time, as many streams as rows, which the hardware prefetchers do not
+// follow (see matMulAhead).
 func q4TilePrefetch(w []byte, r, hi, rb, b0, n, nb int) {
 	if b0+n < nb {
 		next := min(n, nb-b0-n)
