@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,6 +84,9 @@ func (lb *LlamaBench) RunNGL(ctx context.Context, model string, o Options, ngl i
 	}
 	args := []string{"-m", model, "-t", strconv.Itoa(max(o.Threads, 1)), "-p", strconv.Itoa(o.PromptLen),
 		"-n", strconv.Itoa(o.GenLen), "-r", strconv.Itoa(o.Repeat), "-ngl", strconv.Itoa(ngl), "-o", "json"}
+	if o.NoMmap {
+		args = append(args, lb.noMmapArgs(ctx)...)
+	}
 	cmd := exec.CommandContext(ctx, lb.Bin, args...)
 	cmd.Stderr = lb.Log
 	out, err := cmd.Output()
@@ -90,6 +94,22 @@ func (lb *LlamaBench) RunNGL(ctx context.Context, model string, o Options, ngl i
 		return nil, fmt.Errorf("bench: llama-bench %v: %w", args, err)
 	}
 	return ParseLlamaBenchJSON(out)
+}
+
+// noMmapArgs returns llama-bench's flags for loading the model without
+// mmap: "-lm none" where it has --load-mode (2026 builds), "-mmp 0" in the
+// builds before, told apart by its --help.
+func (lb *LlamaBench) noMmapArgs(ctx context.Context) []string {
+	help, _ := exec.CommandContext(ctx, lb.Bin, "--help").CombinedOutput()
+	return noMmapFlags(help)
+}
+
+// noMmapFlags picks noMmapArgs' flags from llama-bench's --help text.
+func noMmapFlags(help []byte) []string {
+	if bytes.Contains(help, []byte("--load-mode")) {
+		return []string{"-lm", "none"}
+	}
+	return []string{"-mmp", "0"}
 }
 
 // ParseLlamaBenchJSON reads llama-bench's `-o json` output: an array of

@@ -20,6 +20,10 @@ type Options struct {
 	PromptLen int // pp: tokens prefilled in one batch (0 skips pp)
 	GenLen    int // tg: tokens decoded one at a time (0 skips tg)
 	Repeat    int // measured repetitions after one warm-up (default 3)
+	// NoMmap tells llama-bench that the model is read into memory rather
+	// than mapped (-mmp 0), as Stoke's --no-mmap loads it; the caller
+	// loads Stoke's model.
+	NoMmap bool
 }
 
 // Result is one measurement: median and spread over the repetitions.

@@ -53,40 +53,50 @@ func benchModel(b testing.TB, t dtype.Type) string {
 // BenchmarkDecode measures one decode step (the forward pass of one token
 // at a short context) on a ~1B synthetic llama. Reported: tokens/s and the
 // weight bytes streamed per second (weights ÷ time per token), to compare
-// with BenchmarkReadBandwidth in kernels/cpu.
+// with BenchmarkReadBandwidth in kernels/cpu. The …/no-mmap runs load
+// the model with LoadOptions.NoMmap (stoke --no-mmap).
 func BenchmarkDecode(b *testing.B) {
 	for _, dt := range []dtype.Type{dtype.Q8_0, dtype.Q4_0} {
-		m, err := engine.Load(benchModel(b, dt))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, threads := range []int{1, 2} {
-			b.Run(fmt.Sprintf("%s/threads=%d", dt, threads), func(b *testing.B) {
-				s, err := m.NewSession(engine.Options{Threads: threads, Context: 512})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				if _, err := s.Eval([]int32{1, 400, 500}); err != nil {
-					b.Fatal(err)
-				}
-				tok := []int32{600}
-				b.ReportAllocs()
-				b.SetBytes(m.WeightBytes())
-				n := 0
-				for b.Loop() {
-					if s.Pos() >= 500 {
-						s.Truncate(3)
+		for _, noMmap := range []bool{false, true} {
+			m, err := engine.LoadWith(benchModel(b, dt), engine.LoadOptions{NoMmap: noMmap})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, threads := range []int{1, 2} {
+				name := fmt.Sprintf("%s/threads=%d", dt, threads)
+				if noMmap {
+					if threads == 1 {
+						continue
 					}
-					if _, err := s.Eval(tok); err != nil {
+					name += "/no-mmap" // the weights in huge pages, not the page cache
+				}
+				b.Run(name, func(b *testing.B) {
+					s, err := m.NewSession(engine.Options{Threads: threads, Context: 512})
+					if err != nil {
 						b.Fatal(err)
 					}
-					n++
-				}
-				b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "tok/s")
-			})
+					defer s.Close()
+					if _, err := s.Eval([]int32{1, 400, 500}); err != nil {
+						b.Fatal(err)
+					}
+					tok := []int32{600}
+					b.ReportAllocs()
+					b.SetBytes(m.WeightBytes())
+					n := 0
+					for b.Loop() {
+						if s.Pos() >= 500 {
+							s.Truncate(3)
+						}
+						if _, err := s.Eval(tok); err != nil {
+							b.Fatal(err)
+						}
+						n++
+					}
+					b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "tok/s")
+				})
+			}
+			m.Close()
 		}
-		m.Close()
 	}
 }
 

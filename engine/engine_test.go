@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +94,34 @@ func TestBatchedPrefillEqualsDecode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadNoMmap: a model read into memory (LoadOptions.NoMmap) gives the
+// mapped model's logits bit for bit.
+func TestLoadNoMmap(t *testing.T) {
+	path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3})
+	var logits [2][]float32
+	for i, no := range []bool{false, true} {
+		m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: no})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		s := session(t, m, engine.Options{Threads: 1})
+		out, err := s.Eval(m.Tok.Encode("Once upon a time", true, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		logits[i] = slices.Clone(out)
+	}
+	for i := range logits[0] {
+		if math.Float32bits(logits[0][i]) != math.Float32bits(logits[1][i]) {
+			t.Fatalf("logit %d: mapped %v, in memory %v", i, logits[0][i], logits[1][i])
+		}
+	}
+	if _, err := engine.LoadWith(filepath.Join(t.TempDir(), "missing.gguf"), engine.LoadOptions{NoMmap: true}); err == nil {
+		t.Error("LoadWith of a missing file succeeded")
 	}
 }
 

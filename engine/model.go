@@ -45,7 +45,25 @@ type layerVecs struct {
 // Load opens a GGUF file and binds it. The weights stay in the mmapped file:
 // loading costs no RSS for weights until they are read.
 func Load(path string) (*Model, error) {
-	f, err := gguf.Open(path)
+	return LoadWith(path, LoadOptions{})
+}
+
+// LoadOptions choose how Load brings the weights in.
+type LoadOptions struct {
+	// NoMmap reads the file into memory (in huge pages where the kernel
+	// gives them) instead of mapping it, as llama.cpp's --no-mmap: the
+	// load reads the whole file and the weights take private memory, and
+	// memory-bound decode runs faster (gguf.OpenInMemory).
+	NoMmap bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o LoadOptions) (*Model, error) {
+	open := gguf.Open
+	if o.NoMmap {
+		open = gguf.OpenInMemory
+	}
+	f, err := open(path)
 	if err != nil {
 		return nil, err
 	}

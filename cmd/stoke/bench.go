@@ -38,6 +38,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.PrintDefaults()
 	}
 	model := fs.String("m", "", "GGUF model `file` (default: the synthetic demo model)")
+	noMmap := fs.Bool("no-mmap", false, "read the model into memory (huge pages where the kernel gives them) instead of mapping it: faster memory-bound decode, the whole file in RAM")
 	threadList := fs.String("threads", "1,2", "comma-separated thread counts")
 	pl := fs.Int("p", 128, "prompt length for the pp test (0 skips it)")
 	gl := fs.Int("n", 64, "generated tokens for the tg test (0 skips it)")
@@ -62,7 +63,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	m, err := engine.Load(path)
+	m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: *noMmap})
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var rows []row
 	for _, t := range threads {
-		o := bench.Options{Threads: t, PromptLen: *pl, GenLen: *gl, Repeat: *repeat}
+		o := bench.Options{Threads: t, PromptLen: *pl, GenLen: *gl, Repeat: *repeat, NoMmap: *noMmap}
 		res, err := bench.Throughput(m, o)
 		if err != nil {
 			return err

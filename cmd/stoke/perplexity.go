@@ -15,6 +15,7 @@ import (
 func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("perplexity", stderr)
 	model := fs.String("m", "", "GGUF model `file` (required)")
+	noMmap := fs.Bool("no-mmap", false, "read the model into memory (huge pages where the kernel gives them) instead of mapping it: faster memory-bound decode, the whole file in RAM")
 	text := fs.String("text", "", "text `file` to score (required)")
 	nctx := fs.Int("ctx", 512, "tokens per chunk (llama.cpp's -c)")
 	chunks := fs.Int("chunks", 0, "score at most this many chunks (0: all)")
@@ -37,7 +38,7 @@ func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	m, err := engine.Load(*model)
+	m, err := engine.LoadWith(*model, engine.LoadOptions{NoMmap: *noMmap})
 	if err != nil {
 		return err
 	}

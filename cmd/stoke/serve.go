@@ -26,6 +26,7 @@ const demoTemplate = "llama2"
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	model := fs.String("m", "", "GGUF model `file` (default: a synthetic demo model, generated on first use)")
+	noMmap := fs.Bool("no-mmap", false, "read the model into memory (huge pages where the kernel gives them) instead of mapping it: faster memory-bound decode, the whole file in RAM")
 	host := fs.String("host", "127.0.0.1", "address to listen on (0.0.0.0: every interface)")
 	port := fs.Int("port", 8080, "TCP port to listen on")
 	ctxLen := fs.Int("ctx", 0, "context length of each slot in tokens (0: the model's, at most 4096)")
@@ -69,7 +70,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	m, err := engine.Load(path)
+	m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: *noMmap})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -391,6 +392,78 @@ func TestOpenMmap(t *testing.T) {
 	}
 	if _, err := gguf.Open(filepath.Join(t.TempDir(), "missing.gguf")); err == nil {
 		t.Error("Open of a missing file succeeded")
+	}
+}
+
+// TestOpenInMemory: the in-memory load gives the mapped load's tensors and
+// metadata, holds no mapping of the file, makes the weights read-only
+// (on Linux: a write faults), releases them on Close, and rejects bad
+// files with Open's errors.
+func TestOpenInMemory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sample.gguf")
+	if err := gguf.WriteFile(path, sampleWriter(t, 3)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.OpenInMemory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS == "linux" {
+		maps, err := os.ReadFile("/proc/self/maps")
+		if err == nil && bytes.Contains(maps, []byte(path)) {
+			t.Error("file is mapped after OpenInMemory")
+		}
+	}
+	if s, ok := f.String("general.architecture"); !ok || s != "llama" {
+		t.Error("metadata lost")
+	}
+	for i, st := range sampleTensors {
+		ti, _ := f.Tensor(st.name)
+		if !bytes.Equal(f.TensorData(ti), patterned(ti.Size, i)) {
+			t.Errorf("tensor %q: data differs", st.name)
+		}
+	}
+	if runtime.GOOS == "linux" {
+		ti := &f.Tensors[0]
+		d := f.TensorData(ti)
+		func() {
+			old := debug.SetPanicOnFault(true)
+			defer debug.SetPanicOnFault(old)
+			defer func() {
+				if recover() == nil {
+					t.Error("writing a loaded weight did not fault")
+				}
+			}()
+			d[0] ^= 1
+		}()
+	}
+	if f.Size() == 0 {
+		t.Error("Size is 0 before Close")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f.Size() != 0 || f.TensorData(&f.Tensors[0]) != nil {
+		t.Error("data still reachable after Close")
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	for _, tc := range []struct {
+		data []byte
+		want string
+	}{
+		{nil, "file is 0 bytes"},
+		{[]byte("GGML\x03\x00\x00\x00"), "bad magic"},
+	} {
+		p := filepath.Join(t.TempDir(), "bad.gguf")
+		os.WriteFile(p, tc.data, 0o644)
+		if _, err := gguf.OpenInMemory(p); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
+			t.Errorf("OpenInMemory(%q) err = %v, want %q and the path", tc.data, err, tc.want)
+		}
+	}
+	if _, err := gguf.OpenInMemory(filepath.Join(t.TempDir(), "missing.gguf")); err == nil {
+		t.Error("OpenInMemory of a missing file succeeded")
 	}
 }
 
