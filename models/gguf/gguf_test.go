@@ -377,6 +377,13 @@ func TestOpenMmap(t *testing.T) {
 		t.Errorf("second Close: %v", err)
 	}
 
+	checkOpenErrors(t, "Open", gguf.Open)
+}
+
+// checkOpenErrors: open (named name) rejects an empty file, a bad magic
+// and a missing file, naming the path and the fault.
+func checkOpenErrors(t *testing.T, name string, open func(string) (*gguf.File, error)) {
+	t.Helper()
 	for _, tc := range []struct {
 		data []byte
 		want string
@@ -386,12 +393,12 @@ func TestOpenMmap(t *testing.T) {
 	} {
 		p := filepath.Join(t.TempDir(), "bad.gguf")
 		os.WriteFile(p, tc.data, 0o644)
-		if _, err := gguf.Open(p); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
-			t.Errorf("Open(%q) err = %v, want %q and the path", tc.data, err, tc.want)
+		if _, err := open(p); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s(%q) err = %v, want %q and the path", name, tc.data, err, tc.want)
 		}
 	}
-	if _, err := gguf.Open(filepath.Join(t.TempDir(), "missing.gguf")); err == nil {
-		t.Error("Open of a missing file succeeded")
+	if _, err := open(filepath.Join(t.TempDir(), "missing.gguf")); err == nil {
+		t.Errorf("%s of a missing file succeeded", name)
 	}
 }
 
@@ -449,22 +456,7 @@ func TestOpenInMemory(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	for _, tc := range []struct {
-		data []byte
-		want string
-	}{
-		{nil, "file is 0 bytes"},
-		{[]byte("GGML\x03\x00\x00\x00"), "bad magic"},
-	} {
-		p := filepath.Join(t.TempDir(), "bad.gguf")
-		os.WriteFile(p, tc.data, 0o644)
-		if _, err := gguf.OpenInMemory(p); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
-			t.Errorf("OpenInMemory(%q) err = %v, want %q and the path", tc.data, err, tc.want)
-		}
-	}
-	if _, err := gguf.OpenInMemory(filepath.Join(t.TempDir(), "missing.gguf")); err == nil {
-		t.Error("OpenInMemory of a missing file succeeded")
-	}
+	checkOpenErrors(t, "OpenInMemory", gguf.OpenInMemory)
 }
 
 // TestEveryPrefix cuts a valid file at every length: each cut must fail
