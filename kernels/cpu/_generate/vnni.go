@@ -712,13 +712,7 @@ func genDotQ4_0VNNIRows2(ni int, tile bool) {
 // keep every input's accumulators in registers (AVX2 parks them on the
 // stack), which changes no float operation.
 func genDotQ4_KVNNI(inputs int) {
-	var wp, xp, n, dst Register
-	if inputs == 0 {
-		wp, xp, _, n = dotPrologue("dotQ4_KQ8_KVNNI", "dotQ4_KQ8_KVNNI is dotQ4_KQ8_KAVX2 with AVX-512 VNNI.")
-	} else {
-		name := fmt.Sprintf("dotQ4_KQ8_Kx%dVNNI", inputs)
-		wp, xp, _, n, dst = multiPrologue(name, fmt.Sprintf("%s is dotQ4_KQ8_Kx%dAVX2 with AVX-512 VNNI; x interleaves the inputs' Q8_K blocks.", name, inputs), false)
-	}
+	wp, xp, n, dst := kVNNIPrologue("Q4_K", inputs)
 	ni := max(inputs, 1)
 	xj := func(j int) Mem { return Mem{Base: xp, Disp: 292 * j} }
 	m4, shr, ones := ZMM(), ZMM(), YMM()
@@ -798,19 +792,7 @@ func genDotQ4_KVNNI(inputs int) {
 		VMULPS(dmv, t, t)
 		VSUBPS(t, accm[j], accm[j])
 
-		sumi := ZMM()
-		for g := range 4 {
-			p := ZMM()
-			VPMADDUBSW(xj(j).Offset(4+64*g), q[g], p)
-			if g == 0 {
-				VPMADDWD(sc[g], p, sumi)
-			} else {
-				vpdpwssd(sc[g], p, sumi)
-			}
-		}
-		h := YMM()
-		VEXTRACTI64X4(U8(1), sumi, h)
-		VPADDD(sumi.AsY(), h, h) // AVX2's sumi, lane by lane
+		h := kVNNIGroups(xj(j), q, sc) // AVX2's sumi, lane by lane
 		dv := YMM()
 		VBROADCASTSS(sj, dv)
 		accumulate(acc[j], h, dv)
@@ -824,15 +806,7 @@ func genDotQ4_KVNNI(inputs int) {
 	for j := range ni {
 		r := hsum8V(acc[j])
 		VADDSS(hsum4(accm[j]), r, r)
-		if inputs == 0 {
-			b, err := ReturnIndex(0).Resolve()
-			if err != nil {
-				panic(err)
-			}
-			VMOVSS(r, b.Addr)
-			break
-		}
-		VMOVSS(r, Mem{Base: dst, Disp: 4 * j})
+		kVNNIResult(r, j, inputs, dst)
 	}
 	VZEROUPPER()
 	RET()
@@ -860,13 +834,7 @@ func genDotQ4_KVNNI(inputs int) {
 // AVX2's first term −(sc_2k·bsum_2k + sc_2k+1·bsum_2k+1)·32, is taken off
 // after them: integer sums, so lane k is AVX2's sumi lane k, exactly.
 func genDotQ6_KVNNI(inputs int) {
-	var wp, xp, n, dst Register
-	if inputs == 0 {
-		wp, xp, _, n = dotPrologue("dotQ6_KQ8_KVNNI", "dotQ6_KQ8_KVNNI is dotQ6_KQ8_KAVX2 with AVX-512 VNNI.")
-	} else {
-		name := fmt.Sprintf("dotQ6_KQ8_Kx%dVNNI", inputs)
-		wp, xp, _, n, dst = multiPrologue(name, fmt.Sprintf("%s is dotQ6_KQ8_Kx%dAVX2 with AVX-512 VNNI; x interleaves the inputs' Q8_K blocks.", name, inputs), false)
-	}
+	wp, xp, n, dst := kVNNIPrologue("Q6_K", inputs)
 	ni := max(inputs, 1)
 	xj := func(j int) Mem { return Mem{Base: xp, Disp: 292 * j} }
 	load := func(name string, b []byte) VecVirtual {
@@ -931,19 +899,7 @@ func genDotQ6_KVNNI(inputs int) {
 		off := YMM()
 		VPMADDWD(xj(j).Offset(260), sc16.AsY(), off)
 		VPSLLD(U8(5), off, off)
-		sumi := ZMM()
-		for p := range 4 {
-			pp := ZMM()
-			VPMADDUBSW(xj(j).Offset(4+64*p), q[p], pp)
-			if p == 0 {
-				VPMADDWD(sc[p], pp, sumi)
-			} else {
-				vpdpwssd(sc[p], pp, sumi)
-			}
-		}
-		lanes := YMM()
-		VEXTRACTI64X4(U8(1), sumi, lanes)
-		VPADDD(sumi.AsY(), lanes, lanes)
+		lanes := kVNNIGroups(xj(j), q, sc)
 		VPSUBD(off, lanes, lanes) // AVX2's sumi, lane by lane
 		dv := YMM()
 		VBROADCASTSS(d, dv)
@@ -956,17 +912,58 @@ func genDotQ6_KVNNI(inputs int) {
 	JNZ(LabelRef("v6block"))
 	Label("v6done")
 	for j := range ni {
-		r := hsum8V(acc[j])
-		if inputs == 0 {
-			b, err := ReturnIndex(0).Resolve()
-			if err != nil {
-				panic(err)
-			}
-			VMOVSS(r, b.Addr)
-			break
-		}
-		VMOVSS(r, Mem{Base: dst, Disp: 4 * j})
+		kVNNIResult(hsum8V(acc[j]), j, inputs, dst)
 	}
 	VZEROUPPER()
 	RET()
+}
+
+// kVNNIPrologue declares the VNNI kernel of kind (Q4_K or Q6_K): the row
+// kernel dot<kind>Q8_KVNNI for inputs = 0, else the multi-input kernel
+// dot<kind>Q8_Kx<inputs>VNNI, and loads its weight, activation, block
+// count and (multi-input) result pointers.
+func kVNNIPrologue(kind string, inputs int) (wp, xp, n, dst Register) {
+	if inputs == 0 {
+		name := "dot" + kind + "Q8_KVNNI"
+		wp, xp, _, n = dotPrologue(name, fmt.Sprintf("%s is dot%sQ8_KAVX2 with AVX-512 VNNI.", name, kind))
+		return wp, xp, n, nil
+	}
+	name := fmt.Sprintf("dot%sQ8_Kx%dVNNI", kind, inputs)
+	wp, xp, _, n, dst = multiPrologue(name, fmt.Sprintf("%s is dot%sQ8_Kx%dAVX2 with AVX-512 VNNI; x interleaves the inputs' Q8_K blocks.", name, kind, inputs), false)
+	return wp, xp, n, dst
+}
+
+// kVNNIGroups returns the eight dword lanes Σ over the four weight
+// registers q[g] of VPMADDUBSW(q[g], the 64 activation bytes at
+// x+4+64g) by their scale words sc[g] (VPMADDWD, then VPDPWSSD), the
+// register's two halves added: AVX2's sumi lanes before any offset.
+func kVNNIGroups(x Mem, q, sc [4]VecVirtual) VecVirtual {
+	sumi := ZMM()
+	for g := range 4 {
+		p := ZMM()
+		VPMADDUBSW(x.Offset(4+64*g), q[g], p)
+		if g == 0 {
+			VPMADDWD(sc[g], p, sumi)
+		} else {
+			vpdpwssd(sc[g], p, sumi)
+		}
+	}
+	lanes := YMM()
+	VEXTRACTI64X4(U8(1), sumi, lanes)
+	VPADDD(sumi.AsY(), lanes, lanes)
+	return lanes
+}
+
+// kVNNIResult stores input j's result r: the return value of a row
+// kernel (inputs = 0), else dst[j].
+func kVNNIResult(r VecVirtual, j, inputs int, dst Register) {
+	if inputs > 0 {
+		VMOVSS(r, Mem{Base: dst, Disp: 4 * j})
+		return
+	}
+	b, err := ReturnIndex(0).Resolve()
+	if err != nil {
+		panic(err)
+	}
+	VMOVSS(r, b.Addr)
 }
