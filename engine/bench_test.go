@@ -39,12 +39,39 @@ func benchModel(b testing.TB, t dtype.Type) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	p := filepath.Join(dir, fmt.Sprintf("llama-%d-%s-seed1.gguf", params, t))
+	return cachedModel(b, dir, fmt.Sprintf("llama-%d-%s-seed1.gguf", params, t), synth.Config{Arch: "llama", Params: params, Type: t, Seed: 1})
+}
+
+// sparseBenchModel is benchModel's ReLU llama in PowerInfer's layout:
+// planted firing (5% hot neurons, cold rate 0.02, the generator's
+// defaults), transposed downs and the exact planted predictor, as
+// `stoke synth --relu --powerinfer` writes it.
+func sparseBenchModel(b testing.TB, t dtype.Type) string {
+	b.Helper()
+	p := benchModel(b, t)
+	c := synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: t, Seed: 1}
+	var params int64
+	if _, err := fmt.Sscanf(filepath.Base(p), "llama-%d-", &params); err != nil {
+		b.Fatal(err)
+	}
+	c.Params = params
+	return cachedModel(b, filepath.Dir(p), fmt.Sprintf("relu-powerinfer-%d-%s-seed1.gguf", params, t), c)
+}
+
+// cachedModel returns dir/name, writing the synthetic model c there
+// first when it is not there yet.
+func cachedModel(b testing.TB, dir, name string, c synth.Config) string {
+	b.Helper()
+	p := filepath.Join(dir, name)
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
 	b.Logf("writing %s (once)", p)
-	if err := synth.Write(p, synth.Config{Arch: "llama", Params: params, Type: t, Seed: 1}); err != nil {
+	tmp := p + ".tmp"
+	if err := synth.Write(tmp, c); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
 		b.Fatal(err)
 	}
 	return p
@@ -100,6 +127,68 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkSparseDecode measures one decode step of sparseBenchModel's
+// 1B ReLU Q4_0 model, dense and with the sparse FFN (the file's own
+// predictor; about 9% of neurons computed), with the model mapped and
+// read into memory (…/no-mmap, huge pages): what `stoke run --sparse`
+// does with --mmap and by default. Each step feeds the next token of a
+// fixed sequence, so that the active sets change as in generation.
+//
+//	go test ./engine -run '^$' -bench SparseDecode -benchtime 64x
+func BenchmarkSparseDecode(b *testing.B) {
+	path := sparseBenchModel(b, dtype.Q4_0)
+	for _, noMmap := range []bool{false, true} {
+		m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: noMmap})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, sparse := range []bool{false, true} {
+			name := "dense"
+			if sparse {
+				name = "sparse"
+			}
+			if noMmap {
+				name += "/no-mmap"
+			}
+			b.Run(name, func(b *testing.B) {
+				s, err := m.NewSession(engine.Options{Threads: 2, Context: 512})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				if sparse {
+					p, err := m.FilePredictor()
+					if err != nil || p == nil {
+						b.Fatalf("the model's predictor: %v", err)
+					}
+					if err := s.Runner().EnableSparse(engine.Sparsity{Predictor: p, OnResidual: true}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := s.Eval([]int32{1, 400, 500}); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				n := 0
+				for b.Loop() {
+					if s.Pos() >= 500 {
+						s.Truncate(3)
+					}
+					if _, err := s.Eval([]int32{int32(300 + 37*n%1000)}); err != nil {
+						b.Fatal(err)
+					}
+					n++
+				}
+				b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "tok/s")
+				if a, p := s.Runner().SparseStats(); p > 0 {
+					b.ReportMetric(100*float64(a)/float64(p), "%active")
+				}
+			})
+		}
+		m.Close()
+	}
+}
+
 // BenchmarkPrefill measures a 128-token prompt in one batched pass.
 func BenchmarkPrefill(b *testing.B) {
 	for _, dt := range []dtype.Type{dtype.Q8_0, dtype.Q4_0} {
@@ -139,7 +228,7 @@ func BenchmarkPrefill(b *testing.B) {
 // ratios from interleaved rounds, which is what to compare on a shared
 // machine.
 func BenchmarkSchedulerStreams(b *testing.B) {
-	m, err := engine.Load(benchModel(b, dtype.Q4_0))
+	m, err := engine.LoadWith(benchModel(b, dtype.Q4_0), engine.LoadOptions{NoMmap: true}) // as stoke serve loads it on the CPU
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -204,7 +293,7 @@ func TestStreamsTable(t *testing.T) {
 	if !*streamsTable {
 		t.Skip("run with -streams-table")
 	}
-	m, err := engine.Load(benchModel(t, dtype.Q4_0))
+	m, err := engine.LoadWith(benchModel(t, dtype.Q4_0), engine.LoadOptions{NoMmap: true}) // as stoke serve loads it on the CPU
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.PrintDefaults()
 	}
 	model := fs.String("m", "", "GGUF model `file` (default: the synthetic demo model)")
-	noMmap := fs.Bool("no-mmap", false, "read the model into memory (huge pages where the kernel gives them) instead of mapping it: faster memory-bound decode, the whole file in RAM")
+	lf := addLoadFlags(fs)
 	threadList := fs.String("threads", "1,2", "comma-separated thread counts")
 	pl := fs.Int("p", 128, "prompt length for the pp test (0 skips it)")
 	gl := fs.Int("n", 64, "generated tokens for the tg test (0 skips it)")
@@ -46,6 +46,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	llama := fs.String("llama-cpp", "", "llama.cpp source `dir`: build its llama-bench and compare on the same file")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := lf.check(); err != nil {
 		return err
 	}
 	var threads []int
@@ -63,7 +66,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: *noMmap})
+	lo := lf.options(path, false, stderr)
+	m, err := engine.LoadWith(path, lo)
 	if err != nil {
 		return err
 	}
@@ -82,7 +86,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var rows []row
 	for _, t := range threads {
-		o := bench.Options{Threads: t, PromptLen: *pl, GenLen: *gl, Repeat: *repeat, NoMmap: *noMmap}
+		o := bench.Options{Threads: t, PromptLen: *pl, GenLen: *gl, Repeat: *repeat, NoMmap: lo.NoMmap}
 		res, err := bench.Throughput(m, o)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -54,6 +55,25 @@ func TestSynthInspectRun(t *testing.T) {
 		t.Errorf("asked for 12 tokens, got %d", len(res.Tokens))
 	}
 
+	// where the weights live changes no token; the default says what it chose
+	for _, flag := range []string{"", "--mmap", "--no-mmap"} {
+		args := []string{"run", "-m", model, "-p", "Hello there", "-n", "12", "--temp", "0", "--json"}
+		if flag != "" {
+			args = append(args, flag)
+		}
+		o, e, code := stoke(t, args...)
+		var r struct {
+			Tokens []int32 `json:"tokens"`
+		}
+		if code != 0 || json.Unmarshal([]byte(o), &r) != nil || !slices.Equal(r.Tokens, res.Tokens) {
+			t.Errorf("run %s: exit %d, tokens %v, want %v (%s)", flag, code, r.Tokens, res.Tokens, e)
+		}
+		said := strings.Contains(e, "reading the model into memory") || strings.Contains(e, "mapping the model")
+		if said != (flag == "") {
+			t.Errorf("run %q: stderr %q", flag, e)
+		}
+	}
+
 	// streaming mode ends with the speed line
 	out, e, code = stoke(t, "run", "-m", model, "-p", "Hi", "-n", "4", "--seed", "3")
 	if code != 0 || !strings.Contains(out, "tok/s") || !strings.HasPrefix(out, "Hi") {
@@ -74,6 +94,10 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"run", "--temp", "-1", "-m", bad}, 2, "temperature"},
 		{[]string{"run", "-m", filepath.Join(dir, "missing.gguf")}, 1, "no such file"},
 		{[]string{"run", "-m", bad}, 1, "gguf"},
+		{[]string{"run", "--mmap", "--no-mmap", "-m", bad}, 2, "contradict"},
+		{[]string{"serve", "--mmap", "--no-mmap", "-m", bad}, 2, "contradict"},
+		{[]string{"perplexity", "--mmap", "--no-mmap", "-m", bad, "--text", bad}, 2, "contradict"},
+		{[]string{"bench", "--mmap", "--no-mmap", "-m", bad}, 2, "contradict"},
 		{[]string{"inspect"}, 2, "exactly one"},
 		{[]string{"inspect", bad}, 1, "gguf"},
 		{[]string{"synth", "--out", filepath.Join(dir, "x.gguf"), "--dtype", "q2_k"}, 2, "dtype"},

@@ -29,7 +29,7 @@ func cmdNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	coordKey := fs.String("coordinator-key", "", "the coordinator's public key in hex (default: trusted on first use and pinned in DATA/"+knownCoordinators+")")
 	open := fs.Bool("open", false, "accept whatever key the coordinator presents (no pinning: for trusted networks and tests)")
 	model := fs.String("m", "", "GGUF model `file` to serve (default: the synthetic demo model)")
-	noMmap := fs.Bool("no-mmap", false, "read the model into memory (huge pages where the kernel gives them) instead of mapping it: faster memory-bound decode, the whole file in RAM")
+	lf := addLoadFlags(fs)
 	data := fs.String("data", "", "data `dir`: the node's key (created on first start, mode 0600), pinned coordinator keys, model digests")
 	name := fs.String("name", "", "the node's name in the coordinator's logs (default: the host's)")
 	parallel := fs.Int("parallel", 4, "jobs decoded together (slots)")
@@ -43,6 +43,9 @@ func cmdNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	quiet := fs.Bool("quiet", false, "log warnings only")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := lf.check(); err != nil {
 		return err
 	}
 	switch {
@@ -96,7 +99,8 @@ func cmdNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: *noMmap})
+	defer off.release()
+	m, err := engine.LoadWith(path, lf.options(path, off.usesDevice(), stderr))
 	if err != nil {
 		return err
 	}

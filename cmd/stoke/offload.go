@@ -21,6 +21,49 @@ type offloadFlags struct {
 	mode    *string
 	layers  *int
 	profile *string
+
+	probed bool            // the GPU was looked for (usesDevice)
+	gpu    kernels.Backend // the GPU found, until setup takes it
+	gpuWhy string          // why none was found
+}
+
+// cpuOnly reports whether the flags keep every weight on the CPU.
+func (o *offloadFlags) cpuOnly() bool {
+	v := strings.ToLower(strings.TrimSpace(*o.vram))
+	return v == "0" || v == "none"
+}
+
+// openGPU looks for the GPU once; setup takes over what it finds.
+func (o *offloadFlags) openGPU() {
+	if !o.probed {
+		o.gpu, o.gpuWhy = openGPU()
+		o.probed = true
+	}
+}
+
+// usesDevice reports whether setup will put weights on a device (before
+// the model is loaded, which it lets choose mapping). It opens the GPU
+// to find out; release closes it if setup never runs.
+func (o *offloadFlags) usesDevice() bool {
+	if o.cpuOnly() {
+		return false
+	}
+	switch *o.device {
+	case "auto", "cuda":
+		o.openGPU()
+		return o.gpu != nil
+	case "cpu-capped":
+		return true
+	}
+	return false // setup rejects the flag
+}
+
+// release closes a GPU that usesDevice opened and setup did not take.
+func (o *offloadFlags) release() {
+	if o.gpu != nil {
+		o.gpu.Close()
+		o.gpu = nil
+	}
 }
 
 // vramMargin is what --vram auto leaves free on the GPU besides the
@@ -42,7 +85,7 @@ func addOffloadFlags(fs *flag.FlagSet) *offloadFlags {
 func (o *offloadFlags) setup(m *engine.Model, ctx, seqs, batch int, kvt dtype.Type, stderr io.Writer) (func(*engine.Runner) error, func(), error) {
 	none := func() {}
 	v := strings.ToLower(strings.TrimSpace(*o.vram))
-	if v == "0" || v == "none" {
+	if o.cpuOnly() {
 		return nil, none, nil
 	}
 	var mode offload.Mode
@@ -74,7 +117,9 @@ func (o *offloadFlags) setup(m *engine.Model, ctx, seqs, batch int, kvt dtype.Ty
 	var budget int64
 	switch *o.device {
 	case "auto", "cuda":
-		g, why := openGPU()
+		o.openGPU()
+		g, why := o.gpu, o.gpuWhy
+		o.gpu = nil // ours now: closed below or by the closer
 		if g == nil {
 			if *o.device == "cuda" || v != "auto" {
 				return nil, none, fmt.Errorf("no CUDA device: %s", why)

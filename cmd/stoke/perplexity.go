@@ -15,7 +15,7 @@ import (
 func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("perplexity", stderr)
 	model := fs.String("m", "", "GGUF model `file` (required)")
-	noMmap := fs.Bool("no-mmap", false, "read the model into memory (huge pages where the kernel gives them) instead of mapping it: faster memory-bound decode, the whole file in RAM")
+	lf := addLoadFlags(fs)
 	text := fs.String("text", "", "text `file` to score (required)")
 	nctx := fs.Int("ctx", 512, "tokens per chunk (llama.cpp's -c)")
 	chunks := fs.Int("chunks", 0, "score at most this many chunks (0: all)")
@@ -25,6 +25,9 @@ func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer)
 	profPath := fs.String("profile", "", "profile `file` (stoke profile) to calibrate activation thresholds from")
 	sparsity := fs.Float64("sparsity", 0, "with --profile: zero the FFN activations below the per-layer threshold that silences this fraction of neurons")
 	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := lf.check(); err != nil {
 		return err
 	}
 	if *model == "" || *text == "" {
@@ -38,7 +41,7 @@ func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	m, err := engine.LoadWith(*model, engine.LoadOptions{NoMmap: *noMmap})
+	m, err := engine.LoadWith(*model, lf.options(*model, false, stderr))
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	model := fs.String("m", "", "GGUF model `file` (default: a synthetic demo model, generated on first use)")
-	noMmap := fs.Bool("no-mmap", false, "read the model into memory (huge pages where the kernel gives them) instead of mapping it: faster memory-bound decode, the whole file in RAM")
+	lf := addLoadFlags(fs)
 	prompt := fs.String("p", "Once upon a time", "prompt `text`")
 	promptFile := fs.String("f", "", "read the prompt from `file`")
 	n := fs.Int("n", 128, "tokens to generate (≤ 0: until EOS or the context is full)")
@@ -51,6 +51,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	predPath := fs.String("predictor", "", "predictor GGUF `file` for --sparse (default: the model's own, else oracle mode)")
 	off := addOffloadFlags(fs)
 	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := lf.check(); err != nil {
 		return err
 	}
 	if *promptFile != "" {
@@ -80,7 +83,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
-	m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: *noMmap})
+	defer off.release()
+	m, err := engine.LoadWith(path, lf.options(path, off.usesDevice(), stderr))
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ const demoTemplate = "llama2"
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	model := fs.String("m", "", "GGUF model `file` (default: a synthetic demo model, generated on first use)")
-	noMmap := fs.Bool("no-mmap", false, "read the model into memory (huge pages where the kernel gives them) instead of mapping it: faster memory-bound decode, the whole file in RAM")
+	lf := addLoadFlags(fs)
 	host := fs.String("host", "127.0.0.1", "address to listen on (0.0.0.0: every interface)")
 	port := fs.Int("port", 8080, "TCP port to listen on")
 	ctxLen := fs.Int("ctx", 0, "context length of each slot in tokens (0: the model's, at most 4096)")
@@ -42,6 +42,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	quiet := fs.Bool("quiet", false, "log warnings only, not one line per request")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := lf.check(); err != nil {
 		return err
 	}
 	switch {
@@ -70,7 +73,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: *noMmap})
+	defer off.release()
+	m, err := engine.LoadWith(path, lf.options(path, off.usesDevice(), stderr))
 	if err != nil {
 		return err
 	}

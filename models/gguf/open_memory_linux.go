@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,12 +19,10 @@ import (
 // for in transparent huge pages (MADV_HUGEPAGE) and made read-only once
 // filled, so the weights stay immutable as in a read-only mapping. A
 // weight matrix then spans a few 2 MiB pages instead of thousands of
-// 4 KiB page-cache pages: on the 2-core development machine decode of a
-// 1B Q8_0 model, bound by memory bandwidth, went from 29–35 to 43–45 GB/s
-// of weights (BenchmarkDecode's Q8_0/threads=2 against …/no-mmap, four
-// runs; Q4_0, bound there by compute, did not change). The cost is the
-// copy: the weights take private memory, and the page cache may
-// hold the file too until the kernel needs the room.
+// 4 KiB page-cache pages, and decode, which reads every weight it uses
+// once per token, runs faster (engine.InMemoryPays has the figures). The
+// cost is the copy: the weights take private memory, and the page cache
+// may hold the file too until the kernel needs the room.
 func OpenInMemory(path string) (*File, error) {
 	fd, size, err := openSized(path, "load")
 	if err != nil {
@@ -47,4 +49,45 @@ func OpenInMemory(path string) (*File, error) {
 	}
 	f.unmap = free
 	return f, nil
+}
+
+// InMemoryHugePages reports whether OpenInMemory gets huge pages here:
+// the kernel's transparent huge pages are on ("always" or "madvise" in
+// /sys/kernel/mm/transparent_hugepage/enabled).
+func InMemoryHugePages() bool {
+	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	return err == nil && thpOn(string(b))
+}
+
+// thpOn parses the transparent_hugepage/enabled file: the bracketed word
+// is the mode in force.
+func thpOn(s string) bool {
+	return strings.Contains(s, "[always]") || strings.Contains(s, "[madvise]")
+}
+
+// AvailableMemory returns the bytes the kernel can give a process
+// without swapping (MemAvailable in /proc/meminfo: free memory plus the
+// page cache and other memory it can reclaim).
+func AvailableMemory() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	return memAvailable(string(b))
+}
+
+// memAvailable parses /proc/meminfo's MemAvailable line ("MemAvailable:
+// 22123456 kB").
+func memAvailable(s string) (int64, error) {
+	for line := range strings.Lines(s) {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "MemAvailable:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil || kb < 0 || kb > math.MaxInt64>>10 {
+				return 0, fmt.Errorf("gguf: bad MemAvailable line %q in /proc/meminfo", strings.TrimSpace(line))
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("gguf: no MemAvailable in /proc/meminfo")
 }

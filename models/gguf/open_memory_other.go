@@ -3,6 +3,7 @@
 package gguf
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
@@ -20,4 +21,14 @@ func OpenInMemory(path string) (*File, error) {
 		return nil, fmt.Errorf("%w (%s)", err, path)
 	}
 	return f, nil
+}
+
+// InMemoryHugePages reports whether OpenInMemory gets huge pages here:
+// only on Linux.
+func InMemoryHugePages() bool { return false }
+
+// AvailableMemory returns the bytes the kernel can give a process
+// without swapping; only Linux reports it.
+func AvailableMemory() (int64, error) {
+	return 0, errors.New("gguf: available memory is known on Linux only")
 }
