@@ -67,6 +67,15 @@ type TrainOptions struct {
 	// and the predictor returned holds them in F16 form too (W1, W2, read
 	// by Predict) besides FC1 and FC2.
 	KeepF32 bool
+	// Quant, when Q8_0 or Q4_0, stores the weights in that type: a
+	// predictor's cost per token is the bytes it reads, and Q8_0 reads
+	// half of F16's, Q4_0 about a quarter. It applies to a layer whose
+	// Dim and rank are whole 32-element blocks (the others stay F16).
+	// The output threshold is then calibrated, and the report measured,
+	// on the stored predictor as Predict runs it (quantized inputs,
+	// integer dot products), so the recall it reports is the recall it
+	// has. [F32, the zero Type: no quantization]
+	Quant dtype.Type
 	// Progress, if set, is called after every epoch with the validation
 	// recall at threshold 0 (the trained decision boundary).
 	Progress func(layer, rank, epoch int, recall float64)
@@ -563,9 +572,15 @@ func sigmoid(s float32) float32 {
 // largest threshold whose recall reaches target, and the metrics at that
 // threshold.
 func (t *trainer) score(ld *layerData, hs *sampleSet, x []float32, fc1, b1, fc2, b2 []float32, r int, target float64) (recall0 float64, thr float32, m Metrics) {
-	f := ld.f
-	forward(t.pool, fc1, b1, fc2, b2, ld.d, r, f, x, hs.n, t.hh, t.sh)
-	s := t.sh[:hs.n*f]
+	forward(t.pool, fc1, b1, fc2, b2, ld.d, r, ld.f, x, hs.n, t.hh, t.sh)
+	s := t.sh[:hs.n*ld.f]
+	recall0, thr = t.threshold(s, hs, target)
+	return recall0, thr, confusionOf(hs, s, thr)
+}
+
+// threshold returns, for the scores s of hs's samples, the recall at
+// s ≥ 0 and the largest threshold whose recall reaches target.
+func (t *trainer) threshold(s []float32, hs *sampleSet, target float64) (recall0 float64, thr float32) {
 	t.pos = t.pos[:0]
 	var hit0 int
 	for i, v := range s {
@@ -584,7 +599,18 @@ func (t *trainer) score(ld *layerData, hs *sampleSet, x []float32, fc1, b1, fc2,
 		miss := min(int(math.Floor((1-target)*float64(np)+1e-9)), np-1)
 		thr = t.pos[miss]
 	}
-	return recall0, thr, confusionOf(hs, s, thr)
+	return recall0, thr
+}
+
+// storedScores runs lp as Predict does (its stored weights, its input
+// quantization) on every sample of hs (raw inputs) and returns the
+// scores, hs.n rows of FFN.
+func (t *trainer) storedScores(lp *LayerPredictor, hs *sampleSet) []float32 {
+	d, f := lp.Dim, lp.FFN
+	for i := range hs.n {
+		lp.scores(t.pool, hs.x[i*d:(i+1)*d], t.hh[:lp.Rank], t.sh[i*f:(i+1)*f])
+	}
+	return t.sh[:hs.n*f]
 }
 
 // confusionOf counts the predictions s ≥ thr against hs's labels.
@@ -594,6 +620,19 @@ func confusionOf(hs *sampleSet, s []float32, thr float32) Metrics {
 		c.add(hs.y[i] != 0, v >= thr)
 	}
 	return c.metrics()
+}
+
+// quantized returns x (whole blocks of t per row) in type t.
+func quantized(t dtype.Type, x []float32) []byte {
+	rb, err := t.RowBytes(uint64(len(x)))
+	if err != nil {
+		panic("predictor: " + err.Error())
+	}
+	b := make([]byte, rb)
+	if err := dtype.Quantize(t, x, b); err != nil {
+		panic("predictor: " + err.Error())
+	}
+	return b
 }
 
 // fitRank trains one rank and returns the finished predictor, its report,
@@ -654,16 +693,32 @@ func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPre
 			bb1[j] -= float32(shift)
 		}
 	}
+	lp := LayerPredictor{Dim: ld.d, Rank: r, FFN: ld.f, FC1: bfc1, FC2: bfc2, B1: bb1, B2: bb2}
+	quant := (o.Quant == dtype.Q8_0 || o.Quant == dtype.Q4_0) && ld.d%32 == 0 && r%32 == 0
 	halves := false
-	if !o.KeepF32 {
+	switch {
+	case quant:
+		// FC1 and FC2 keep the stored values, for readers of the floats.
+		lp.Type, lp.W1, lp.W2 = o.Quant, quantized(o.Quant, bfc1), quantized(o.Quant, bfc2)
+		_ = dtype.Dequantize(o.Quant, lp.W1, bfc1)
+		_ = dtype.Dequantize(o.Quant, lp.W2, bfc2)
+	case !o.KeepF32:
 		h1, h2 := roundHalves(bfc1), roundHalves(bfc2)
 		halves = h1 && h2
 	}
-	_, thr, _ := t.score(ld, &ld.val, ld.val.x, bfc1, bb1, bfc2, bb2, r, o.CalibrationRecall)
+	var thr float32
+	if quant {
+		// The stored predictor is the one the rank choice weighs.
+		sv := t.storedScores(&lp, &ld.val)
+		_, thr = t.threshold(sv, &ld.val, o.CalibrationRecall)
+		bestSp = confusionOf(&ld.val, sv, thr).Sparsity
+		valReached = bestSp >= (1-o.SparsityLoss)*ld.val.actTrue
+	} else {
+		_, thr, _ = t.score(ld, &ld.val, ld.val.x, bfc1, bb1, bfc2, bb2, r, o.CalibrationRecall)
+	}
 	// A margin, so that the positive the threshold sits on stays above it
 	// through the fold's rounding and the mat-vec's summation order.
 	thr -= 1e-3 * (1 + float32(math.Abs(float64(thr))))
-	lp := LayerPredictor{Dim: ld.d, Rank: r, FFN: ld.f, FC1: bfc1, FC2: bfc2, B1: bb1, B2: bb2}
 	if bb2 != nil {
 		for i := range bb2 {
 			bb2[i] -= thr
@@ -673,8 +728,14 @@ func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPre
 	}
 	// Measure the predictor as returned (the fold rounds) on the test set.
 	ts := &ld.test
-	forward(t.pool, lp.FC1, lp.B1, lp.FC2, lp.B2, ld.d, r, ld.f, ts.x, ts.n, t.hh, t.sh)
-	met := confusionOf(ts, t.sh[:ts.n*ld.f], lp.Threshold)
+	var sts []float32
+	if quant {
+		sts = t.storedScores(&lp, ts)
+	} else {
+		forward(t.pool, lp.FC1, lp.B1, lp.FC2, lp.B2, ld.d, r, ld.f, ts.x, ts.n, t.hh, t.sh)
+		sts = t.sh[:ts.n*ld.f]
+	}
+	met := confusionOf(ts, sts, lp.Threshold)
 	lp.Measured = met
 	if halves {
 		// Predict reads the F16 form, as it will from the sidecar: half

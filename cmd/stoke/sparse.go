@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/stokehq/stoke/engine"
+	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/predictor"
 )
 
@@ -100,11 +102,22 @@ func cmdTrainPredictor(ctx context.Context, args []string, stdout, stderr io.Wri
 	recall := fs.Float64("recall", 0.99, "held-out recall each layer must reach")
 	seed := fs.Uint64("seed", 1, "training seed")
 	threads := fs.Int("threads", 0, "CPU threads (0: all cores)")
+	typ := fs.String("type", "f16", "weight type: f16, q8_0 (half the bytes a token reads) or q4_0 (about a quarter); the threshold is calibrated on the stored weights")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *model == "" || *profPath == "" || *out == "" {
 		return usagef("-m, --profile and --out are required")
+	}
+	var quant dtype.Type // F32: none
+	switch strings.ToLower(*typ) {
+	case "f16":
+	case "q8_0":
+		quant = dtype.Q8_0
+	case "q4_0":
+		quant = dtype.Q4_0
+	default:
+		return usagef("--type %q: want f16, q8_0 or q4_0", *typ)
 	}
 	m, err := engine.Load(*model)
 	if err != nil {
@@ -125,7 +138,7 @@ func cmdTrainPredictor(ctx context.Context, args []string, stdout, stderr io.Wri
 	} else {
 		tau = make([]float32, c.Layers)
 	}
-	o := predictor.TrainOptions{RecallTarget: *recall, Seed: *seed, Threads: *threads}
+	o := predictor.TrainOptions{RecallTarget: *recall, Seed: *seed, Threads: *threads, Quant: quant}
 	p, reports, err := predictor.Train(prof, tau, o)
 	if err != nil {
 		return err

@@ -61,6 +61,20 @@ func TestSparsePipeline(t *testing.T) {
 	if code != 0 || !strings.Contains(e, "sparse FFN with predictor") {
 		t.Fatalf("run --sparse: exit %d: %s%s", code, out, e)
 	}
+	// a Q8_0 predictor: stored so, and run
+	predQ := filepath.Join(dir, "pred-q8.gguf")
+	if out, e, code := stoke(t, "train-predictor", "-m", model, "--profile", prof, "--out", predQ, "--type", "q8_0"); code != 0 || !strings.Contains(out, `"Recall"`) {
+		t.Fatalf("train-predictor --type q8_0: exit %d: %s%s", code, out, e)
+	}
+	if out, _, code := stoke(t, "inspect", predQ); code != 0 || !strings.Contains(out, "Q8_0") {
+		t.Errorf("inspect of the Q8_0 predictor: exit %d:\n%s", code, out)
+	}
+	if out, e, code := stoke(t, "run", "-m", model, "--sparse", "--predictor", predQ, "-p", "The little fox", "-n", "8", "--temp", "0", "--json"); code != 0 {
+		t.Fatalf("run --sparse with the Q8_0 predictor: exit %d: %s%s", code, out, e)
+	}
+	if _, e, code := stoke(t, "train-predictor", "-m", model, "--profile", prof, "--out", predQ, "--type", "q5_k"); code != 2 || !strings.Contains(e, "--type") {
+		t.Errorf("--type q5_k: exit %d, %s", code, e)
+	}
 	out, e, code = stoke(t, "perplexity", "-m", model, "--text", textPath, "--ctx", "128", "--chunks", "2", "--profile", prof, "--sparsity", "0.5", "--json")
 	if code != 0 || !strings.Contains(out, `"ppl"`) {
 		t.Fatalf("perplexity --sparsity: exit %d: %s%s", code, out, e)
