@@ -76,6 +76,9 @@ type TrainOptions struct {
 	// integer dot products), so the recall it reports is the recall it
 	// has. [F32, the zero Type: no quantization]
 	Quant dtype.Type
+	// LayerDone, if set, is called with each layer's report as soon as
+	// the layer is trained.
+	LayerDone func(LayerReport)
 	// Progress, if set, is called after every epoch with the validation
 	// recall at threshold 0 (the trained decision boundary).
 	Progress func(layer, rank, epoch int, recall float64)
@@ -229,6 +232,9 @@ func Train(p *Profile, actThreshold []float32, o TrainOptions) (*Predictor, []La
 			return nil, nil, fmt.Errorf("predictor: layer %d: %w", l, err)
 		}
 		pred.Layers[l], reports[l] = lp, rep
+		if opt.LayerDone != nil {
+			opt.LayerDone(rep)
+		}
 	}
 	return pred, reports, nil
 }

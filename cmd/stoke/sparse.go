@@ -139,7 +139,21 @@ func cmdTrainPredictor(ctx context.Context, args []string, stdout, stderr io.Wri
 		tau = make([]float32, c.Layers)
 	}
 	o := predictor.TrainOptions{RecallTarget: *recall, Seed: *seed, Threads: *threads, Quant: quant}
+	// Training takes minutes a layer on big models: a bar on a terminal,
+	// and a line per layer anywhere.
+	bar := newProgress(stderr, "train")
+	start := time.Now()
+	o.Progress = func(layer, rank, epoch int, _ float64) { bar.update(layer, c.Layers) }
+	o.LayerDone = func(r predictor.LayerReport) {
+		bar.update(r.Layer+1, c.Layers)
+		if bar.tty {
+			fmt.Fprint(stderr, "\r\033[K")
+		}
+		fmt.Fprintf(stderr, "stoke train-predictor: layer %d/%d: rank %d, test recall %.4f, sparsity %.4f (true %.4f), target reached: %v (%s)\n",
+			r.Layer+1, c.Layers, r.Rank, r.Recall, r.Sparsity, r.TrueSparsity, r.Reached, time.Since(start).Round(time.Second))
+	}
 	p, reports, err := predictor.Train(prof, tau, o)
+	bar.done()
 	if err != nil {
 		return err
 	}

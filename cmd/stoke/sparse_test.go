@@ -34,7 +34,7 @@ func TestSparsePipeline(t *testing.T) {
 		t.Fatalf("profile: exit %d: %s%s", code, out, e)
 	}
 	pred := filepath.Join(dir, "pred.gguf")
-	if out, e, code := stoke(t, "train-predictor", "-m", model, "--profile", prof, "--out", pred); code != 0 || !strings.Contains(out, `"Recall"`) {
+	if out, e, code := stoke(t, "train-predictor", "-m", model, "--profile", prof, "--out", pred); code != 0 || !strings.Contains(out, `"Recall"`) || !strings.Contains(e, "layer 2/2: rank ") {
 		t.Fatalf("train-predictor: exit %d: %s%s", code, out, e)
 	}
 	out, e, code := stoke(t, "eval-predictor", "-m", model, "--predictor", pred, "--text", textPath, "--max-tokens", "300", "--ctx", "128", "--json")
