@@ -238,7 +238,7 @@ func BenchmarkPredictor7B(b *testing.B) {
 	p := cpu.NewPool(2)
 	defer p.Close()
 	x := layer7B(sparseBenchLayers[1]).x
-	for _, t := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q4_0} {
+	for _, t := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
 		for _, r := range predictorRanks {
 			pr := newPredictor7B(t, r)
 			b.Run(fmt.Sprintf("%s/rank=%d", t, r), func(b *testing.B) {
@@ -287,7 +287,7 @@ func TestSparseFFNTable(t *testing.T) {
 				job{"rows", func(rep int) { l.sparseRows(p, sets[rep%len(sets)]) }},
 				job{"down", func(rep int) { l.sparseDown(p, sets[rep%len(sets)]) }})
 		}
-		for _, pt := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q4_0} {
+		for _, pt := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
 			if li >= 2 {
 				break // the same dense FFN as the first layer
 			}
