@@ -16,7 +16,7 @@ go build -o "$bin/stoke" ./cmd/stoke
 for i in 1 2 3; do
 	"$bin/engine.test" -test.run=NONE -test.bench=SparseDecode -test.benchtime=64x
 done >"$out/sparse-decode.txt"
-"$bin/engine.test" -test.run=NONE -test.bench='Decode/.*threads=2' -test.benchtime=40x >"$out/decode.txt"
+"$bin/engine.test" -test.run=NONE -test.bench='^BenchmarkDecode$/Q/threads=2' -test.benchtime=40x >"$out/decode.txt"
 "$bin/engine.test" -test.run=TestStreamsTable -streams-table -test.v >"$out/streams.txt"
 "$bin/cpu.test" -test.run=TestSparseFFNTable -sparse-table -test.v >"$out/sparse.txt"
 if [ -n "$llama" ]; then
