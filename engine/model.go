@@ -69,18 +69,19 @@ const inMemoryShare = 0.6
 // the file takes at most inMemoryShare of the available memory.
 //
 // Why: the forward pass reads every weight it uses once per token, from
-// hundreds of tensors, and a sparse FFN reads scattered rows. From 4 KiB
-// page-cache pages each page costs an address translation (in a VM, a
-// two-level one); from 2 MiB pages almost none. That is the likely
-// cause, not a measured one; the effect is measured. On the 2-core development machine (a VM), the synthetic
-// 1B Q4_0 ReLU model in PowerInfer's layout decoded at 42–62 tok/s
-// mapped against 68–80 in memory, and with its sparse FFN at 42–67
-// against 97–101 (BenchmarkSparseDecode, three runs: mapped, the sparse
-// FFN barely beats dense); the dense 1B Q4_0 and Q8_0 bench models went
-// from 54 to 66 and from 35 to 43 tok/s (BenchmarkDecode's
-// …/threads=2 against …/no-mmap). The cost is private memory for the
-// whole file, where a mapping shares the page cache; a device run, whose
-// weights mostly live on the GPU, is better off mapped.
+// hundreds of tensors, and a sparse FFN reads scattered rows. Read into
+// memory, they sit in 2 MiB pages. Mapped, they sit in whatever the page
+// cache holds. On the 2-core development machine (a VM, Linux 6.18) the
+// synthetic 1B Q4_0 ReLU model in PowerInfer's layout decoded at 42–81
+// tok/s mapped against 63–84 in memory, and with its sparse FFN at 42–107
+// against 87–114 (BenchmarkSparseDecode, ten runs); mapped was slowest
+// when page faults had brought the file into the page cache (small
+// pages), near in memory after a sequential read had (huge folios). The
+// dense 1B Q4_0 and Q8_0 bench models went from 54 to 65 and from 36 to
+// 42 tok/s (BenchmarkDecode's …/threads=2 against …/no-mmap). The cost is
+// private memory for the whole file, where a mapping shares the page
+// cache; a device run, whose weights mostly live on the GPU, is better
+// off mapped.
 func InMemoryPays(path string) (bool, string) {
 	if !gguf.InMemoryHugePages() {
 		return false, "the kernel gives no transparent huge pages here"
