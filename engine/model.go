@@ -116,6 +116,7 @@ func LoadWith(path string, o LoadOptions) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.Prefault()
 	m, err := FromFile(f)
 	if err != nil {
 		f.Close()

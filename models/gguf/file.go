@@ -63,6 +63,7 @@ type File struct {
 	kvIndex     map[string]int
 	tensorIndex map[string]int
 	unmap       func() error
+	mapped      bool // data maps the file (Open), rather than holding a copy
 }
 
 // Close releases the file's mapping, if it has one. Tensor data slices are

@@ -32,3 +32,7 @@ func InMemoryHugePages() bool { return false }
 func AvailableMemory() (int64, error) {
 	return 0, errors.New("gguf: available memory is known on Linux only")
 }
+
+// Prefault brings a mapped file into memory on Linux (see there); it does
+// nothing here.
+func (f *File) Prefault() {}

@@ -26,6 +26,7 @@ func Open(path string) (*File, error) {
 		return nil, errors.Join(fmt.Errorf("%w (%s)", err, path), syscall.Munmap(data))
 	}
 	f.unmap = func() error { return syscall.Munmap(data) }
+	f.mapped = true
 	return f, nil
 }
 
