@@ -101,7 +101,7 @@ func memAvailable(s string) (int64, error) {
 // in huge folios where the kernel can (Linux 6.x); brought in by the page
 // faults of a decode, which touch the weights out of order, it kept
 // 4 KiB pages on the development machine (Linux 6.18), and mapped decode
-// ran at 0.73–0.90 of the in-memory speed; prefaulted, at 0.98–1.1
+// ran at 0.73–0.90 of the in-memory speed; prefaulted, at 0.95–1.11
 // (bench/results/cpu-2026-11-29c/page-cache*.txt). Best effort: a kernel
 // without MADV_POPULATE_READ (before 5.14) skips it.
 func (f *File) Prefault() {
