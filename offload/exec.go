@@ -317,8 +317,8 @@ func (e *Executor) Run(l int, x []float32, active []int32, th Threshold, out []f
 	// host half, concurrently with the device's
 	t1 := time.Now()
 	if nc > 0 {
-		e.hostHalf(el, x, e.cidx[:nc], th, out)
-		e.stats.HostBytes += int64(nc) * int64(f.Up.rowBytes()+f.Gate.rowBytesIf()+f.DownT.rowBytes())
+		read := e.hostHalf(el, x, e.cidx[:nc], th, out)
+		e.stats.HostBytes += int64(nc)*int64(f.Gate.rowBytesIf()) + int64(read)*int64(f.Up.rowBytes()+f.DownT.rowBytes())
 	} else {
 		clear(out)
 	}
@@ -340,8 +340,13 @@ func (m *Matrix) rowBytesIf() int {
 	return m.rowBytes()
 }
 
-// hostHalf computes the FFN over the host's active neurons idx into out.
-func (e *Executor) hostHalf(el *execLayer, x []float32, idx []int32, th Threshold, out []float32) {
+// hostHalf computes the FFN over the host's active neurons idx into out
+// and returns how many of them it read up and down rows for: a gated
+// FFN's neurons whose activated gate is 0 add 0·up = 0 (barring an
+// infinite or NaN up), so their up and down rows are skipped (idx is
+// compacted in place). The predictor over-predicts for recall: this
+// saves the rows of its false positives.
+func (e *Executor) hostHalf(el *execLayer, x []float32, idx []int32, th Threshold, out []float32) int {
 	f := &el.ffn
 	n := len(idx)
 	a := e.cg[:n]
@@ -356,6 +361,14 @@ func (e *Executor) hostHalf(el *execLayer, x []float32, idx []int32, th Threshol
 		if th.On && !f.DReLU {
 			threshold(a, th.Tau)
 		}
+		k := 0
+		for j, v := range a {
+			if v != 0 {
+				idx[k], a[k] = idx[j], v
+				k++
+			}
+		}
+		n, idx, a = k, idx[:k], a[:k]
 		u := e.cu[:n]
 		e.pool.MatVecRows(u, f.Up.Data, f.Up.Type, f.Up.Cols, idx, x)
 		if f.UpB != nil {
@@ -383,6 +396,7 @@ func (e *Executor) hostHalf(el *execLayer, x []float32, idx []int32, th Threshol
 		threshold(a, th.Tau)
 	}
 	e.axpy.Do(e.pool, out, f.DownT.Data, f.DownT.Type, f.DownT.Cols, idx, a)
+	return n
 }
 
 func activate(x []float32, a kernels.Act) {
