@@ -76,7 +76,11 @@ const inMemoryShare = 0.6
 // tok/s mapped against 63–84 in memory, and with its sparse FFN at 42–107
 // against 87–114 (BenchmarkSparseDecode, ten runs); mapped was slowest
 // when page faults had brought the file into the page cache (small
-// pages), near in memory after a sequential read had (huge folios). The
+// pages), near in memory after a sequential read had (huge folios), as
+// LoadWith's prefault of a mapped file now does (gguf.File.Prefault).
+// That cannot help a file the page cache already holds in small pages,
+// as one just written (a download): mapped sparse decode of such a copy
+// ran at 101, then 72 tok/s, against 90 and 100 in memory. The
 // dense 1B Q4_0 and Q8_0 bench models went from 54 to 65 and from 36 to
 // 42 tok/s (BenchmarkDecode's …/threads=2 against …/no-mmap). The cost is
 // private memory for the whole file, where a mapping shares the page
