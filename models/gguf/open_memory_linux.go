@@ -65,15 +65,23 @@ func thpOn(s string) bool {
 	return strings.Contains(s, "[always]") || strings.Contains(s, "[madvise]")
 }
 
-// AvailableMemory returns the bytes the kernel can give a process
-// without swapping (MemAvailable in /proc/meminfo: free memory plus the
-// page cache and other memory it can reclaim).
+// AvailableMemory returns the bytes the kernel can give this process
+// without swapping: MemAvailable in /proc/meminfo (free memory plus the
+// page cache and other memory it can reclaim), or less when a memory
+// cgroup (a container's limit) leaves less.
 func AvailableMemory() (int64, error) {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return 0, err
 	}
-	return memAvailable(string(b))
+	n, err := memAvailable(string(b))
+	if err != nil {
+		return 0, err
+	}
+	if c, ok := cgroupAvailable("/"); ok && c < n {
+		n = c
+	}
+	return n, nil
 }
 
 // memAvailable parses /proc/meminfo's MemAvailable line ("MemAvailable:

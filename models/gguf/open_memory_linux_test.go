@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"unsafe"
 
@@ -94,5 +95,59 @@ func TestPrefault(t *testing.T) {
 	(&File{data: data, mapped: true}).Prefault()
 	if r := resident(); r != pages {
 		t.Errorf("after Prefault %d of %d pages are in the page cache (before: %d)", r, pages, before)
+	}
+}
+
+// TestCgroupAvailable: the least of limit − anonymous memory over the
+// process's cgroup and its ancestors, for cgroup v2 and v1; no limit,
+// no answer.
+func TestCgroupAvailable(t *testing.T) {
+	const gib = int64(1) << 30
+	write := func(root, p, s string) {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	itoa := func(n int64) string { return strconv.FormatInt(n, 10) }
+
+	v2 := t.TempDir()
+	write(v2, "proc/self/cgroup", "0::/kubepods/pod1/ctr\n")
+	write(v2, "sys/fs/cgroup/kubepods/pod1/ctr/memory.max", "max\n")
+	write(v2, "sys/fs/cgroup/kubepods/pod1/memory.max", itoa(8*gib)+"\n")
+	write(v2, "sys/fs/cgroup/kubepods/pod1/memory.stat", "anon "+itoa(3*gib)+"\nfile "+itoa(4*gib)+"\n")
+	write(v2, "sys/fs/cgroup/kubepods/memory.max", itoa(16*gib)+"\n")
+	if n, ok := cgroupAvailable(v2); !ok || n != 5*gib {
+		t.Errorf("v2: %d, %v; want %d", n, ok, 5*gib)
+	}
+
+	v1 := t.TempDir()
+	write(v1, "proc/self/cgroup", "5:cpu,cpuacct:/x\n4:memory:/docker/abc\n0::/\n")
+	write(v1, "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes", itoa(2*gib)+"\n")
+	write(v1, "sys/fs/cgroup/memory/docker/abc/memory.stat", "cache 5\nrss 7\ntotal_rss "+itoa(gib/2)+"\n")
+	write(v1, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
+	if n, ok := cgroupAvailable(v1); !ok || n != 2*gib-gib/2 {
+		t.Errorf("v1: %d, %v; want %d", n, ok, 2*gib-gib/2)
+	}
+
+	none := t.TempDir()
+	write(none, "proc/self/cgroup", "4:memory:/\n0::/\n")
+	write(none, "sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
+	if n, ok := cgroupAvailable(none); ok {
+		t.Errorf("no limit: %d, %v", n, ok)
+	}
+	if n, ok := cgroupAvailable(filepath.Join(t.TempDir(), "missing")); ok {
+		t.Errorf("no /proc: %d, %v", n, ok)
+	}
+
+	over := t.TempDir() // anonymous use past the limit: nothing left, not less
+	write(over, "proc/self/cgroup", "0::/a\n")
+	write(over, "sys/fs/cgroup/a/memory.max", "100\n")
+	write(over, "sys/fs/cgroup/a/memory.stat", "anon 200\n")
+	if n, ok := cgroupAvailable(over); !ok || n != 0 {
+		t.Errorf("over the limit: %d, %v", n, ok)
 	}
 }
