@@ -222,6 +222,39 @@ func TestExecutorSplitEqualsWhole(t *testing.T) {
 					if st.Active != ffn || st.Hot != int64(len(hot)) {
 						t.Fatalf("stats: %d active, %d hot; want %d, %d", st.Active, st.Hot, ffn, len(hot))
 					}
+					// the host half reads up and down rows only for
+					// neurons whose activated gate is nonzero (float
+					// weights: the host's gates are the formula's)
+					if typ == dtype.F32 && share == 0 {
+						rows := int64(ffn)
+						if f.gated() {
+							rows = 0
+							g := make([]float32, 1)
+							for i := range ffn {
+								row := make([]float32, dim)
+								cpu.DequantizeRow(typ, f.Gate.Data[i*f.Gate.rowBytes():(i+1)*f.Gate.rowBytes()], row)
+								s := 0.0
+								for c := range row {
+									s += float64(row[c]) * float64(x[c])
+								}
+								g[0] = float32(s)
+								if f.GateB != nil {
+									g[0] += f.GateB[i]
+								}
+								activate(g, f.Act)
+								if sh.th.On && !f.DReLU {
+									threshold(g, sh.th.Tau)
+								}
+								if g[0] != 0 {
+									rows++
+								}
+							}
+						}
+						want := int64(ffn)*int64(f.Gate.rowBytesIf()) + rows*int64(f.Up.rowBytes()+f.DownT.rowBytes())
+						if st.HostBytes != want {
+							t.Fatalf("host bytes %d, want %d (%d of %d neurons with a nonzero gate)", st.HostBytes, want, rows, ffn)
+						}
+					}
 					if dev.Peak() > plan.TotalBytes {
 						t.Fatalf("device used %d bytes, plan %d", dev.Peak(), plan.TotalBytes)
 					}
