@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/stokehq/stoke/engine"
@@ -619,15 +618,6 @@ func (ev *fpEval) timing(ctx context.Context, reps int, out *fpOutcome) error {
 	out.BytesPerToken = float64(len(res.Fingerprint)) / float64(len(prompt)+len(res.Tokens))
 	out.BytesPerOutToken = float64(len(res.Fingerprint)) / float64(len(res.Tokens))
 	return nil
-}
-
-// cpuTime is the process's user + system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // checkFile verifies saved claims with this build's kernels.
