@@ -366,15 +366,27 @@ func (m *Error) decode(d *decoder) {
 func FromEngine(p engine.GenerateParams) Params {
 	s := p.Sampler
 	return Params{
-		MaxTokens: uint32(max(0, min(p.MaxTokens, math.MaxUint32))),
+		MaxTokens: clampU32(p.MaxTokens),
 		Stop:      p.Stop,
 		IgnoreEOS: p.IgnoreEOS,
 		Sampler: Sampler{
-			Temperature: s.Temperature, TopK: uint32(max(0, min(s.TopK, math.MaxUint32))), TopP: s.TopP, MinP: s.MinP,
-			RepeatPenalty: s.RepeatPenalty, RepeatLastN: uint32(max(0, min(s.RepeatLastN, math.MaxUint32))),
+			Temperature: s.Temperature, TopK: clampU32(s.TopK), TopP: s.TopP, MinP: s.MinP,
+			RepeatPenalty: s.RepeatPenalty, RepeatLastN: clampU32(s.RepeatLastN),
 			PresencePenalty: s.PresencePenalty, FrequencyPenalty: s.FrequencyPenalty, Seed: s.Seed,
 		},
 	}
+}
+
+// clampU32 is v clamped to [0, 2³²−1] (written so that it compiles where
+// int has 32 bits).
+func clampU32(v int) uint32 {
+	switch {
+	case v < 0:
+		return 0
+	case uint64(v) > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(v)
 }
 
 // Engine converts wire parameters for the engine (the engine validates

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -77,6 +78,12 @@ func TestParamsEngine(t *testing.T) {
 	p.Sampler.Seed = 42
 	if got := wire.FromEngine(p).Engine(); !reflect.DeepEqual(got, p) {
 		t.Fatalf("got %+v, want %+v", got, p)
+	}
+	// counts outside uint32 clamp to its range
+	p.MaxTokens, p.Sampler.TopK, p.Sampler.RepeatLastN = -5, 0, math.MaxInt
+	w := wire.FromEngine(p)
+	if w.MaxTokens != 0 || w.Sampler.TopK != 0 || w.Sampler.RepeatLastN != math.MaxUint32 && strconv.IntSize == 64 {
+		t.Fatalf("clamped: %+v", w)
 	}
 }
 
