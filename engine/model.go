@@ -79,7 +79,7 @@ const inMemoryShare = 0.6
 // pages), near in memory after a sequential read had (huge folios), as
 // LoadWith's prefault of a mapped file now does (gguf.File.Prefault).
 // That cannot help a file the page cache already holds in small pages,
-// as one just written (a download): mapped sparse decode of such a copy
+// as it held a copy just written by cp: mapped sparse decode of that copy
 // ran at 101, then 72 tok/s, against 90 and 100 in memory. The
 // dense 1B Q4_0 and Q8_0 bench models went from 54 to 65 and from 36 to
 // 42 tok/s (BenchmarkDecode's …/threads=2 against …/no-mmap). The cost is
