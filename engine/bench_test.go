@@ -18,18 +18,32 @@ import (
 	"github.com/stokehq/stoke/models/synth"
 )
 
-// benchModel returns a synthetic model for benchmarks, cached across runs in
-// the user cache directory (a 1B model takes a while to write). The size
-// comes from STOKE_BENCH_PARAMS (default 1e9).
+// benchModel returns a synthetic llama for benchmarks (cachedModel).
 func benchModel(b testing.TB, t dtype.Type) string {
+	return cachedModel(b, "llama", synth.Config{Arch: "llama", Type: t, Seed: 1})
+}
+
+// sparseBenchModel is benchModel's ReLU llama in PowerInfer's layout:
+// planted firing (5% hot neurons, cold rate 0.02, the generator's
+// defaults), transposed downs and the exact planted predictor, as
+// `stoke synth --relu --powerinfer` writes it.
+func sparseBenchModel(b testing.TB, t dtype.Type) string {
+	return cachedModel(b, "relu-powerinfer", synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: t, Seed: 1})
+}
+
+// cachedModel returns the synthetic model c with STOKE_BENCH_PARAMS
+// parameters (default 1e9), cached across runs in the user cache
+// directory as <name>-<params>-<type>-seed1.gguf (a 1B model takes a
+// while to write) and written there first when absent.
+func cachedModel(b testing.TB, name string, c synth.Config) string {
 	b.Helper()
-	params := int64(1e9)
+	c.Params = int64(1e9)
 	if s := os.Getenv("STOKE_BENCH_PARAMS"); s != "" {
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil {
 			b.Fatalf("STOKE_BENCH_PARAMS=%q: %v", s, err)
 		}
-		params = int64(v)
+		c.Params = int64(v)
 	}
 	dir, err := os.UserCacheDir()
 	if err != nil {
@@ -39,30 +53,7 @@ func benchModel(b testing.TB, t dtype.Type) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	return cachedModel(b, dir, fmt.Sprintf("llama-%d-%s-seed1.gguf", params, t), synth.Config{Arch: "llama", Params: params, Type: t, Seed: 1})
-}
-
-// sparseBenchModel is benchModel's ReLU llama in PowerInfer's layout:
-// planted firing (5% hot neurons, cold rate 0.02, the generator's
-// defaults), transposed downs and the exact planted predictor, as
-// `stoke synth --relu --powerinfer` writes it.
-func sparseBenchModel(b testing.TB, t dtype.Type) string {
-	b.Helper()
-	p := benchModel(b, t)
-	c := synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: t, Seed: 1}
-	var params int64
-	if _, err := fmt.Sscanf(filepath.Base(p), "llama-%d-", &params); err != nil {
-		b.Fatal(err)
-	}
-	c.Params = params
-	return cachedModel(b, filepath.Dir(p), fmt.Sprintf("relu-powerinfer-%d-%s-seed1.gguf", params, t), c)
-}
-
-// cachedModel returns dir/name, writing the synthetic model c there
-// first when it is not there yet.
-func cachedModel(b testing.TB, dir, name string, c synth.Config) string {
-	b.Helper()
-	p := filepath.Join(dir, name)
+	p := filepath.Join(dir, fmt.Sprintf("%s-%d-%s-seed%d.gguf", name, c.Params, c.Type, c.Seed))
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
