@@ -226,21 +226,9 @@ func (r *Runner) sparseFFN(l int, resid, x, out []float32) {
 	st.active += int64(n)
 	st.possible += int64(c.FFN)
 	if c.Gated {
-		// a neuron whose activated gate is 0 adds 0·up = 0 (the down
-		// product leaves out zero coefficients anyway): its up row need
-		// not be read. The predictor over-predicts for recall, so this
-		// saves the up (and down) rows of its false positives (barring an
-		// infinite or NaN up, which would make 0·up NaN).
-		k := 0
-		for j, v := range a {
-			if v != 0 {
-				idx[k], a[k] = idx[j], v
-				k++
-			}
-		}
-		n = k
-		a = a[:n]
-		idx = idx[:n]
+		// up and down rows only for the neurons whose gate is not 0
+		n = cpu.KeepNonzero(idx, a)
+		a, idx = a[:n], idx[:n]
 		up := st.up[:n]
 		r.pool.MatVecRows(up, lw.Up.Data, lw.Up.Type, c.Dim, idx, x)
 		if lv.upB != nil {

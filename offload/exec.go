@@ -342,10 +342,8 @@ func (m *Matrix) rowBytesIf() int {
 
 // hostHalf computes the FFN over the host's active neurons idx into out
 // and returns how many of them it read up and down rows for: a gated
-// FFN's neurons whose activated gate is 0 add 0·up = 0 (barring an
-// infinite or NaN up), so their up and down rows are skipped (idx is
-// compacted in place). The predictor over-predicts for recall: this
-// saves the rows of its false positives.
+// FFN's neurons whose activated gate is 0 are left out of those
+// (cpu.KeepNonzero; idx is compacted in place).
 func (e *Executor) hostHalf(el *execLayer, x []float32, idx []int32, th Threshold, out []float32) int {
 	f := &el.ffn
 	n := len(idx)
@@ -361,14 +359,8 @@ func (e *Executor) hostHalf(el *execLayer, x []float32, idx []int32, th Threshol
 		if th.On && !f.DReLU {
 			threshold(a, th.Tau)
 		}
-		k := 0
-		for j, v := range a {
-			if v != 0 {
-				idx[k], a[k] = idx[j], v
-				k++
-			}
-		}
-		n, idx, a = k, idx[:k], a[:k]
+		n = cpu.KeepNonzero(idx, a)
+		idx, a = idx[:n], a[:n]
 		u := e.cu[:n]
 		e.pool.MatVecRows(u, f.Up.Data, f.Up.Type, f.Up.Cols, idx, x)
 		if f.UpB != nil {

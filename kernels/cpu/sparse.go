@@ -200,3 +200,22 @@ func (a *AxpyRows) Run(lo, hi int) {
 		}
 	}
 }
+
+// KeepNonzero compacts, in place and in order, the pairs (idx[k], a[k])
+// whose a[k] is not zero to the front of idx and a, and returns how many
+// there are. A sparse FFN calls it on the activated gates of the neurons
+// its predictor chose: a neuron whose gate is 0 adds 0·up = 0 (barring an
+// infinite or NaN up), so its up and down rows need not be read, and the
+// predictor's false positives, which it makes to keep recall high, cost a
+// gate row each rather than three rows.
+func KeepNonzero(idx []int32, a []float32) int {
+	checkLen("KeepNonzero a", len(a), len(idx))
+	k := 0
+	for j, v := range a {
+		if v != 0 {
+			idx[k], a[k] = idx[j], v
+			k++
+		}
+	}
+	return k
+}

@@ -187,3 +187,15 @@ func TestAxpyRowsZeroCoefficients(t *testing.T) {
 		}
 	})
 }
+
+func TestKeepNonzero(t *testing.T) {
+	idx := []int32{3, 5, 8, 9, 12, 20}
+	a := []float32{0, 1.5, float32(math.Copysign(0, -1)), -2, 0, 7}
+	n := cpu.KeepNonzero(idx, a)
+	if n != 3 || !slices.Equal(idx[:n], []int32{5, 9, 20}) || !slices.Equal(a[:n], []float32{1.5, -2, 7}) {
+		t.Errorf("KeepNonzero: %d, %v, %v", n, idx[:n], a[:n])
+	}
+	if n := cpu.KeepNonzero(nil, nil); n != 0 {
+		t.Errorf("KeepNonzero of nothing: %d", n)
+	}
+}
