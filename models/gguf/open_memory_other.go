@@ -11,7 +11,11 @@ import (
 // OpenInMemory reads the file at path into memory and parses it, rather
 // than mapping it (see the Linux version, which also asks for huge
 // pages).
-func OpenInMemory(path string) (*File, error) {
+func OpenInMemory(path string) (*File, error) { return readParse(path) }
+
+// readParse reads the file at path with os.ReadFile and parses it: both
+// Open and OpenInMemory where there is no mapping to prefer.
+func readParse(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: %w", err)

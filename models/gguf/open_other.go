@@ -2,21 +2,6 @@
 
 package gguf
 
-import (
-	"fmt"
-	"os"
-)
-
 // Open reads the file at path into memory and parses it (this platform
 // has no mmap path).
-func Open(path string) (*File, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
-	f, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, path)
-	}
-	return f, nil
-}
+func Open(path string) (*File, error) { return readParse(path) }
