@@ -55,6 +55,18 @@ func TestTrainPlanted(t *testing.T) {
 	}
 
 	// The sidecar holds the same predictor: F16 weights, the shift in B2.
+	back := sidecarRoundTrip(t, pred)
+	if back.Layers[0].Type != dtype.F16 {
+		t.Errorf("sidecar weights are %s, want F16", back.Layers[0].Type)
+	}
+	if mb := predictor.Evaluate(&back.Layers[0], l.X, l.A, l.N, 0); math.Abs(mb.Recall-m.Recall) > 2e-3 || math.Abs(mb.Sparsity-m.Sparsity) > 2e-3 {
+		t.Errorf("read back: %+v, in memory: %+v", mb, m)
+	}
+}
+
+// sidecarRoundTrip writes pred as a GGUF sidecar and reads it back.
+func sidecarRoundTrip(t *testing.T, pred *predictor.Predictor) *predictor.Predictor {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "pred.gguf")
 	if err := pred.WriteGGUF(path, nil); err != nil {
 		t.Fatal(err)
@@ -63,12 +75,7 @@ func TestTrainPlanted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.Layers[0].Type != dtype.F16 {
-		t.Errorf("sidecar weights are %s, want F16", back.Layers[0].Type)
-	}
-	if mb := predictor.Evaluate(&back.Layers[0], l.X, l.A, l.N, 0); math.Abs(mb.Recall-m.Recall) > 2e-3 || math.Abs(mb.Sparsity-m.Sparsity) > 2e-3 {
-		t.Errorf("read back: %+v, in memory: %+v", mb, m)
-	}
+	return back
 }
 
 // TestTrainQuantized: with Quant, the predictor is stored in Q8_0 or
@@ -94,14 +101,7 @@ func TestTrainQuantized(t *testing.T) {
 		if !r.Reached || r.Recall < 0.99 || m.Recall < 0.99 || m.Sparsity < m.TrueSparsity-0.05 {
 			t.Errorf("%s: report %+v, fresh tokens %+v", q, r, m)
 		}
-		path := filepath.Join(t.TempDir(), "pred.gguf")
-		if err := pred.WriteGGUF(path, nil); err != nil {
-			t.Fatal(err)
-		}
-		back, err := predictor.ReadPredictorGGUF(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		back := sidecarRoundTrip(t, pred)
 		if back.Layers[0].Type != q {
 			t.Errorf("sidecar weights are %s, want %s", back.Layers[0].Type, q)
 		}
