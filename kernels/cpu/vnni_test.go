@@ -76,31 +76,39 @@ func TestVNNIMatchesAVX2(t *testing.T) {
 						vs[j] = new(cpu.QVec)
 						vs[j].SetBlocks(typ, vnniActs(r, nb, xf))
 					}
-					var want [8]float32
-					for mi, m := range ms {
-						func() {
-							defer m.use()()
-							for j, v := range vs {
-								got := cpu.DotRowQ8(typ, row, v)
-								if mi == 0 {
-									want[j] = got
-								} else if !sameBits(got, want[j]) {
-									t.Fatalf("%s input %d: row kernel %v with %s, %v with %s", name, j, got, m.name, want[j], ms[0].name)
-								}
-							}
-							for _, n := range cpu.MultiSizes(typ) {
-								got := cpu.DotRowQ8Multi(typ, row, vs[:n])
-								for j := range n {
-									if !sameBits(got[j], want[j]) {
-										t.Fatalf("%s %s: input %d of %d: multi-input kernel %v, row kernel %v", name, m.name, j, n, got[j], want[j])
-									}
-								}
-							}
-						}()
-					}
+					checkRowKernels(t, name, typ, row, vs, ms)
 				}
 			}
 		}
+	}
+}
+
+// checkRowKernels checks that the row kernel gives the same bits for
+// each input of vs with every implementation of ms (the first sets the
+// bits), and that every multi-input kernel gives the row kernel's bits.
+func checkRowKernels(t *testing.T, name string, typ dtype.Type, row []byte, vs []*cpu.QVec, ms []impl) {
+	t.Helper()
+	want := make([]float32, len(vs))
+	for mi, m := range ms {
+		func() {
+			defer m.use()()
+			for j, v := range vs {
+				got := cpu.DotRowQ8(typ, row, v)
+				if mi == 0 {
+					want[j] = got
+				} else if !sameBits(got, want[j]) {
+					t.Fatalf("%s input %d: row kernel %v (%#x) with %s, %v (%#x) with %s", name, j, got, math.Float32bits(got), m.name, want[j], math.Float32bits(want[j]), ms[0].name)
+				}
+			}
+			for _, n := range cpu.MultiSizes(typ) {
+				got := cpu.DotRowQ8Multi(typ, row, vs[:n])
+				for j := range n {
+					if !sameBits(got[j], want[j]) {
+						t.Fatalf("%s %s: input %d of %d: multi-input kernel %v, row kernel %v", name, m.name, j, n, got[j], want[j])
+					}
+				}
+			}
+		}()
 	}
 }
 
@@ -193,28 +201,7 @@ func TestVNNIKMatchesAVX2(t *testing.T) {
 						vs[j] = new(cpu.QVec)
 						vs[j].SetBlocks(typ, vnniKActs(r, nb, xa.quant, xa.rawSums))
 					}
-					var want [4]float32
-					for mi, m := range ms {
-						func() {
-							defer m.use()()
-							for j, v := range vs {
-								got := cpu.DotRowQ8(typ, row, v)
-								if mi == 0 {
-									want[j] = got
-								} else if !sameBits(got, want[j]) {
-									t.Fatalf("%s input %d: row kernel %v (%#x) with %s, %v (%#x) with %s", name, j, got, math.Float32bits(got), m.name, want[j], math.Float32bits(want[j]), ms[0].name)
-								}
-							}
-							for _, n := range cpu.MultiSizes(typ) {
-								got := cpu.DotRowQ8Multi(typ, row, vs[:n])
-								for j := range n {
-									if !sameBits(got[j], want[j]) {
-										t.Fatalf("%s %s: input %d of %d: multi-input kernel %v, row kernel %v", name, m.name, j, n, got[j], want[j])
-									}
-								}
-							}
-						}()
-					}
+					checkRowKernels(t, name, typ, row, vs, ms)
 				}
 			}
 		}
