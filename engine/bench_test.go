@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stokehq/stoke/engine"
+	"github.com/stokehq/stoke/kernels/cpu"
 	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/models/synth"
 )
@@ -75,18 +76,24 @@ func cachedModel(b testing.TB, name string, c synth.Config) string {
 // the model with LoadOptions.NoMmap (stoke --no-mmap).
 func BenchmarkDecode(b *testing.B) {
 	for _, dt := range []dtype.Type{dtype.Q8_0, dtype.Q4_0} {
-		for _, noMmap := range []bool{false, true} {
-			m, err := engine.LoadWith(benchModel(b, dt), engine.LoadOptions{NoMmap: noMmap})
+		for _, lo := range []engine.LoadOptions{{}, {NoMmap: true}, {NoMmap: true, PackQ4: true}} {
+			if lo.PackQ4 && (dt != dtype.Q4_0 || !cpu.Q4x16Pays()) {
+				continue
+			}
+			m, err := engine.LoadWith(benchModel(b, dt), lo)
 			if err != nil {
 				b.Fatal(err)
 			}
 			for _, threads := range []int{1, 2} {
 				name := fmt.Sprintf("%s/threads=%d", dt, threads)
-				if noMmap {
+				if lo.NoMmap {
 					if threads == 1 {
 						continue
 					}
 					name += "/no-mmap" // the weights in huge pages, not the page cache
+					if lo.PackQ4 {
+						name += "/packed" // and the Q4_0 matrices packed (cpu.PackQ4x16)
+					}
 				}
 				b.Run(name, func(b *testing.B) {
 					s, err := m.NewSession(engine.Options{Threads: threads, Context: 512})
@@ -219,7 +226,7 @@ func BenchmarkPrefill(b *testing.B) {
 // ratios from interleaved rounds, which is what to compare on a shared
 // machine.
 func BenchmarkSchedulerStreams(b *testing.B) {
-	m, err := engine.LoadWith(benchModel(b, dtype.Q4_0), engine.LoadOptions{NoMmap: true}) // as stoke serve loads it on the CPU
+	m, err := engine.LoadWith(benchModel(b, dtype.Q4_0), engine.LoadOptions{NoMmap: true, PackQ4: true}) // as stoke serve loads it on the CPU
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -284,7 +291,7 @@ func TestStreamsTable(t *testing.T) {
 	if !*streamsTable {
 		t.Skip("run with -streams-table")
 	}
-	m, err := engine.LoadWith(benchModel(t, dtype.Q4_0), engine.LoadOptions{NoMmap: true}) // as stoke serve loads it on the CPU
+	m, err := engine.LoadWith(benchModel(t, dtype.Q4_0), engine.LoadOptions{NoMmap: true, PackQ4: true}) // as stoke serve loads it on the CPU
 	if err != nil {
 		t.Fatal(err)
 	}

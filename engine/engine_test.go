@@ -13,8 +13,10 @@ import (
 	"testing"
 
 	"github.com/stokehq/stoke/engine"
+	"github.com/stokehq/stoke/kernels/cpu"
 	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/models/synth"
+	"github.com/stokehq/stoke/offload"
 )
 
 var (
@@ -123,6 +125,90 @@ func TestLoadNoMmap(t *testing.T) {
 	if _, err := engine.LoadWith(filepath.Join(t.TempDir(), "missing.gguf"), engine.LoadOptions{NoMmap: true}); err == nil {
 		t.Error("LoadWith of a missing file succeeded")
 	}
+}
+
+// TestLoadPackQ4: a model whose Q4_0 matrices are packed at load
+// (LoadOptions.PackQ4) gives the row layout's logits to float rounding,
+// on one prompt, fed whole and token by token; it refuses a sparse FFN
+// and offload, which read rows; and PackQ4 leaves a mapped file alone.
+func TestLoadPackQ4(t *testing.T) {
+	for _, c := range []synth.Config{
+		{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3},
+		{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 4, Tied: true},
+	} {
+		t.Run(fmt.Sprintf("tied=%v", c.Tied), func(t *testing.T) {
+			path := synthModel(t, c)
+			rows := load(t, path)
+			packed := loadPacked(t, path)
+			want := 7 * len(rows.W.Layers) // Q, K, V, O, gate, up, down
+			if !c.Tied {
+				want++ // the output head
+			}
+			if got := packed.PackedMatrices(); got != want {
+				t.Errorf("packed %d matrices, want %d", got, want)
+			}
+			if packed.W.Output.Packed == c.Tied {
+				t.Errorf("output head packed = %v with tied = %v", packed.W.Output.Packed, c.Tied)
+			}
+			prompt := rows.Tok.Encode("Once upon a time, in a packed layout,", true, true)
+			a, err := session(t, rows, engine.Options{}).EvalAll(prompt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := session(t, packed, engine.Options{}).EvalAll(prompt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The layouts sum each product in another order, a few ulps
+			// apart, but an activation that lands a few ulps across a
+			// rounding boundary of its Q8_0 quantization moves a whole
+			// quantization step (up to 1/127 of its block's largest
+			// value), and later layers carry that on: the synthetic
+			// models differ by 2·10⁻⁷ until one does, then by up to
+			// 3·10⁻² of logits near 1. A wrong layout gives noise as
+			// large as the logits.
+			if d, scale := maxAbsDiff(a, b), maxAbs(a); d > 0.05*scale {
+				t.Errorf("packed logits differ from the row layout's by %.2e (largest logit %.2e)", d, scale)
+			}
+			seq := session(t, packed, engine.Options{})
+			v := packed.Config.Vocab
+			for i, tok := range prompt {
+				l, err := seq.Eval([]int32{tok})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := maxAbsDiff(l, b[i*v:(i+1)*v]); d != 0 {
+					t.Fatalf("token %d decoded alone differs from the packed prefill by %.2e", i, d)
+				}
+			}
+			r := packed.NewRunner(1, 1, nil)
+			defer r.Close()
+			if err := r.EnableSparse(engine.Sparsity{}); err == nil {
+				t.Error("EnableSparse of a packed model succeeded")
+			}
+			if err := r.EnableOffload(cpu.NewBackend(r.Pool(), 0), &offload.Plan{}); err == nil {
+				t.Error("EnableOffload of a packed model succeeded")
+			}
+		})
+	}
+	defer engine.SetPackAlways(true)()
+	m, err := engine.LoadWith(synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3}), engine.LoadOptions{PackQ4: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if n := m.PackedMatrices(); n != 0 {
+		t.Errorf("PackQ4 of a mapped file packed %d matrices", n)
+	}
+}
+
+// maxAbs is the largest |x|.
+func maxAbs(x []float32) float64 {
+	m := 0.0
+	for _, v := range x {
+		m = max(m, math.Abs(float64(v)))
+	}
+	return m
 }
 
 func TestContextErrors(t *testing.T) {

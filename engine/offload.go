@@ -65,6 +65,9 @@ type segment struct {
 func (r *Runner) EnableOffload(dev kernels.Backend, plan *offload.Plan) error {
 	m := r.m
 	c := &m.Config
+	if m.packed > 0 {
+		return errPacked
+	}
 	if len(plan.Layers) != c.Layers {
 		return fmt.Errorf("engine: plan for %d layers, model has %d", len(plan.Layers), c.Layers)
 	}

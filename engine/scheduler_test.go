@@ -22,8 +22,39 @@ func greedyParams(n int) engine.GenerateParams {
 // TestSchedulerMatchesSequential: many concurrent requests, batched
 // together with staggered prompts, each get exactly the tokens a lone
 // session produces for the same prompt.
+//
+// Q4_0 runs packed (LoadOptions.PackQ4), as stoke serve loads it on the
+// CPU: the packed drivers must give one token and a batch the same bits.
 func TestSchedulerMatchesSequential(t *testing.T) {
-	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q8_0, Seed: 3}))
+	for _, dt := range []dtype.Type{dtype.Q8_0, dtype.Q4_0} {
+		t.Run(dt.String(), func(t *testing.T) {
+			path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dt, Seed: 3})
+			m := load(t, path)
+			if dt == dtype.Q4_0 {
+				m = loadPacked(t, path)
+			}
+			schedulerMatchesSequential(t, m)
+		})
+	}
+}
+
+// loadPacked loads the model at path read into memory with its Q4_0
+// matrices packed, on any CPU (engine.SetPackAlways).
+func loadPacked(t *testing.T, path string) *engine.Model {
+	t.Helper()
+	defer engine.SetPackAlways(true)()
+	m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: true, PackQ4: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if m.PackedMatrices() == 0 {
+		t.Fatal("PackQ4 packed no matrix")
+	}
+	return m
+}
+
+func schedulerMatchesSequential(t *testing.T, m *engine.Model) {
 	const clients = 24
 	prompts := make([][]int32, clients)
 	want := make([][]int32, clients)

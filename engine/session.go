@@ -369,7 +369,17 @@ func (r *Runner) matmul(dst []float32, w *arch.Tensor, x []float32, n int) {
 	if r.deviceMatmul(dst, w, x, n) {
 		return
 	}
+	r.hostMatmul(dst, w, x, n)
+}
+
+// hostMatmul is matmul on the CPU: the packed drivers for a packed
+// matrix, else MatVec for one token and MatMul for more.
+func (r *Runner) hostMatmul(dst []float32, w *arch.Tensor, x []float32, n int) {
 	rows, cols := w.Rows(), w.Cols()
+	if w.Packed {
+		r.pool.MatMulQ4x16(dst[:n*rows], w.Data, rows, cols, x[:n*cols], n)
+		return
+	}
 	if n == 1 {
 		r.pool.MatVec(dst[:rows], w.Data, w.Type, rows, cols, x[:cols])
 		return

@@ -63,6 +63,9 @@ type sparseState struct {
 // so their results are those of the sparse semantics). It builds
 // neuron-major down matrices once when the file has none.
 func (r *Runner) EnableSparse(sp Sparsity) error {
+	if r.m.packed > 0 {
+		return errPacked
+	}
 	c := &r.m.Config
 	if sp.ActThreshold == nil {
 		sp.ActThreshold = make([]float32, c.Layers)
@@ -264,12 +267,12 @@ func (r *Runner) TimeDenseFFN(l int, x []float32, reps int) time.Duration {
 	h, h2, out := r.hb[:c.FFN], r.hb2[:c.FFN], r.xb2[:c.Dim]
 	t0 := time.Now()
 	for range reps {
-		r.pool.MatVec(h2, lw.Up.Data, lw.Up.Type, c.FFN, c.Dim, x)
+		r.hostMatmul(h2, lw.Up, x, 1)
 		if c.Gated {
-			r.pool.MatVec(h, lw.Gate.Data, lw.Gate.Type, c.FFN, c.Dim, x)
+			r.hostMatmul(h, lw.Gate, x, 1)
 		}
 		if lw.Down != nil {
-			r.pool.MatVec(out, lw.Down.Data, lw.Down.Type, c.Dim, c.FFN, h)
+			r.hostMatmul(out, lw.Down, h, 1)
 		} else {
 			r.axpy.Do(r.pool, out, lw.DownT.Data, lw.DownT.Type, c.Dim, r.allIdx, h)
 		}

@@ -35,11 +35,13 @@ func (lf *loadFlags) check() error {
 
 // options resolves the flags for the model at path; device says whether
 // a device will hold weights. It says on stderr what it chose when it
-// chose by default.
+// chose by default. A model read into memory for the CPU alone also has
+// its Q4_0 matrices packed (engine.LoadOptions.PackQ4), which a command
+// that runs a sparse FFN must turn off.
 func (lf *loadFlags) options(path string, device bool, stderr io.Writer) engine.LoadOptions {
 	switch {
 	case *lf.noMmap:
-		return engine.LoadOptions{NoMmap: true}
+		return engine.LoadOptions{NoMmap: true, PackQ4: !device}
 	case *lf.mmap || device:
 		return engine.LoadOptions{}
 	}
@@ -52,5 +54,5 @@ func (lf *loadFlags) options(path string, device bool, stderr io.Writer) engine.
 	} else {
 		fmt.Fprintf(stderr, "stoke: mapping the model: %s\n", why)
 	}
-	return engine.LoadOptions{NoMmap: ok}
+	return engine.LoadOptions{NoMmap: ok, PackQ4: ok}
 }

@@ -84,7 +84,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	defer off.release()
-	m, err := engine.LoadWith(path, lf.options(path, off.usesDevice(), stderr))
+	lo := lf.options(path, off.usesDevice(), stderr)
+	lo.PackQ4 = lo.PackQ4 && !*sparse // the sparse FFN reads rows
+	m, err := engine.LoadWith(path, lo)
 	if err != nil {
 		return err
 	}

@@ -47,3 +47,10 @@ func (v *QVec) FenceScales(mem []float32) {
 
 // ScaleCount is the number of float32 block scales FenceScales needs.
 func (v *QVec) ScaleCount() int { return len(v.d) }
+
+// Q4x16Generic is dotQ4x16Generic for tests: the packed arithmetic on
+// inputs already laid out by Q4x16Inputs.
+var Q4x16Generic = dotQ4x16Generic
+
+// Q4x16Inputs lays out vs (prepared for Q4_0) for the packed kernels.
+func Q4x16Inputs(vs []*QVec) []byte { return q4x16Inputs(nil, vs) }

@@ -70,6 +70,9 @@ type Pool struct {
 	scr  [][]float32 // per-worker float scratch (attention scores)
 	qv   []QVec      // quantized activations of the current driver call
 	qb   []qBatch    // MatMul's groups of inputs for the multi-input kernels
+	pk   q4x16Task   // MatMulQ4x16's task
+	pkx  [][]byte    // MatMulQ4x16's inputs, laid out per group (q4x16Put)
+	pkq  [][]byte    // MatMulQ4x16's per-worker Q8_0 scratch
 }
 
 type worker struct {

@@ -18,6 +18,12 @@ type Tensor struct {
 	Type  dtype.Type
 	Shape []uint64
 	Data  []byte
+	// Packed: Data holds the Q4_0 matrix in the CPU's packed layout
+	// (cpu.PackQ4x16, sixteen rows interleaved), not in GGUF's rows. Only
+	// the packed drivers read it; the engine packs at load
+	// (engine.LoadOptions.PackQ4) and refuses the row readers (sparse
+	// FFN, offload) for a model it packed.
+	Packed bool
 }
 
 // Cols is the length of one row (ne0).

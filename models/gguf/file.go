@@ -19,6 +19,7 @@
 package gguf
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/stokehq/stoke/models/dtype"
@@ -64,6 +65,24 @@ type File struct {
 	tensorIndex map[string]int
 	unmap       func() error
 	mapped      bool // data maps the file (Open), rather than holding a copy
+	owned       bool // data is this File's own copy of the file (OpenInMemory), which Rewrite may change
+}
+
+// Rewrite runs fn, which may change tensor data in place, with the data
+// writable: a load step that rewrites weights into another layout (the
+// engine packs Q4_0 matrices for the CPU's kernels) without a second
+// copy. Only a file holding its own copy of the data (OpenInMemory) can
+// be rewritten; for a mapped file, or one parsed from the caller's bytes,
+// Rewrite returns an error and does not call fn. The data is read-only
+// again afterwards.
+func (f *File) Rewrite(fn func() error) error {
+	if !f.owned || f.data == nil {
+		return errors.New("gguf: only a file read into memory can be rewritten")
+	}
+	if err := f.writable(true); err != nil {
+		return err
+	}
+	return errors.Join(fn(), f.writable(false))
 }
 
 // Close releases the file's mapping, if it has one. Tensor data slices are

@@ -514,3 +514,51 @@ func TestValueFormat(t *testing.T) {
 		t.Error("Equal")
 	}
 }
+
+// TestRewrite: a file read into memory can be rewritten in place, and
+// the change is what later reads of its tensors see; a mapped file, or
+// one parsed from the caller's bytes, refuses without calling fn.
+func TestRewrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := os.WriteFile(path, writeBytes(t, sampleWriter(t, 3)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := sampleTensors[0].name
+	mem, err := gguf.OpenInMemory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	ti, _ := mem.Tensor(name)
+	data := mem.TensorData(ti)
+	want := ^data[0]
+	if err := mem.Rewrite(func() error { data[0] = want; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if again := mem.TensorData(ti); again[0] != want {
+		t.Errorf("after Rewrite: byte %#x, want %#x", again[0], want)
+	}
+	failed := errors.New("fn failed")
+	if err := mem.Rewrite(func() error { return failed }); !errors.Is(err, failed) {
+		t.Errorf("Rewrite did not return fn's error: %v", err)
+	}
+	parsed, err := gguf.Parse(writeBytes(t, sampleWriter(t, 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuse := map[string]*gguf.File{"parsed": parsed}
+	if runtime.GOOS != "windows" { // where Open reads the file, not maps it
+		mapped, err := gguf.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mapped.Close()
+		refuse["mapped"] = mapped
+	}
+	for what, f := range refuse {
+		called := false
+		if err := f.Rewrite(func() error { called = true; return nil }); err == nil || called {
+			t.Errorf("%s file: Rewrite = %v, fn called %v; want an error and no call", what, err, called)
+		}
+	}
+}

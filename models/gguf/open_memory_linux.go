@@ -48,7 +48,21 @@ func OpenInMemory(path string) (*File, error) {
 		return nil, errors.Join(fmt.Errorf("%w (%s)", err, path), free())
 	}
 	f.unmap = free
+	f.owned = true
 	return f, nil
+}
+
+// writable makes an OpenInMemory file's data writable (on) or read-only
+// again (Rewrite).
+func (f *File) writable(on bool) error {
+	prot := unix.PROT_READ
+	if on {
+		prot |= unix.PROT_WRITE
+	}
+	if err := unix.Mprotect(f.data, prot); err != nil {
+		return fmt.Errorf("gguf: %w", err)
+	}
+	return nil
 }
 
 // InMemoryHugePages reports whether OpenInMemory gets huge pages here:

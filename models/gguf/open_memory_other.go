@@ -24,8 +24,13 @@ func readParse(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, path)
 	}
+	f.owned = true
 	return f, nil
 }
+
+// writable does nothing: a file read with os.ReadFile is writable memory
+// throughout.
+func (f *File) writable(bool) error { return nil }
 
 // InMemoryHugePages reports whether OpenInMemory gets huge pages here:
 // only on Linux.

@@ -57,6 +57,9 @@ type Config struct {
 	Context int   // context length written to the metadata
 	Type    dtype.Type
 	Seed    uint64
+	// Tied leaves out output.weight: the output head is the embedding
+	// matrix (tied embeddings, as in stories260K and Qwen3's small sizes).
+	Tied bool
 }
 
 // Shape constants.
@@ -320,6 +323,9 @@ func Tensors(c Config) []Tensor {
 		}
 	}
 	ts = append(ts, norm("output_norm")...)
+	if c.Tied {
+		return ts
+	}
 	return append(ts, mat("output.weight", dim, vocab))
 }
 

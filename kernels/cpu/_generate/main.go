@@ -37,7 +37,7 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy, q4tile, vnni, silu or attn")
+var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy, q4tile, vnni, q4x16, silu or attn")
 
 func main() {
 	flag.Parse()
@@ -91,6 +91,10 @@ func main() {
 		for _, inputs := range []int{0, 2, 4} {
 			genDotQ4_KVNNI(inputs)
 			genDotQ6_KVNNI(inputs)
+		}
+	case "q4x16":
+		for _, ni := range []int{1, 2, 4, 8} {
+			genQ4x16VNNI(ni)
 		}
 	case "silu":
 		genSiLU()

@@ -1,0 +1,299 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/stokehq/stoke/models/dtype"
+)
+
+// Packed Q4_0. The row-layout Q4_0 kernels give each row its own
+// accumulators: a block's integer products land in eight dword lanes per
+// input, and every lane then takes its own conversion, scale product and
+// add. Sixteen rows interleaved block by block (PackQ4x16) put one row in
+// each dword lane of a 512-bit register instead, and a block's 32
+// products for sixteen rows become eight VPDPBUSD against the input's
+// quants broadcast four at a time, with one conversion, one scale
+// product and one add per sixteen rows. With eight inputs (the batched
+// decode of eight streams) that is 1.6× the row-layout kernel's
+// multiply-adds per second on the 2-core development machine (Zen 5,
+// AVX-512 VNNI; BenchmarkMatMulQ4x16 against BenchmarkMatMul, in cache).
+//
+// Layout: a rows×cols Q4_0 matrix (rows a multiple of 16) is rows/16
+// groups of sixteen rows; group g holds the same bytes as rows
+// 16g…16g+15 of the row layout, so a matrix packs in place. A group is
+// cols/32 block units of 288 bytes, unit b holding block b of its
+// sixteen rows:
+//
+//	[0, 32)             the rows' f16 scales d_r, row r at 2r
+//	[32+64k, 96+64k)    for k < 4: the rows' quant bytes 4k…4k+3, row r at 4r
+//
+// Quant byte j of a block holds element j in its low nibble and element
+// j+16 in its high one, as in the row layout.
+//
+// Arithmetic. With input j quantized to Q8_0 (scale d_y, quants y), the
+// result of row r is, over its blocks b in order,
+//
+//	acc = 0;  acc = acc + float32(s_b)·(d_{r,b}·d_{y,b})
+//	s_b = Σ_{e<32} (q_{r,b,e} − 8)·y_{b,e}     (an exact integer)
+//
+// each · and + one float32 rounding (no fused multiply-add). The
+// row-layout kernels sum the same products in another order, so a packed
+// matrix gives results a few ulps from the row layout's (the same
+// quantization error bound, q8act.go), and all the packed drivers,
+// MatVec's one input and MatMul's n, give the same bits as each other and
+// as dotQ4x16Generic on every CPU.
+
+// Q4x16Rows is the row granularity of the packed layout.
+const Q4x16Rows = 16
+
+// q4x16Unit is the bytes of one block of a group: sixteen Q4_0 blocks.
+const q4x16Unit = Q4x16Rows * 18
+
+// Q4x16Packable reports whether a rows×cols Q4_0 matrix can be packed:
+// rows a multiple of 16, cols of 32.
+func Q4x16Packable(rows, cols int) bool {
+	return rows > 0 && cols > 0 && rows%Q4x16Rows == 0 && cols%32 == 0
+}
+
+// Q4x16Pays reports whether packing Q4_0 matrices speeds this CPU up:
+// where the packed kernels run in assembly (AVX-512 VNNI). Elsewhere the
+// row layout's kernels are faster than the packed pure-Go twin.
+func Q4x16Pays() bool { return useAsm && useVNNI }
+
+// PackQ4x16 packs the rows×cols Q4_0 matrix w, in the row layout, into
+// the packed layout, in place. It panics if the shape is not packable or
+// w holds fewer bytes.
+func PackQ4x16(w []byte, rows, cols int) {
+	rb := checkQ4x16(w, rows, cols)
+	nb := cols / 32
+	tmp := make([]byte, Q4x16Rows*rb)
+	for g := 0; g < rows/Q4x16Rows; g++ {
+		grp := w[g*Q4x16Rows*rb : (g+1)*Q4x16Rows*rb]
+		copy(tmp, grp)
+		for r := range Q4x16Rows {
+			for b := range nb {
+				src := tmp[r*rb+18*b : r*rb+18*b+18]
+				u := grp[b*q4x16Unit : (b+1)*q4x16Unit]
+				u[2*r], u[2*r+1] = src[0], src[1]
+				for k := range 4 {
+					copy(u[32+64*k+4*r:32+64*k+4*r+4], src[2+4*k:6+4*k])
+				}
+			}
+		}
+	}
+}
+
+// UnpackQ4x16 undoes PackQ4x16, in place.
+func UnpackQ4x16(w []byte, rows, cols int) {
+	rb := checkQ4x16(w, rows, cols)
+	nb := cols / 32
+	tmp := make([]byte, Q4x16Rows*rb)
+	for g := 0; g < rows/Q4x16Rows; g++ {
+		grp := w[g*Q4x16Rows*rb : (g+1)*Q4x16Rows*rb]
+		copy(tmp, grp)
+		for r := range Q4x16Rows {
+			for b := range nb {
+				dst := grp[r*rb+18*b : r*rb+18*b+18]
+				u := tmp[b*q4x16Unit : (b+1)*q4x16Unit]
+				dst[0], dst[1] = u[2*r], u[2*r+1]
+				for k := range 4 {
+					copy(dst[2+4*k:6+4*k], u[32+64*k+4*r:32+64*k+4*r+4])
+				}
+			}
+		}
+	}
+}
+
+// checkQ4x16 panics unless w holds a packable rows×cols Q4_0 matrix, and
+// returns its row bytes.
+func checkQ4x16(w []byte, rows, cols int) int {
+	if !Q4x16Packable(rows, cols) {
+		panic(fmt.Sprintf("cpu: a %d×%d Q4_0 matrix cannot be packed by 16 rows", rows, cols))
+	}
+	rb := rowBytes(dtype.Q4_0, cols)
+	checkWeights(w, rows, rb)
+	return rb
+}
+
+// q4x16Sizes are the input counts of the packed kernels, largest first.
+var q4x16Sizes = [...]int{8, 4, 2, 1}
+
+// q4x16Inputs lays out the Q8_0 inputs vs (prepared for Q4_0 weights)
+// for the packed kernels, in buf's memory when it is large enough (see
+// q4x16Put).
+func q4x16Inputs(buf []byte, vs []*QVec) []byte {
+	ni, nb := len(vs), vs[0].nb
+	buf = growBytes(buf, nb*40*ni)
+	for j, v := range vs {
+		q4x16Put(buf, ni, j, v.blocks, nb)
+	}
+	return buf
+}
+
+// q4x16Put writes input j of ni, the nb Q8_0 blocks q, into x, the packed
+// kernels' layout of the ni inputs: per block, the inputs' 32 quants one
+// after another, then each input's −8·Σy as a little-endian int32, then
+// its scale d_y as a float32 (40 bytes per input and block).
+func q4x16Put(x []byte, ni, j int, q []byte, nb int) {
+	unit := 40 * ni
+	for b := range nb {
+		u := x[b*unit : (b+1)*unit]
+		blk := q[34*b : 34*b+34]
+		copy(u[32*j:32*j+32], blk[2:])
+		s := int32(0)
+		for _, y := range blk[2:] {
+			s += int32(int8(y))
+		}
+		binary.LittleEndian.PutUint32(u[32*ni+4*j:], uint32(-8*s))
+		binary.LittleEndian.PutUint32(u[36*ni+4*j:], math.Float32bits(f16at(blk)))
+	}
+}
+
+// dotQ4x16Generic sets dst[j·stride + r], for the ni inputs j of x
+// (q4x16Inputs' layout, nb blocks) and the sixteen rows r of the packed
+// group w, to the packed arithmetic's result (see above).
+func dotQ4x16Generic(ni int, w, x []byte, nb, stride int, dst []float32) {
+	w, x = w[:nb*q4x16Unit], x[:nb*40*ni]
+	var acc [maxMulti][Q4x16Rows]float32
+	var q [Q4x16Rows][32]int32
+	for b := range nb {
+		u := w[b*q4x16Unit : (b+1)*q4x16Unit]
+		for r := range Q4x16Rows {
+			for k := range 4 {
+				for i, c := range u[32+64*k+4*r : 32+64*k+4*r+4] {
+					q[r][4*k+i], q[r][16+4*k+i] = int32(c&15), int32(c>>4)
+				}
+			}
+		}
+		xu := x[b*40*ni : (b+1)*40*ni]
+		for j := range ni {
+			y := xu[32*j : 32*j+32]
+			c := int32(binary.LittleEndian.Uint32(xu[32*ni+4*j:]))
+			dy := math.Float32frombits(binary.LittleEndian.Uint32(xu[36*ni+4*j:]))
+			a := &acc[j]
+			for r := range Q4x16Rows {
+				s := c
+				for e, v := range y {
+					s += q[r][e] * int32(int8(v))
+				}
+				d := f16at(u[2*r:]) * dy
+				t := float32(float32(s) * d)
+				a[r] = float32(a[r] + t)
+			}
+		}
+	}
+	for j := range ni {
+		copy(dst[j*stride:j*stride+Q4x16Rows], acc[j][:])
+	}
+}
+
+// MatMulQ4x16 computes dst[i·rows + r] = Σ_c W[r,c]·x[i·cols + c] for the
+// n inputs i and rows r of the Q4_0 matrix W packed by PackQ4x16 in w.
+// The inputs are quantized to Q8_0 as for MatVec (straight into the
+// packed kernels' layout, one input per chunk on all threads); n = 1 is
+// the mat-vec. Each group of sixteen rows, read once, takes every input;
+// the groups are split over the pool's threads in long runs for one
+// input (mvChunkRows: the rows stream from memory), in shorter ones for
+// more, whose compute-bound chunks would otherwise leave a thread idle at
+// the end.
+func (p *Pool) MatMulQ4x16(dst []float32, w []byte, rows, cols int, x []float32, n int) {
+	rb := checkQ4x16(w, rows, cols)
+	if n < 0 {
+		panic(fmt.Sprintf("cpu: MatMulQ4x16 of %d inputs", n))
+	}
+	checkLen("MatMulQ4x16 dst", len(dst), n*rows)
+	checkLen("MatMulQ4x16 x", len(x), n*cols)
+	if n == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	nb := cols / 32
+	t := &p.pk
+	*t = q4x16Task{dst: dst, w: w, rb: rb, rows: rows, nb: nb, groups: t.groups[:0], x: x, cols: cols}
+	for i := 0; i < n; {
+		ni := 1
+		for _, s := range q4x16Sizes {
+			if s <= n-i {
+				ni = s
+				break
+			}
+		}
+		k := len(t.groups)
+		if k == len(p.pkx) {
+			p.pkx = append(p.pkx, nil)
+		}
+		p.pkx[k] = growBytes(p.pkx[k], nb*40*ni)
+		t.groups = append(t.groups, q4x16Group{i0: i, n: ni, x: p.pkx[k]})
+		i += ni
+	}
+	for len(p.pkq) < p.threads {
+		p.pkq = append(p.pkq, nil)
+	}
+	t.q = p.pkq
+	if n == 1 {
+		t.RunWorker(0, 0, 1)
+	} else {
+		p.run(n, 1, nil, t)
+	}
+	chunk := max(mvChunkRows(rb, rows, p.threads)/Q4x16Rows, 1)
+	if n > 1 {
+		chunk = max(rows/Q4x16Rows/(q4x16ChunksPerThread*p.threads), 1)
+	}
+	p.run(rows/Q4x16Rows, chunk, t, nil)
+	*t = q4x16Task{groups: t.groups[:0]}
+}
+
+// q4x16ChunksPerThread is how many chunks per thread MatMulQ4x16 cuts
+// the groups of rows into for more than one input.
+const q4x16ChunksPerThread = 16
+
+// q4x16Task is MatMulQ4x16's work: groups of rows [lo, hi) against every
+// group of inputs (Run), after the inputs are quantized into the groups'
+// layout (prep).
+type q4x16Task struct {
+	dst    []float32
+	w      []byte
+	rb     int
+	rows   int
+	nb     int
+	groups []q4x16Group
+	x      []float32 // the inputs, for prep
+	cols   int
+	q      [][]byte // per worker: one input's Q8_0 blocks
+}
+
+// q4x16Group is a group of inputs of MatMulQ4x16: inputs [i0, i0+n), laid
+// out by q4x16Put in x.
+type q4x16Group struct {
+	i0, n int
+	x     []byte
+}
+
+func (t *q4x16Task) Run(lo, hi int) {
+	span := Q4x16Rows * t.rb
+	for g := lo; g < hi; g++ {
+		w := t.w[g*span : (g+1)*span]
+		for _, in := range t.groups {
+			dotQ4x16(in.n, w, in.x, t.nb, t.rows, t.dst[in.i0*t.rows+g*Q4x16Rows:])
+		}
+	}
+}
+
+// RunWorker quantizes inputs [lo, hi) into their groups' layout, in
+// worker w's scratch: the preparation MatMulQ4x16 runs before Run.
+func (t *q4x16Task) RunWorker(w, lo, hi int) {
+	t.q[w] = growBytes(t.q[w], 34*t.nb)
+	q := t.q[w]
+	for i := lo; i < hi; i++ {
+		quantizeQ8_0(t.x[i*t.cols:(i+1)*t.cols], q, t.nb)
+		for _, g := range t.groups {
+			if i < g.i0+g.n {
+				q4x16Put(g.x, g.n, i-g.i0, q, t.nb)
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,8 @@
+//go:build !amd64 || noasm || !gc
+
+package cpu
+
+// dotQ4x16 is dotQ4x16Generic where no assembly is built.
+func dotQ4x16(ni int, w, x []byte, nb, stride int, dst []float32) {
+	dotQ4x16Generic(ni, w, x, nb, stride, dst)
+}
