@@ -138,16 +138,18 @@ func q4x16Inputs(buf []byte, vs []*QVec) []byte {
 // its scale d_y as a float32 (40 bytes per input and block).
 func q4x16Put(x []byte, ni, j int, q []byte, nb int) {
 	unit := 40 * ni
+	x, q = x[:nb*unit], q[:34*nb]
 	for b := range nb {
 		u := x[b*unit : (b+1)*unit]
-		blk := q[34*b : 34*b+34]
-		copy(u[32*j:32*j+32], blk[2:])
+		blk := (*[34]byte)(q[34*b:])
+		ys := (*[32]byte)(blk[2:])
+		copy(u[32*j:32*j+32], ys[:])
 		s := int32(0)
-		for _, y := range blk[2:] {
+		for _, y := range ys {
 			s += int32(int8(y))
 		}
 		binary.LittleEndian.PutUint32(u[32*ni+4*j:], uint32(-8*s))
-		binary.LittleEndian.PutUint32(u[36*ni+4*j:], math.Float32bits(f16at(blk)))
+		binary.LittleEndian.PutUint32(u[36*ni+4*j:], math.Float32bits(f16at(blk[:])))
 	}
 }
 
@@ -234,9 +236,9 @@ func (p *Pool) MatMulQ4x16(dst []float32, w []byte, rows, cols int, x []float32,
 	}
 	t.q = p.pkq
 	if n == 1 {
-		t.RunWorker(0, 0, 1)
-	} else {
-		p.run(n, 1, nil, t)
+		t.RunWorker(0, 0, nb)
+	} else { // by blocks: the workers write apart, not into shared lines
+		p.run(nb, max(nb/(2*p.threads), 4), nil, t)
 	}
 	chunk := max(mvChunkRows(rb, rows, p.threads)/Q4x16Rows, 1)
 	if n > 1 {
@@ -248,7 +250,7 @@ func (p *Pool) MatMulQ4x16(dst []float32, w []byte, rows, cols int, x []float32,
 
 // q4x16ChunksPerThread is how many chunks per thread MatMulQ4x16 cuts
 // the groups of rows into for more than one input.
-const q4x16ChunksPerThread = 16
+const q4x16ChunksPerThread = 8
 
 // q4x16Task is MatMulQ4x16's work: groups of rows [lo, hi) against every
 // group of inputs (Run), after the inputs are quantized into the groups'
@@ -282,18 +284,18 @@ func (t *q4x16Task) Run(lo, hi int) {
 	}
 }
 
-// RunWorker quantizes inputs [lo, hi) into their groups' layout, in
-// worker w's scratch: the preparation MatMulQ4x16 runs before Run.
+// RunWorker quantizes blocks [lo, hi) of every input into their groups'
+// layout, in worker w's scratch: the preparation MatMulQ4x16 runs before
+// Run.
 func (t *q4x16Task) RunWorker(w, lo, hi int) {
-	t.q[w] = growBytes(t.q[w], 34*t.nb)
+	nb := hi - lo
+	t.q[w] = growBytes(t.q[w], 34*nb)
 	q := t.q[w]
-	for i := lo; i < hi; i++ {
-		quantizeQ8_0(t.x[i*t.cols:(i+1)*t.cols], q, t.nb)
-		for _, g := range t.groups {
-			if i < g.i0+g.n {
-				q4x16Put(g.x, g.n, i-g.i0, q, t.nb)
-				break
-			}
+	for _, g := range t.groups {
+		for j := range g.n {
+			i := g.i0 + j
+			quantizeQ8_0(t.x[i*t.cols+32*lo:i*t.cols+32*hi], q, nb)
+			q4x16Put(g.x[lo*40*g.n:], g.n, j, q, nb)
 		}
 	}
 }
