@@ -286,8 +286,13 @@ func TestGenerateCancel(t *testing.T) {
 // token) must not allocate.
 func TestDecodeStepAllocatesNothing(t *testing.T) {
 	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Seed: 3}))
-	for _, kv := range []dtype.Type{dtype.F32, dtype.F16} {
-		s := session(t, m, engine.Options{KVType: kv, Context: 256})
+	packed := loadPacked(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3}))
+	for _, c := range []struct {
+		m  *engine.Model
+		kv dtype.Type
+	}{{m, dtype.F32}, {m, dtype.F16}, {packed, dtype.F16}} {
+		kv := c.kv
+		s := session(t, c.m, engine.Options{KVType: kv, Context: 256})
 		if _, err := s.Eval([]int32{1, 2, 3}); err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +303,7 @@ func TestDecodeStepAllocatesNothing(t *testing.T) {
 			}
 		})
 		if allocs != 0 {
-			t.Errorf("kv %s: a decode step allocates %.1f times", kv, allocs)
+			t.Errorf("%s, kv %s: a decode step allocates %.1f times", c.m.W.Layers[0].Q.Type, kv, allocs)
 		}
 	}
 }

@@ -372,6 +372,32 @@ func (r *Runner) matmul(dst []float32, w *arch.Tensor, x []float32, n int) {
 	r.hostMatmul(dst, w, x, n)
 }
 
+// matmulShared computes da = A·x, db = B·x and, when C is not nil,
+// dc = C·x for the n inputs x: a layer's Q, K and V, or its up and gate.
+// Packed matrices take one MatMulQ4x16Set (the inputs quantized once,
+// one pass of the pool); others one matmul each.
+func (r *Runner) matmulShared(x []float32, n int, a *arch.Tensor, da []float32, b *arch.Tensor, db []float32, c *arch.Tensor, dc []float32) {
+	if a.Packed && b.Packed && (c == nil || c.Packed) {
+		var ps [3]cpu.Q4x16Product
+		ps[0] = cpu.Q4x16Product{Dst: da[:n*a.Rows()], W: a.Data, Rows: a.Rows()}
+		ps[1] = cpu.Q4x16Product{Dst: db[:n*b.Rows()], W: b.Data, Rows: b.Rows()}
+		k := 2
+		if c != nil {
+			ps[2] = cpu.Q4x16Product{Dst: dc[:n*c.Rows()], W: c.Data, Rows: c.Rows()}
+			k = 3
+		}
+		if a.Cols() == b.Cols() && (c == nil || c.Cols() == a.Cols()) {
+			r.pool.MatMulQ4x16Set(ps[:k], a.Cols(), x[:n*a.Cols()], n)
+			return
+		}
+	}
+	r.matmul(da, a, x, n)
+	r.matmul(db, b, x, n)
+	if c != nil {
+		r.matmul(dc, c, x, n)
+	}
+}
+
 // hostMatmul is matmul on the CPU: the packed drivers for a packed
 // matrix, else MatVec for one token and MatMul for more.
 func (r *Runner) hostMatmul(dst []float32, w *arch.Tensor, x []float32, n int) {
@@ -440,9 +466,7 @@ func (r *Runner) forward(seqs []Seq, n int) {
 		// attention
 		if !r.deviceAttention(l, seqs, x, xb2, n) {
 			r.norm(xb, x, lv.attnNorm, lv.attnNormB, n)
-			r.matmul(q, lw.Q, xb, n)
-			r.matmul(kx, lw.K, xb, n)
-			r.matmul(vx, lw.V, xb, n)
+			r.matmulShared(xb, n, lw.Q, q, lw.K, kx, lw.V, vx)
 			addBias(q, lv.qb, n, qd)
 			addBias(kx, lv.kb, n, kvd)
 			addBias(vx, lv.vb, n, kvd)
@@ -488,12 +512,15 @@ func (r *Runner) forward(seqs []Seq, n int) {
 			cpu.AddInPlace(x, xb2)
 			continue
 		}
-		r.matmul(hb2, lw.Up, xb, n)
+		if c.Gated {
+			r.matmulShared(xb, n, lw.Up, hb2, lw.Gate, hb, nil, nil)
+		} else {
+			r.matmul(hb2, lw.Up, xb, n)
+		}
 		addBias(hb2, lv.upB, n, ffn)
 		// hb becomes the activation a the profiler and thresholds see:
 		// act(gate), act(gate)⊙act(up) for dReLU, act(up) when not gated
 		if c.Gated {
-			r.matmul(hb, lw.Gate, xb, n)
 			addBias(hb, lv.gateB, n, ffn)
 			activate(hb, c.Act)
 			if c.DReLU {

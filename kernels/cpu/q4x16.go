@@ -194,18 +194,44 @@ func dotQ4x16Generic(ni int, w, x []byte, nb, stride int, dst []float32) {
 // MatMulQ4x16 computes dst[i·rows + r] = Σ_c W[r,c]·x[i·cols + c] for the
 // n inputs i and rows r of the Q4_0 matrix W packed by PackQ4x16 in w.
 // The inputs are quantized to Q8_0 as for MatVec (straight into the
-// packed kernels' layout, one input per chunk on all threads); n = 1 is
-// the mat-vec. Each group of sixteen rows, read once, takes every input;
+// packed kernels' layout, by blocks on all threads); n = 1 is the
+// mat-vec. Each group of sixteen rows, read once, takes every input;
 // the groups are split over the pool's threads in long runs for one
 // input (mvChunkRows: the rows stream from memory), in shorter ones for
 // more, whose compute-bound chunks would otherwise leave a thread idle at
 // the end.
 func (p *Pool) MatMulQ4x16(dst []float32, w []byte, rows, cols int, x []float32, n int) {
-	rb := checkQ4x16(w, rows, cols)
+	p.MatMulQ4x16Set([]Q4x16Product{{Dst: dst, W: w, Rows: rows}}, cols, x, n)
+}
+
+// Q4x16Product is one matrix of MatMulQ4x16Set: the packed Q4_0 weights W
+// of Rows rows and the products' destination, as in MatMulQ4x16.
+type Q4x16Product struct {
+	Dst  []float32
+	W    []byte
+	Rows int
+}
+
+// q4x16MaxSet is the most matrices MatMulQ4x16Set takes: a layer's Q, K
+// and V.
+const q4x16MaxSet = 3
+
+// MatMulQ4x16Set is MatMulQ4x16 for up to three matrices of cols columns
+// that take the same n inputs (a layer's Q, K and V; gate and up): the
+// inputs are quantized once and one pass of the pool covers every
+// matrix's groups of rows. Each product is the bits MatMulQ4x16 gives.
+func (p *Pool) MatMulQ4x16Set(ps []Q4x16Product, cols int, x []float32, n int) {
+	if len(ps) < 1 || len(ps) > q4x16MaxSet {
+		panic(fmt.Sprintf("cpu: MatMulQ4x16Set of %d matrices", len(ps)))
+	}
 	if n < 0 {
 		panic(fmt.Sprintf("cpu: MatMulQ4x16 of %d inputs", n))
 	}
-	checkLen("MatMulQ4x16 dst", len(dst), n*rows)
+	var rb int
+	for _, m := range ps {
+		rb = checkQ4x16(m.W, m.Rows, cols)
+		checkLen("MatMulQ4x16 dst", len(m.Dst), n*m.Rows)
+	}
 	checkLen("MatMulQ4x16 x", len(x), n*cols)
 	if n == 0 {
 		return
@@ -214,7 +240,14 @@ func (p *Pool) MatMulQ4x16(dst []float32, w []byte, rows, cols int, x []float32,
 	defer p.mu.Unlock()
 	nb := cols / 32
 	t := &p.pk
-	*t = q4x16Task{dst: dst, w: w, rb: rb, rows: rows, nb: nb, groups: t.groups[:0], x: x, cols: cols}
+	*t = q4x16Task{rb: rb, nb: nb, groups: t.groups[:0], x: x, cols: cols}
+	copy(t.ps[:], ps)
+	t.nps = len(ps)
+	total := 0
+	for k, m := range ps {
+		total += m.Rows / Q4x16Rows
+		t.ends[k] = total
+	}
 	for i := 0; i < n; {
 		ni := 1
 		for _, s := range q4x16Sizes {
@@ -240,11 +273,11 @@ func (p *Pool) MatMulQ4x16(dst []float32, w []byte, rows, cols int, x []float32,
 	} else { // by blocks: the workers write apart, not into shared lines
 		p.run(nb, max(nb/(2*p.threads), 4), nil, t)
 	}
-	chunk := max(mvChunkRows(rb, rows, p.threads)/Q4x16Rows, 1)
+	chunk := max(mvChunkRows(rb, total*Q4x16Rows, p.threads)/Q4x16Rows, 1)
 	if n > 1 {
-		chunk = max(rows/Q4x16Rows/(q4x16ChunksPerThread*p.threads), 1)
+		chunk = max(total/(q4x16ChunksPerThread*p.threads), 1)
 	}
-	p.run(rows/Q4x16Rows, chunk, t, nil)
+	p.run(total, chunk, t, nil)
 	*t = q4x16Task{groups: t.groups[:0]}
 }
 
@@ -256,10 +289,10 @@ const q4x16ChunksPerThread = 8
 // group of inputs (Run), after the inputs are quantized into the groups'
 // layout (prep).
 type q4x16Task struct {
-	dst    []float32
-	w      []byte
+	ps     [q4x16MaxSet]Q4x16Product
+	nps    int
+	ends   [q4x16MaxSet]int // groups of rows of ps[:k+1]
 	rb     int
-	rows   int
 	nb     int
 	groups []q4x16Group
 	x      []float32 // the inputs, for prep
@@ -276,10 +309,17 @@ type q4x16Group struct {
 
 func (t *q4x16Task) Run(lo, hi int) {
 	span := Q4x16Rows * t.rb
+	k, start := 0, 0
 	for g := lo; g < hi; g++ {
-		w := t.w[g*span : (g+1)*span]
+		for g >= t.ends[k] {
+			start = t.ends[k]
+			k++
+		}
+		m := &t.ps[k]
+		r := g - start
+		w := m.W[r*span : (r+1)*span]
 		for _, in := range t.groups {
-			dotQ4x16(in.n, w, in.x, t.nb, t.rows, t.dst[in.i0*t.rows+g*Q4x16Rows:])
+			dotQ4x16(in.n, w, in.x, t.nb, m.Rows, m.Dst[in.i0*m.Rows+r*Q4x16Rows:])
 		}
 	}
 }

@@ -181,3 +181,42 @@ func TestQ4x16GenericKernel(t *testing.T) {
 		}
 	}
 }
+
+// TestMatMulQ4x16Set: three matrices of different heights that share
+// their inputs give, in one MatMulQ4x16Set, the bits of three
+// MatMulQ4x16 calls; and a set beyond three matrices panics.
+func TestMatMulQ4x16Set(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	p := cpu.NewPool(2)
+	defer p.Close()
+	const cols = 256
+	heights := []int{64, 16, 48}
+	var ps []cpu.Q4x16Product
+	for _, rows := range heights {
+		w := randQ4_0(rng, rows, cols)
+		cpu.PackQ4x16(w, rows, cols)
+		ps = append(ps, cpu.Q4x16Product{W: w, Rows: rows})
+	}
+	for _, n := range []int{1, 5, 8, 11} {
+		x := randSlice(rng, n*cols, 1)
+		for k := range ps {
+			ps[k].Dst = make([]float32, n*heights[k])
+		}
+		p.MatMulQ4x16Set(ps, cols, x, n)
+		for k, m := range ps {
+			want := make([]float32, n*m.Rows)
+			p.MatMulQ4x16(want, m.W, m.Rows, cols, x, n)
+			for i := range want {
+				if math.Float32bits(want[i]) != math.Float32bits(m.Dst[i]) {
+					t.Fatalf("n=%d matrix %d result %d: %v in the set, %v alone", n, k, i, m.Dst[i], want[i])
+				}
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("MatMulQ4x16Set of four matrices did not panic")
+		}
+	}()
+	p.MatMulQ4x16Set(append(ps, ps[0]), cols, randSlice(rng, cols, 1), 1)
+}
