@@ -63,7 +63,7 @@ type LoadOptions struct {
 	// PackQ4 packs, in place, the Q4_0 matrices that only the dense
 	// forward pass reads (attention, FFN, the output head unless tied to
 	// the embedding) into the CPU's packed layout (cpu.PackQ4x16), where
-	// that pays (cpu.Q4x16Pays: AVX-512 VNNI) and the file is read into
+	// that pays (cpu.Q4x16Pays: AVX2 or AVX-512 VNNI) and the file is read into
 	// memory (NoMmap); otherwise it does nothing. The packed kernels
 	// compute the same products with the rows interleaved by sixteen, one
 	// row per vector lane: eight batched inputs ran at 1.2–1.7× the row

@@ -2,26 +2,38 @@
 
 package cpu
 
-// dotQ4x16 is dotQ4x16Generic, in assembly where the VNNI kernels run.
+// dotQ4x16 is dotQ4x16Generic, in assembly wherever the assembly runs:
+// the AVX-512 VNNI kernels where useVNNI allows, the AVX2 ones elsewhere
+// (the same bits either way).
 func dotQ4x16(ni int, w, x []byte, nb, stride int, dst []float32) {
-	if useAsm && useVNNI {
-		_ = w[nb*q4x16Unit-1]
-		_ = x[nb*40*ni-1]
-		_ = dst[(ni-1)*stride+Q4x16Rows-1]
-		switch ni {
-		case 8:
-			dotQ4x16x8VNNI(w, x, nb, stride, dst)
-			return
-		case 4:
-			dotQ4x16x4VNNI(w, x, nb, stride, dst)
-			return
-		case 2:
-			dotQ4x16x2VNNI(w, x, nb, stride, dst)
-			return
-		case 1:
-			dotQ4x16x1VNNI(w, x, nb, stride, dst)
+	if useAsm && haveAVX2 && (ni == 8 || ni == 4 || ni == 2 || ni == 1) {
+		_ = w[:nb*q4x16Unit]
+		_ = x[:nb*40*ni]
+		_ = dst[:(ni-1)*stride+Q4x16Rows]
+		if useVNNI {
+			switch ni {
+			case 8:
+				dotQ4x16x8VNNI(w, x, nb, stride, dst)
+			case 4:
+				dotQ4x16x4VNNI(w, x, nb, stride, dst)
+			case 2:
+				dotQ4x16x2VNNI(w, x, nb, stride, dst)
+			default:
+				dotQ4x16x1VNNI(w, x, nb, stride, dst)
+			}
 			return
 		}
+		switch ni {
+		case 8:
+			dotQ4x16x8AVX2(w, x, nb, stride, dst)
+		case 4:
+			dotQ4x16x4AVX2(w, x, nb, stride, dst)
+		case 2:
+			dotQ4x16x2AVX2(w, x, nb, stride, dst)
+		default:
+			dotQ4x16x1AVX2(w, x, nb, stride, dst)
+		}
+		return
 	}
 	dotQ4x16Generic(ni, w, x, nb, stride, dst)
 }

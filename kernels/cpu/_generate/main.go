@@ -96,6 +96,9 @@ func main() {
 		for _, ni := range []int{1, 2, 4, 8} {
 			genQ4x16VNNI(ni)
 		}
+		for _, ni := range []int{1, 2, 4, 8} {
+			genQ4x16AVX2(ni)
+		}
 	case "silu":
 		genSiLU()
 		genExpSub()

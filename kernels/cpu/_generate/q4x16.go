@@ -43,12 +43,8 @@ func genQ4x16VNNI(ni int) {
 	n := Load(Param("nb"), GP64())
 	stride := Load(Param("stride"), GP64())
 	dst := Load(Param("dst").Base(), GP64())
-	if q4x16Nib == nil {
-		m := vecConst("q4x16nib", widen(bytes32(0x0f), 64))
-		q4x16Nib = &m
-	}
 	mask := ZMM()
-	VMOVDQU64(*q4x16Nib, mask)
+	VMOVDQU64(q4x16Mask(), mask)
 	acc := make([]VecVirtual, ni)
 	for j := range acc {
 		acc[j] = zeroVec(true)
@@ -57,8 +53,8 @@ func genQ4x16VNNI(ni int) {
 	TESTQ(n, n)
 	JZ(LabelRef(done))
 	Label(loop)
-	// Four blocks on: the rows of a group, and the groups of a chunk,
-	// lie one after another, a stream the prefetch keeps ahead of.
+	// Sixteen block units on: the rows of a group, and the groups of a
+	// chunk, lie one after another, a stream the prefetch keeps ahead of.
 	for l := 0; l < 288; l += 64 {
 		PREFETCHT0(Mem{Base: wp, Disp: 16*288 + l})
 	}
@@ -112,8 +108,171 @@ func genQ4x16VNNI(ni int) {
 	RET()
 }
 
-// q4x16Nib is the 64 bytes 0x0f, declared by the first kernel.
+// genQ4x16AVX2 writes dotQ4x16x{ni}AVX2, genQ4x16VNNI's kernel for CPUs
+// without AVX-512: the same arguments, the same bits. A 256-bit register
+// holds eight dword lanes, so a group is two halves of eight rows, half h
+// the bytes [32h, 32h+32) of every 64-byte vector k and the scales at
+// [16h, 16h+16). Where VNNI adds four products to a lane in one
+// VPDPBUSD, AVX2 takes a VPMADDUBSW (two int16 pairs per lane) and a
+// VPADDW: the eight of a block add up in int16, each word at most
+// 8·2·15·128 = 30720 in magnitude, so nothing saturates and the words
+// are exact, and one VPMADDWD by words of 1 makes them the lane's int32
+// sum, to which the layout's −8·Σy is added. Integer sums are exact in
+// any order, so s_r is the twin's, and the float step is genQ4x16VNNI's,
+// lane for lane.
+//
+// Both halves go together, each broadcast of the input's quants serving
+// the two. On the 2-core Zen 5 machine (one thread, a group in L1) the
+// halves one after the other, a broadcast each and the constants as
+// memory operands, were bound by the vector loads (two a cycle): 67
+// GMAC/s with one input, 115 with four. Sharing the broadcasts and
+// keeping the constants in registers made that 85 and 123, near the
+// bound of the vector pipes, four there, two of which take every
+// VPMADDUBSW, VPMADDWD and VMULPS (eleven per input and half a block,
+// of about 21 instructions). Sixteen registers then hold four nibble
+// vectors (vector k of both halves, low and high), a broadcast and a
+// product, the nibble mask and the words of 1, and two int16 sums per
+// input: four inputs at most at a time, so eight take a block's vectors
+// twice, four and four (the weights are in L1 the second time). The 2·ni
+// accumulators stay in registers up to two inputs; from four they live
+// in the frame, one VADDPS from memory and one store per input and half
+// a block, which the load ports have room for.
+func genQ4x16AVX2(ni int) {
+	name := fmt.Sprintf("dotQ4x16x%dAVX2", ni)
+	TEXT(name, NOSPLIT, "func(w, x []byte, nb, stride int, dst []float32)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is dotQ4x16Generic for %d input(s) with AVX2.", name, ni))
+	wp := Load(Param("w").Base(), GP64())
+	xp := Load(Param("x").Base(), GP64())
+	n := Load(Param("nb"), GP64())
+	stride := Load(Param("stride"), GP64())
+	dst := Load(Param("dst").Base(), GP64())
+	mask, ones := YMM(), YMM()
+	VMOVDQU(q4x16Mask(), mask)
+	VMOVDQU(cWords(1), ones)
+	const pass = 4 // inputs at a time
+	// acc[2j+h] accumulates input j's rows 8h…8h+7: in a register up to
+	// two inputs, else in slot 2j+h of the frame.
+	var acc []VecVirtual
+	var frame Mem
+	if ni <= 2 {
+		acc = make([]VecVirtual, 2*ni)
+		for i := range acc {
+			acc[i] = YMM()
+			VXORPS(acc[i], acc[i], acc[i])
+		}
+	} else {
+		frame = AllocLocal(32 * 2 * ni)
+		z := YMM()
+		VXORPS(z, z, z)
+		for i := range 2 * ni {
+			VMOVUPS(z, frame.Offset(32*i))
+		}
+	}
+	loop, done := fmt.Sprintf("q4x16x%davx2block", ni), fmt.Sprintf("q4x16x%davx2done", ni)
+	TESTQ(n, n)
+	JZ(LabelRef(done))
+	Label(loop)
+	// The VNNI kernels' prefetch, sixteen block units on.
+	for l := 0; l < 288; l += 64 {
+		PREFETCHT0(Mem{Base: wp, Disp: 16*288 + l})
+	}
+	for j0 := 0; j0 < ni; j0 += pass {
+		g := min(ni-j0, pass)
+		s := make([][2]VecVirtual, g) // input j's int16 sums, by half
+		for k := range 4 {
+			var q [2][2]VecVirtual // nibbles: low, high; by half
+			for h := range 2 {
+				lo, hi := YMM(), YMM()
+				VMOVDQU(Mem{Base: wp, Disp: 32 + 64*k + 32*h}, lo)
+				VPSRLW(U8(4), lo, hi)
+				VPAND(mask, lo, lo)
+				VPAND(mask, hi, hi)
+				q[0][h], q[1][h] = lo, hi
+			}
+			// Step k of every input before step k+1 of any, as in the
+			// VNNI kernels: the inputs' sums are independent chains.
+			for part := range 2 {
+				for j := range g {
+					y := YMM()
+					VPBROADCASTD(Mem{Base: xp, Disp: 32*(j0+j) + 16*part + 4*k}, y)
+					for h := range 2 {
+						p := y
+						if h == 0 {
+							p = YMM()
+						}
+						VPMADDUBSW(y, q[part][h], p)
+						if k == 0 && part == 0 {
+							s[j][h] = p
+						} else {
+							VPADDW(p, s[j][h], s[j][h])
+						}
+					}
+				}
+			}
+		}
+		var dw [2]VecVirtual
+		for h := range 2 {
+			dw[h] = YMM()
+			VCVTPH2PS(Mem{Base: wp, Disp: 16 * h}, dw[h])
+		}
+		for j := range g {
+			c, dy := YMM(), YMM()
+			VPBROADCASTD(Mem{Base: xp, Disp: 32*ni + 4*(j0+j)}, c)
+			VBROADCASTSS(Mem{Base: xp, Disp: 36*ni + 4*(j0+j)}, dy)
+			for h := range 2 {
+				t := s[j][h]
+				VPMADDWD(ones, t, t)
+				VPADDD(c, t, t)
+				VCVTDQ2PS(t, t)
+				d := YMM()
+				VMULPS(dw[h], dy, d)
+				VMULPS(d, t, t)
+				if i := 2*(j0+j) + h; acc != nil {
+					VADDPS(t, acc[i], acc[i])
+				} else {
+					VADDPS(frame.Offset(32*i), t, t)
+					VMOVUPS(t, frame.Offset(32*i))
+				}
+			}
+		}
+	}
+	ADDQ(U32(288), wp)
+	ADDQ(U32(40*ni), xp)
+	DECQ(n)
+	JNZ(LabelRef(loop))
+	Label(done)
+	SHLQ(U8(2), stride)
+	for j := range ni {
+		for h := range 2 {
+			out := Mem{Base: dst, Disp: 32 * h}
+			if i := 2*j + h; acc != nil {
+				VMOVUPS(acc[i], out)
+			} else {
+				t := YMM()
+				VMOVUPS(frame.Offset(32*i), t)
+				VMOVUPS(t, out)
+			}
+		}
+		if j+1 < ni {
+			ADDQ(stride, dst)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// q4x16Nib is the 64 bytes 0x0f, declared by the first kernel that asks
+// q4x16Mask for it; the AVX2 kernels read its first 32.
 var q4x16Nib *Mem
+
+func q4x16Mask() Mem {
+	if q4x16Nib == nil {
+		m := vecConst("q4x16nib", widen(bytes32(0x0f), 64))
+		q4x16Nib = &m
+	}
+	return *q4x16Nib
+}
 
 // vpdpbusdBcst emits VPDPBUSD.BCST: vpdpbusd with the signed side four
 // bytes in memory, broadcast to every dword lane.
