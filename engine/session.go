@@ -132,6 +132,8 @@ type Seq struct {
 // One decode step of a continuous batch reads each weight once for all
 // sequences. A Runner is used by one goroutine at a time.
 type Runner struct {
+	attSeqs []cpu.AttnSeq // forward's attention batch, reused
+	tok     tokenTask     // forward's per-token step (tokens.go)
 	m       *Model
 	pool    *cpu.Pool
 	ownPool bool
@@ -465,43 +467,33 @@ func (r *Runner) forward(seqs []Seq, n int) {
 
 		// attention
 		if !r.deviceAttention(l, seqs, x, xb2, n) {
-			r.norm(xb, x, lv.attnNorm, lv.attnNormB, n)
+			r.normTokens(n, false, x, xb, nil, lv.attnNorm, lv.attnNormB)
 			r.matmulShared(xb, n, lw.Q, q, lw.K, kx, lw.V, vx)
 			addBias(q, lv.qb, n, qd)
 			addBias(kx, lv.kb, n, kvd)
 			addBias(vx, lv.vb, n, kvd)
-			for i := range n {
-				qi, ki := q[i*qd:(i+1)*qd], kx[i*kvd:(i+1)*kvd]
-				if c.QKNorm {
-					for h := range c.Heads {
-						hq := qi[h*c.HeadDim : (h+1)*c.HeadDim]
-						cpu.RMSNorm(hq, hq, lv.qNorm, c.NormEps)
-					}
-					for h := range c.KVHeads {
-						hk := ki[h*c.HeadDim : (h+1)*c.HeadDim]
-						cpu.RMSNorm(hk, hk, lv.kNorm, c.NormEps)
-					}
-				}
-				if r.rope != nil {
-					r.rope.Apply(qi, c.Heads, r.pos[i])
-					r.rope.Apply(ki, c.KVHeads, r.pos[i])
-				}
+			if c.QKNorm || r.rope != nil {
+				r.tok = tokenTask{r: r, step: stepQK, lv: lv, q: q, k: kx}
+				r.eachToken(n)
 			}
 			off := 0
+			r.attSeqs = r.attSeqs[:0]
 			for _, sq := range seqs {
 				k := len(sq.Tokens)
 				sq.KV.store(l, sq.KV.pos, kx[off*kvd:(off+k)*kvd], vx[off*kvd:(off+k)*kvd], k)
 				kc, vc := sq.KV.layer(l)
-				r.pool.Attention(att[off*qd:(off+k)*qd], q[off*qd:(off+k)*qd], k, sq.KV.pos, kc, vc, c.Heads, c.KVHeads, c.HeadDim, scale)
+				r.attSeqs = append(r.attSeqs, cpu.AttnSeq{Out: att[off*qd : (off+k)*qd], Q: q[off*qd : (off+k)*qd], NTok: k, Start: sq.KV.pos, K: kc, V: vc})
 				off += k
 			}
+			// every sequence's heads in one pass of the pool
+			r.pool.AttentionBatch(r.attSeqs, c.Heads, c.KVHeads, c.HeadDim, scale)
+			clear(r.attSeqs) // drop the caches' references
 			r.matmul(xb2, lw.O, att, n)
 			addBias(xb2, lv.ob, n, dim)
 		}
-		cpu.AddInPlace(x, xb2)
 
-		// feed-forward
-		r.norm(xb, x, lv.ffnNorm, lv.ffnNormB, n)
+		// feed-forward, after the residual add
+		r.normTokens(n, true, x, xb, xb2, lv.ffnNorm, lv.ffnNormB)
 		if r.deviceFFN(l, x, xb, xb2, n) {
 			addBias(xb2, lv.downB, n, dim)
 			cpu.AddInPlace(x, xb2)
@@ -519,18 +511,14 @@ func (r *Runner) forward(seqs []Seq, n int) {
 		}
 		addBias(hb2, lv.upB, n, ffn)
 		// hb becomes the activation a the profiler and thresholds see:
-		// act(gate), act(gate)⊙act(up) for dReLU, act(up) when not gated
+		// act(gate), act(gate)⊙act(up) for dReLU, act(up) when not gated;
+		// with neither looking, the gated product follows at once
 		if c.Gated {
 			addBias(hb, lv.gateB, n, ffn)
-			activate(hb, c.Act)
-			if c.DReLU {
-				activate(hb2, c.Act)
-				cpu.Mul(hb, hb, hb2)
-			}
-		} else {
-			copy(hb, hb2)
-			activate(hb, c.Act)
 		}
+		mulNow := c.Gated && !c.DReLU && r.recorder == nil && r.actThreshold == nil
+		r.tok = tokenTask{r: r, step: stepFFNAct, hb: hb, hb2: hb2, mul: mulNow}
+		r.eachToken(n)
 		if r.recorder != nil {
 			for i := range n {
 				r.recorder.Record(l, xb[i*dim:(i+1)*dim], hb[i*ffn:(i+1)*ffn])
@@ -539,7 +527,7 @@ func (r *Runner) forward(seqs []Seq, n int) {
 		if r.actThreshold != nil {
 			threshold(hb, r.actThreshold[l])
 		}
-		if c.Gated && !c.DReLU {
+		if c.Gated && !c.DReLU && !mulNow {
 			cpu.Mul(hb, hb, hb2)
 		}
 		if lw.Down != nil {

@@ -63,42 +63,74 @@ func (c KV) Store(pos, width int, src []float32) {
 // allocate nothing.
 // Inconsistent shapes panic.
 func (p *Pool) Attention(out, q []float32, nTok, startPos int, k, v KV, nHeads, nKVHeads, headDim int, scale float32) {
-	if nTok < 0 || startPos < 0 || nHeads <= 0 || nKVHeads <= 0 || headDim <= 0 || nHeads%nKVHeads != 0 {
-		panic(fmt.Sprintf("cpu: Attention of %d tokens at %d, %d heads, %d KV heads of %d values", nTok, startPos, nHeads, nKVHeads, headDim))
+	p.attOne[0] = AttnSeq{Out: out, Q: q, NTok: nTok, Start: startPos, K: k, V: v}
+	p.AttentionBatch(p.attOne[:], nHeads, nKVHeads, headDim, scale)
+	p.attOne[0] = AttnSeq{}
+}
+
+// AttnSeq is one sequence of AttentionBatch: Attention's out, q, nTok,
+// startPos, k and v.
+type AttnSeq struct {
+	Out, Q      []float32
+	NTok, Start int
+	K, V        KV
+}
+
+// AttentionBatch is Attention for several sequences with the same heads
+// (a batched decode step's), in one pass of the pool over all their
+// (token, head) pairs: one wake-up and one wait where a call per
+// sequence would take as many. Each sequence's out is the bits Attention
+// gives it.
+func (p *Pool) AttentionBatch(seqs []AttnSeq, nHeads, nKVHeads, headDim int, scale float32) {
+	if nHeads <= 0 || nKVHeads <= 0 || headDim <= 0 || nHeads%nKVHeads != 0 {
+		panic(fmt.Sprintf("cpu: Attention with %d heads, %d KV heads of %d values", nHeads, nKVHeads, headDim))
 	}
-	checkLen("Attention q", len(q), nTok*nHeads*headDim)
-	checkLen("Attention out", len(out), len(q))
-	ctx := startPos + nTok
-	need := ctx * nKVHeads * headDim
-	for _, c := range [2]KV{k, v} {
-		if (c.F32 == nil) == (c.F16 == nil) {
-			panic("cpu: Attention cache must hold exactly one of F32 and F16")
+	pairs, longest := 0, 0
+	for _, sq := range seqs {
+		if sq.NTok < 0 || sq.Start < 0 {
+			panic(fmt.Sprintf("cpu: Attention of %d tokens at %d", sq.NTok, sq.Start))
 		}
-		if c.Len() < need {
-			panic(fmt.Sprintf("cpu: Attention cache of %d values is short of %d positions × %d heads × %d", c.Len(), ctx, nKVHeads, headDim))
+		checkLen("Attention q", len(sq.Q), sq.NTok*nHeads*headDim)
+		checkLen("Attention out", len(sq.Out), len(sq.Q))
+		ctx := sq.Start + sq.NTok
+		need := ctx * nKVHeads * headDim
+		for _, c := range [2]KV{sq.K, sq.V} {
+			if (c.F32 == nil) == (c.F16 == nil) {
+				panic("cpu: Attention cache must hold exactly one of F32 and F16")
+			}
+			if c.Len() < need {
+				panic(fmt.Sprintf("cpu: Attention cache of %d values is short of %d positions × %d heads × %d", c.Len(), ctx, nKVHeads, headDim))
+			}
 		}
+		pairs += sq.NTok * nHeads
+		// scores for as many positions as the cache holds, so that a
+		// growing context never reallocates
+		longest = max(longest, ctx, sq.K.Len()/(nKVHeads*headDim))
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if nTok == 0 {
+	if pairs == 0 {
 		return
 	}
-	// scores for as many positions as the cache holds, so that a growing
-	// context never reallocates
-	p.growScratch(max(ctx, k.Len()/(nKVHeads*headDim)))
+	p.growScratch(longest)
+	p.attEnds = p.attEnds[:0]
+	end := 0
+	for _, sq := range seqs {
+		end += sq.NTok * nHeads
+		p.attEnds = append(p.attEnds, end)
+	}
 	p.att = attentionTask{
-		out: out, q: q, k: k, v: v, start: startPos,
+		seqs: seqs, ends: p.attEnds,
 		heads: nHeads, group: nHeads / nKVHeads, kvHeads: nKVHeads, hd: headDim,
 		scale: scale, scr: p.scr,
 	}
-	p.run(nTok*nHeads, 1, nil, &p.att)
+	p.run(pairs, 1, nil, &p.att)
 	p.att = attentionTask{}
 }
 
 type attentionTask struct {
-	out, q                    []float32
-	k, v                      KV
-	start                     int
+	seqs                      []AttnSeq
+	ends                      []int // pairs of seqs[:i+1]
 	heads, group, kvHeads, hd int
 	scale                     float32
 	scr                       [][]float32
@@ -107,22 +139,33 @@ type attentionTask struct {
 func (a *attentionTask) RunWorker(id, lo, hi int) {
 	hd := a.hd
 	stride := a.kvHeads * hd
-	for pair := lo; pair < hi; pair++ {
+	sq, first := 0, 0 // the sequence of pair lo, and its first pair
+	for lo >= a.ends[sq] {
+		first = a.ends[sq]
+		sq++
+	}
+	for g := lo; g < hi; g++ {
+		for g >= a.ends[sq] {
+			first = a.ends[sq]
+			sq++
+		}
+		seq := &a.seqs[sq]
+		pair := g - first
 		i, h := pair/a.heads, pair%a.heads
-		n := a.start + i + 1
+		n := seq.Start + i + 1
 		off := (h / a.group) * hd // this KV head's offset within a position
-		qv := a.q[pair*hd : (pair+1)*hd : (pair+1)*hd]
-		o := a.out[pair*hd : (pair+1)*hd : (pair+1)*hd]
+		qv := seq.Q[pair*hd : (pair+1)*hd : (pair+1)*hd]
+		o := seq.Out[pair*hd : (pair+1)*hd : (pair+1)*hd]
 		s := a.scr[id][:n]
 
 		m := float32(math.Inf(-1))
-		if a.k.F16 != nil {
+		if seq.K.F16 != nil {
 			for j := range s {
 				b := j*stride + off
-				s[j] = dotHalf(qv, a.k.F16[b:b+hd]) * a.scale
+				s[j] = dotHalf(qv, seq.K.F16[b:b+hd]) * a.scale
 			}
 		} else {
-			attnScores(s, qv, a.k.F32[off:], stride, a.scale)
+			attnScores(s, qv, seq.K.F32[off:], stride, a.scale)
 		}
 		for _, d := range s {
 			m = max(m, d)
@@ -132,14 +175,14 @@ func (a *attentionTask) RunWorker(id, lo, hi int) {
 		for _, e := range s {
 			sum += float64(e)
 		}
-		if a.v.F16 != nil {
+		if seq.V.F16 != nil {
 			clear(o)
 			for j, w := range s {
 				b := j*stride + off
-				axpyHalf(o, w, a.v.F16[b:b+hd])
+				axpyHalf(o, w, seq.V.F16[b:b+hd])
 			}
 		} else {
-			attnValues(o, s, a.v.F32[off:], stride)
+			attnValues(o, s, seq.V.F32[off:], stride)
 		}
 		Scale(o, float32(1/sum))
 	}

@@ -103,6 +103,44 @@ func TestAttention(t *testing.T) {
 	})
 }
 
+// TestAttentionBatch: sequences of different lengths and positions (one
+// with no tokens) in one AttentionBatch give each the bits Attention
+// gives it alone, with F32 and F16 caches, on one thread and three.
+func TestAttentionBatch(t *testing.T) {
+	eachImpl(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(2, 9))
+		const hd, nHeads, nKVHeads = 16, 8, 2
+		width := nKVHeads * hd
+		scale := float32(0.25)
+		for _, f16 := range []bool{false, true} {
+			for _, threads := range []int{1, 3} {
+				p := cpu.NewPool(threads)
+				var seqs []cpu.AttnSeq
+				for _, sh := range [][2]int{{1, 0}, {3, 5}, {0, 2}, {1, 17}, {6, 0}} {
+					nTok, start := sh[0], sh[1]
+					ctx := start + nTok + 2
+					k, v := newKV(f16, ctx*width), newKV(f16, ctx*width)
+					k.Store(0, width, randSlice(rng, (start+nTok)*width, 1))
+					v.Store(0, width, randSlice(rng, (start+nTok)*width, 1))
+					q := randSlice(rng, nTok*nHeads*hd, 1)
+					seqs = append(seqs, cpu.AttnSeq{Out: make([]float32, len(q)), Q: q, NTok: nTok, Start: start, K: k, V: v})
+				}
+				p.AttentionBatch(seqs, nHeads, nKVHeads, hd, scale)
+				for i, sq := range seqs {
+					want := make([]float32, len(sq.Q))
+					p.Attention(want, sq.Q, sq.NTok, sq.Start, sq.K, sq.V, nHeads, nKVHeads, hd, scale)
+					for j := range want {
+						if math.Float32bits(want[j]) != math.Float32bits(sq.Out[j]) {
+							t.Fatalf("f16 %v threads %d seq %d: out[%d] = %v batched, %v alone", f16, threads, i, j, sq.Out[j], want[j])
+						}
+					}
+				}
+				p.Close()
+			}
+		}
+	})
+}
+
 // Unused cache positions past startPos+nTok must not be read: poison them.
 func TestAttentionIsCausal(t *testing.T) {
 	eachImpl(t, func(t *testing.T) {

@@ -67,12 +67,15 @@ type Pool struct {
 	mm   matMulTask
 	prep prepTask
 	att  attentionTask
-	scr  [][]float32 // per-worker float scratch (attention scores)
-	qv   []QVec      // quantized activations of the current driver call
-	qb   []qBatch    // MatMul's groups of inputs for the multi-input kernels
-	pk   q4x16Task   // MatMulQ4x16's task
-	pkx  [][]byte    // MatMulQ4x16's inputs, laid out per group (q4x16Put)
-	pkq  [][]byte    // MatMulQ4x16's per-worker Q8_0 scratch
+	// Attention's one sequence, and AttentionBatch's pair counts
+	attOne  [1]AttnSeq
+	attEnds []int
+	scr     [][]float32 // per-worker float scratch (attention scores)
+	qv      []QVec      // quantized activations of the current driver call
+	qb      []qBatch    // MatMul's groups of inputs for the multi-input kernels
+	pk      q4x16Task   // MatMulQ4x16's task
+	pkx     [][]byte    // MatMulQ4x16's inputs, laid out per group (q4x16Put)
+	pkq     [][]byte    // MatMulQ4x16's per-worker Q8_0 scratch
 }
 
 type worker struct {
