@@ -16,9 +16,14 @@ import (
 // products for sixteen rows become eight VPDPBUSD against the input's
 // quants broadcast four at a time, with one conversion, one scale
 // product and one add per sixteen rows. With eight inputs (the batched
-// decode of eight streams) that is 1.6× the row-layout kernel's
+// decode of eight streams) that was 1.2–1.7× the row layout's
 // multiply-adds per second on the 2-core development machine (Zen 5,
-// AVX-512 VNNI; BenchmarkMatMulQ4x16 against BenchmarkMatMul, in cache).
+// AVX-512 VNNI), and with one input 1.0–2.5× (BenchmarkMatMulQ4x16, from
+// cache and from memory). The AVX2 kernels do the same with VPMADDUBSW,
+// VPMADDWD and two 8-row halves. Where the wide register's lanes would
+// otherwise each need their own float steps, one lane per row leaves the
+// multiply units to the integer products: the 8-input VNNI kernel issues
+// 64 VPDPBUSD per block against 24 float instructions.
 //
 // Layout: a rows×cols Q4_0 matrix (rows a multiple of 16) is rows/16
 // groups of sixteen rows; group g holds the same bytes as rows
@@ -41,9 +46,8 @@ import (
 // each · and + one float32 rounding (no fused multiply-add). The
 // row-layout kernels sum the same products in another order, so a packed
 // matrix gives results a few ulps from the row layout's (the same
-// quantization error bound, q8act.go), and all the packed drivers,
-// MatVec's one input and MatMul's n, give the same bits as each other and
-// as dotQ4x16Generic on every CPU.
+// quantization error bound, q8act.go), and every packed path, one input
+// or n, AVX-512 VNNI, AVX2 or pure Go, gives dotQ4x16Generic's bits.
 
 // Q4x16Rows is the row granularity of the packed layout.
 const Q4x16Rows = 16
