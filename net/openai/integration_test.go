@@ -17,6 +17,7 @@ import (
 
 	"github.com/stokehq/stoke/engine"
 	"github.com/stokehq/stoke/engine/chat"
+	"github.com/stokehq/stoke/kernels/cpu"
 	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/models/synth"
 	"github.com/stokehq/stoke/net/openai"
@@ -35,7 +36,7 @@ func synthModel(t testing.TB) string {
 		if synthDir, synthErr = os.MkdirTemp("", "stoke-openai-test"); synthErr != nil {
 			return
 		}
-		synthErr = synth.Write(filepath.Join(synthDir, "m.gguf"), synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q8_0, Seed: 1})
+		synthErr = synth.Write(filepath.Join(synthDir, "m.gguf"), synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 1})
 	})
 	if synthErr != nil {
 		t.Fatal(synthErr)
@@ -51,12 +52,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// realServer serves the synthetic model with the real scheduler.
+// realServer serves the synthetic model with the real scheduler, the
+// model loaded as stoke serve loads it on the CPU: read into memory, its
+// Q4_0 matrices packed where that pays.
 func realServer(t testing.TB, o engine.SchedulerOptions) (string, *engine.Scheduler) {
 	t.Helper()
-	m, err := engine.Load(synthModel(t))
+	m, err := engine.LoadWith(synthModel(t), engine.LoadOptions{NoMmap: true, PackQ4: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cpu.Q4x16Pays() && m.PackedMatrices() == 0 {
+		t.Fatal("the model was not packed")
 	}
 	t.Cleanup(func() { m.Close() })
 	sched, err := engine.NewScheduler(m, o)
