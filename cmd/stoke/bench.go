@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/stokehq/stoke/bench"
-	"github.com/stokehq/stoke/engine"
 )
 
 // benchCommands are bench's subcommands; without one, bench measures pp
@@ -67,7 +66,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	lo := lf.options(path, false, stderr)
-	m, err := engine.LoadWith(path, lo)
+	m, err := loadModel(path, lo, stderr)
 	if err != nil {
 		return err
 	}

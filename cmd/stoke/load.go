@@ -56,3 +56,13 @@ func (lf *loadFlags) options(path string, device bool, stderr io.Writer) engine.
 	}
 	return engine.LoadOptions{NoMmap: ok, PackQ4: ok}
 }
+
+// loadModel loads the model at path as lo says, and says on stderr how
+// many matrices the load packed for the CPU (engine.LoadOptions.PackQ4).
+func loadModel(path string, lo engine.LoadOptions, stderr io.Writer) (*engine.Model, error) {
+	m, err := engine.LoadWith(path, lo)
+	if err == nil && m.PackedMatrices() > 0 {
+		fmt.Fprintf(stderr, "stoke: packed %d Q4_0 matrices in place for this CPU's kernels\n", m.PackedMatrices())
+	}
+	return m, err
+}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stokehq/stoke/kernels/cpu"
 )
 
 func stoke(t *testing.T, args ...string) (string, string, int) {
@@ -78,6 +80,32 @@ func TestSynthInspectRun(t *testing.T) {
 	out, e, code = stoke(t, "run", "-m", model, "-p", "Hi", "-n", "4", "--seed", "3")
 	if code != 0 || !strings.Contains(out, "tok/s") || !strings.HasPrefix(out, "Hi") {
 		t.Fatalf("run: exit %d, out %q, err %q", code, out, e)
+	}
+}
+
+// TestRunPacks: a Q4_0 model read into memory is packed for the CPU,
+// where that pays, and says so; mapped, or with --sparse, it is not.
+func TestRunPacks(t *testing.T) {
+	model := filepath.Join(t.TempDir(), "q4.gguf")
+	if _, e, code := stoke(t, "synth", "--out", model, "--params", "2M", "--dtype", "q4_0", "--relu", "--seed", "5"); code != 0 {
+		t.Fatalf("synth: exit %d: %s", code, e)
+	}
+	for _, c := range []struct {
+		flags []string
+		packs bool
+	}{
+		{[]string{"--no-mmap"}, cpu.Q4x16Pays()},
+		{[]string{"--mmap"}, false},
+		{[]string{"--no-mmap", "--sparse"}, false},
+	} {
+		args := append([]string{"run", "-m", model, "-p", "Hello", "-n", "4", "--temp", "0", "--json"}, c.flags...)
+		_, e, code := stoke(t, args...)
+		if code != 0 {
+			t.Fatalf("run %v: exit %d: %s", c.flags, code, e)
+		}
+		if said := strings.Contains(e, "packed"); said != c.packs {
+			t.Errorf("run %v: packed said %v, want %v (stderr %q)", c.flags, said, c.packs, e)
+		}
 	}
 }
 

@@ -100,7 +100,7 @@ func cmdNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	defer off.release()
-	m, err := engine.LoadWith(path, lf.options(path, off.usesDevice(), stderr))
+	m, err := loadModel(path, lf.options(path, off.usesDevice(), stderr), stderr)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func cmdPerplexity(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	m, err := engine.LoadWith(*model, lf.options(*model, false, stderr))
+	m, err := loadModel(*model, lf.options(*model, false, stderr), stderr)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	defer off.release()
-	m, err := engine.LoadWith(path, lf.options(path, off.usesDevice(), stderr))
+	m, err := loadModel(path, lf.options(path, off.usesDevice(), stderr), stderr)
 	if err != nil {
 		return err
 	}
