@@ -128,15 +128,20 @@ func BenchmarkDecode(b *testing.B) {
 // BenchmarkSparseDecode measures one decode step of sparseBenchModel's
 // 1B ReLU Q4_0 model, dense and with the sparse FFN (the file's own
 // predictor; about 9% of neurons computed), with the model mapped and
-// read into memory (…/no-mmap, huge pages): what `stoke run --sparse`
-// does with --mmap and by default. Each step feeds the next token of a
+// read into memory (…/no-mmap, huge pages), and read into memory with
+// attention and the output head packed (…/packed-attention, the FFN in
+// rows): what `stoke run --sparse` does with --mmap, with --no-mmap
+// before packing, and by default. Each step feeds the next token of a
 // fixed sequence, so that the active sets change as in generation.
 //
 //	go test ./engine -run '^$' -bench SparseDecode -benchtime 64x
 func BenchmarkSparseDecode(b *testing.B) {
 	path := sparseBenchModel(b, dtype.Q4_0)
-	for _, noMmap := range []bool{false, true} {
-		m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: noMmap})
+	for _, lo := range []engine.LoadOptions{{}, {NoMmap: true}, {NoMmap: true, PackQ4: true, KeepFFNRows: true}} {
+		if lo.PackQ4 && !cpu.Q4x16Pays() {
+			continue
+		}
+		m, err := engine.LoadWith(path, lo)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -145,8 +150,11 @@ func BenchmarkSparseDecode(b *testing.B) {
 			if sparse {
 				name = "sparse"
 			}
-			if noMmap {
+			if lo.NoMmap {
 				name += "/no-mmap"
+			}
+			if lo.PackQ4 {
+				name += "/packed-attention" // as stoke run --sparse loads it
 			}
 			b.Run(name, func(b *testing.B) {
 				s, err := m.NewSession(engine.Options{Threads: 2, Context: 512})

@@ -192,7 +192,43 @@ func TestLoadPackQ4(t *testing.T) {
 		})
 	}
 	defer engine.SetPackAlways(true)()
-	m, err := engine.LoadWith(synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3}), engine.LoadOptions{PackQ4: true})
+	// KeepFFNRows: attention and the output head packed, the FFN in rows,
+	// and a sparse FFN runs with the dense one's logits at zero sparsity
+	// (PowerInfer's layout, whose ffn_down_t both paths read, as in
+	// TestSparseAtZeroSparsityEqualsDense)
+	path := synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Params: 3e6, Type: dtype.Q4_0, Seed: 5})
+	keep, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: true, PackQ4: true, KeepFFNRows: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Close()
+	if got, want := keep.PackedMatrices(), 4*len(keep.W.Layers)+1; got != want {
+		t.Errorf("KeepFFNRows packed %d matrices, want %d", got, want)
+	}
+	if l := keep.W.Layers[0]; l.Gate.Packed || l.Up.Packed || l.DownT.Packed || !l.Q.Packed {
+		t.Error("KeepFFNRows packed an FFN matrix or left attention in rows")
+	}
+	prompt := keep.Tok.Encode("Sparse and dense agree", true, true)
+	dense, err := session(t, keep, engine.Options{}).EvalAll(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dense = slices.Clone(dense)
+	sp := session(t, keep, engine.Options{})
+	if err := sp.Runner().EnableSparse(engine.Sparsity{}); err != nil {
+		t.Fatalf("EnableSparse with the FFN in rows: %v", err)
+	}
+	v := keep.Config.Vocab
+	for i, tok := range prompt {
+		l, err := sp.Eval([]int32{tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := relDiff(l, dense[i*v:(i+1)*v]); d > 1e-5 {
+			t.Fatalf("token %d: the sparse FFN at zero sparsity differs from dense by %.2e relative", i, d)
+		}
+	}
+	m, err := engine.LoadWith(path, engine.LoadOptions{PackQ4: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,8 @@ type Model struct {
 	downT     []*arch.Tensor
 	downTErr  error
 
-	packed int // matrices packed at load (PackQ4)
+	packed    int  // matrices packed at load (PackQ4)
+	ffnPacked bool // and the FFN's among them (not KeepFFNRows)
 }
 
 type layerVecs struct {
@@ -69,10 +70,14 @@ type LoadOptions struct {
 	// row per vector lane: eight batched inputs ran at 1.2–1.7× the row
 	// layout's multiply-adds per second and one input at 1.0–2.5×
 	// (BenchmarkMatMulQ4x16 on the 2-core development machine), so
-	// continuous batching gains most. A packed model cannot run a sparse
-	// FFN or offload weights (both read rows): EnableSparse and
-	// EnableOffload refuse it.
+	// continuous batching gains most. A model with packed FFN matrices
+	// cannot run a sparse FFN, and a packed model cannot offload weights
+	// (both read rows): EnableSparse and EnableOffload refuse them.
 	PackQ4 bool
+	// KeepFFNRows, with PackQ4, leaves the FFN matrices in GGUF's rows for
+	// a sparse FFN (EnableSparse) and packs only attention and the output
+	// head, which a sparse token still reads whole.
+	KeepFFNRows bool
 }
 
 // inMemoryShare is the largest share of the available memory that a
@@ -145,7 +150,7 @@ func LoadWith(path string, o LoadOptions) (*Model, error) {
 	}
 	m.Path = path
 	if o.PackQ4 && o.NoMmap && (cpu.Q4x16Pays() || packAlways) {
-		if err := m.packQ4(); err != nil {
+		if err := m.packQ4(o.KeepFFNRows); err != nil {
 			m.Close()
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -157,8 +162,9 @@ func LoadWith(path string, o LoadOptions) (*Model, error) {
 // so that tests cover the packed forward pass on every machine.
 var packAlways = false
 
-// packQ4 packs the model's packable Q4_0 matrices in place (PackQ4).
-func (m *Model) packQ4() error {
+// packQ4 packs the model's packable Q4_0 matrices in place (PackQ4),
+// but for the FFN's when keepFFN.
+func (m *Model) packQ4(keepFFN bool) error {
 	var ts []*arch.Tensor
 	add := func(t *arch.Tensor) {
 		if t != nil && t.Type == dtype.Q4_0 && len(t.Shape) == 2 && cpu.Q4x16Packable(t.Rows(), t.Cols()) {
@@ -167,8 +173,13 @@ func (m *Model) packQ4() error {
 	}
 	for i := range m.W.Layers {
 		l := &m.W.Layers[i]
-		for _, t := range []*arch.Tensor{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down} {
+		for _, t := range []*arch.Tensor{l.Q, l.K, l.V, l.O} {
 			add(t)
+		}
+		if !keepFFN {
+			for _, t := range []*arch.Tensor{l.Gate, l.Up, l.Down} {
+				add(t)
+			}
 		}
 	}
 	// A tied output head is the embedding, whose rows the forward pass
@@ -184,7 +195,7 @@ func (m *Model) packQ4() error {
 			cpu.PackQ4x16(t.Data, t.Rows(), t.Cols())
 			t.Packed = true
 		}
-		m.packed = len(ts)
+		m.packed, m.ffnPacked = len(ts), !keepFFN
 		return nil
 	})
 }
@@ -192,9 +203,9 @@ func (m *Model) packQ4() error {
 // PackedMatrices is the number of matrices LoadOptions.PackQ4 packed.
 func (m *Model) PackedMatrices() int { return m.packed }
 
-// errPacked is EnableSparse's and EnableOffload's refusal of a packed
-// model.
-var errPacked = errors.New("engine: the model's Q4_0 matrices are packed for the CPU (LoadOptions.PackQ4); load it without packing to run a sparse FFN or offload")
+// errPacked is EnableSparse's refusal of a model with packed FFN
+// matrices, and EnableOffload's of a packed model.
+var errPacked = errors.New("engine: the model's Q4_0 matrices are packed for the CPU (LoadOptions.PackQ4); load it without packing (or with KeepFFNRows, for a sparse FFN) to run a sparse FFN or offload")
 
 // FromFile binds an opened GGUF file. The model takes ownership of f.
 func FromFile(f *gguf.File) (*Model, error) {

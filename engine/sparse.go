@@ -63,7 +63,7 @@ type sparseState struct {
 // so their results are those of the sparse semantics). It builds
 // neuron-major down matrices once when the file has none.
 func (r *Runner) EnableSparse(sp Sparsity) error {
-	if r.m.packed > 0 {
+	if r.m.ffnPacked {
 		return errPacked
 	}
 	c := &r.m.Config

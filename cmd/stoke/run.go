@@ -85,7 +85,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer off.release()
 	lo := lf.options(path, off.usesDevice(), stderr)
-	lo.PackQ4 = lo.PackQ4 && !*sparse // the sparse FFN reads rows
+	lo.KeepFFNRows = *sparse // the sparse FFN reads rows
 	m, err := loadModel(path, lo, stderr)
 	if err != nil {
 		return err
