@@ -77,7 +77,7 @@ func cachedModel(b testing.TB, name string, c synth.Config) string {
 func BenchmarkDecode(b *testing.B) {
 	for _, dt := range []dtype.Type{dtype.Q8_0, dtype.Q4_0} {
 		for _, lo := range []engine.LoadOptions{{}, {NoMmap: true}, {NoMmap: true, PackQ4: true}} {
-			if lo.PackQ4 && (dt != dtype.Q4_0 || !cpu.Q4x16Pays()) {
+			if lo.PackQ4 && !(dt == dtype.Q4_0 && cpu.Q4x16Pays() || dt == dtype.Q8_0 && cpu.Q8x16Pays()) {
 				continue
 			}
 			m, err := engine.LoadWith(benchModel(b, dt), lo)
@@ -92,7 +92,7 @@ func BenchmarkDecode(b *testing.B) {
 					}
 					name += "/no-mmap" // the weights in huge pages, not the page cache
 					if lo.PackQ4 {
-						name += "/packed" // and the Q4_0 matrices packed (cpu.PackQ4x16)
+						name += "/packed" // and the matrices packed (cpu.PackQ4x16, PackQ8x16)
 					}
 				}
 				b.Run(name, func(b *testing.B) {

@@ -135,8 +135,9 @@ func TestLoadPackQ4(t *testing.T) {
 	for _, c := range []synth.Config{
 		{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3},
 		{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 4, Tied: true},
+		{Arch: "llama", Params: 3e6, Type: dtype.Q8_0, Seed: 3},
 	} {
-		t.Run(fmt.Sprintf("tied=%v", c.Tied), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/tied=%v", c.Type, c.Tied), func(t *testing.T) {
 			path := synthModel(t, c)
 			rows := load(t, path)
 			packed := loadPacked(t, path)

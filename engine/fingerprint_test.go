@@ -203,16 +203,18 @@ func TestFingerprintStories260K(t *testing.T) {
 // verifier that maps the file compute the same products summed in
 // another order; honest proofs must verify both ways.
 func TestFingerprintPackedVerifies(t *testing.T) {
-	path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3})
-	rows, packed := load(t, path), loadPacked(t, path)
-	prompt := rows.Tok.Encode("Once upon a time, a packed fingerprint", true, true)
-	for _, c := range []struct {
-		name           string
-		prover, verify *engine.Model
-	}{{"packed prover", packed, rows}, {"packed verifier", rows, packed}} {
-		res := fpGenerate(t, c.prover, engine.Options{Threads: 2}, prompt, fpParams(40))
-		if r := fpVerify(t, c.verify, engine.Options{Threads: 2}, prompt, res.Tokens, res.Fingerprint); !r.OK {
-			t.Errorf("%s: honest proof rejected: %s (%+v)", c.name, r.Reason, r)
+	for _, dt := range []dtype.Type{dtype.Q4_0, dtype.Q8_0} {
+		path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dt, Seed: 3})
+		rows, packed := load(t, path), loadPacked(t, path)
+		prompt := rows.Tok.Encode("Once upon a time, a packed fingerprint", true, true)
+		for _, c := range []struct {
+			name           string
+			prover, verify *engine.Model
+		}{{"packed prover", packed, rows}, {"packed verifier", rows, packed}} {
+			res := fpGenerate(t, c.prover, engine.Options{Threads: 2}, prompt, fpParams(40))
+			if r := fpVerify(t, c.verify, engine.Options{Threads: 2}, prompt, res.Tokens, res.Fingerprint); !r.OK {
+				t.Errorf("%s, %s: honest proof rejected: %s (%+v)", dt, c.name, r.Reason, r)
+			}
 		}
 	}
 }

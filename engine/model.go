@@ -61,7 +61,8 @@ type LoadOptions struct {
 	// load reads the whole file and the weights take private memory, and
 	// memory-bound decode runs faster (gguf.OpenInMemory).
 	NoMmap bool
-	// PackQ4 packs, in place, the Q4_0 matrices that only the dense
+	// PackQ4 packs, in place, the Q4_0 (and, where AVX-512 VNNI runs,
+	// Q8_0: cpu.PackQ8x16) matrices that only the dense
 	// forward pass reads (attention, FFN, the output head unless tied to
 	// the embedding) into the CPU's packed layout (cpu.PackQ4x16), where
 	// that pays (cpu.Q4x16Pays: AVX2 or AVX-512 VNNI) and the file is read into
@@ -149,7 +150,7 @@ func LoadWith(path string, o LoadOptions) (*Model, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	m.Path = path
-	if o.PackQ4 && o.NoMmap && (cpu.Q4x16Pays() || packAlways) {
+	if o.PackQ4 && o.NoMmap && (cpu.Q4x16Pays() || cpu.Q8x16Pays() || packAlways) {
 		if err := m.packQ4(o.KeepFFNRows); err != nil {
 			m.Close()
 			return nil, fmt.Errorf("%s: %w", path, err)
@@ -167,7 +168,8 @@ var packAlways = false
 func (m *Model) packQ4(keepFFN bool) error {
 	var ts []*arch.Tensor
 	add := func(t *arch.Tensor) {
-		if t != nil && t.Type == dtype.Q4_0 && len(t.Shape) == 2 && cpu.Q4x16Packable(t.Rows(), t.Cols()) {
+		pays := t != nil && (t.Type == dtype.Q4_0 && (cpu.Q4x16Pays() || packAlways) || t.Type == dtype.Q8_0 && (cpu.Q8x16Pays() || packAlways))
+		if pays && len(t.Shape) == 2 && cpu.Q4x16Packable(t.Rows(), t.Cols()) {
 			ts = append(ts, t)
 		}
 	}
@@ -192,7 +194,11 @@ func (m *Model) packQ4(keepFFN bool) error {
 	}
 	return m.File.Rewrite(func() error {
 		for _, t := range ts {
-			cpu.PackQ4x16(t.Data, t.Rows(), t.Cols())
+			if t.Type == dtype.Q8_0 {
+				cpu.PackQ8x16(t.Data, t.Rows(), t.Cols())
+			} else {
+				cpu.PackQ4x16(t.Data, t.Rows(), t.Cols())
+			}
 			t.Packed = true
 		}
 		m.packed, m.ffnPacked = len(ts), !keepFFN

@@ -23,14 +23,18 @@ func greedyParams(n int) engine.GenerateParams {
 // together with staggered prompts, each get exactly the tokens a lone
 // session produces for the same prompt.
 //
-// Q4_0 runs packed (LoadOptions.PackQ4), as stoke serve loads it on the
-// CPU: the packed drivers must give one token and a batch the same bits.
+// Q4_0 and Q8_0 run packed too (LoadOptions.PackQ4), as stoke serve loads
+// them on the CPU: the packed drivers must give one token and a batch the
+// same bits.
 func TestSchedulerMatchesSequential(t *testing.T) {
-	for _, dt := range []dtype.Type{dtype.Q8_0, dtype.Q4_0} {
-		t.Run(dt.String(), func(t *testing.T) {
-			path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dt, Seed: 3})
+	for _, c := range []struct {
+		dt     dtype.Type
+		packed bool
+	}{{dtype.Q8_0, false}, {dtype.Q4_0, true}, {dtype.Q8_0, true}} {
+		t.Run(fmt.Sprintf("%s/packed=%v", c.dt, c.packed), func(t *testing.T) {
+			path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: c.dt, Seed: 3})
 			m := load(t, path)
-			if dt == dtype.Q4_0 {
+			if c.packed {
 				m = loadPacked(t, path)
 			}
 			schedulerMatchesSequential(t, m)

@@ -379,7 +379,7 @@ func (r *Runner) matmul(dst []float32, w *arch.Tensor, x []float32, n int) {
 // Packed matrices take one MatMulQ4x16Set (the inputs quantized once,
 // one pass of the pool); others one matmul each.
 func (r *Runner) matmulShared(x []float32, n int, a *arch.Tensor, da []float32, b *arch.Tensor, db []float32, c *arch.Tensor, dc []float32) {
-	if a.Packed && b.Packed && (c == nil || c.Packed) {
+	if a.Packed && b.Packed && b.Type == a.Type && (c == nil || c.Packed && c.Type == a.Type) {
 		var ps [3]cpu.Q4x16Product
 		ps[0] = cpu.Q4x16Product{Dst: da[:n*a.Rows()], W: a.Data, Rows: a.Rows()}
 		ps[1] = cpu.Q4x16Product{Dst: db[:n*b.Rows()], W: b.Data, Rows: b.Rows()}
@@ -389,7 +389,11 @@ func (r *Runner) matmulShared(x []float32, n int, a *arch.Tensor, da []float32, 
 			k = 3
 		}
 		if a.Cols() == b.Cols() && (c == nil || c.Cols() == a.Cols()) {
-			r.pool.MatMulQ4x16Set(ps[:k], a.Cols(), x[:n*a.Cols()], n)
+			if a.Type == dtype.Q8_0 {
+				r.pool.MatMulQ8x16Set(ps[:k], a.Cols(), x[:n*a.Cols()], n)
+			} else {
+				r.pool.MatMulQ4x16Set(ps[:k], a.Cols(), x[:n*a.Cols()], n)
+			}
 			return
 		}
 	}
@@ -405,7 +409,11 @@ func (r *Runner) matmulShared(x []float32, n int, a *arch.Tensor, da []float32, 
 func (r *Runner) hostMatmul(dst []float32, w *arch.Tensor, x []float32, n int) {
 	rows, cols := w.Rows(), w.Cols()
 	if w.Packed {
-		r.pool.MatMulQ4x16(dst[:n*rows], w.Data, rows, cols, x[:n*cols], n)
+		if w.Type == dtype.Q8_0 {
+			r.pool.MatMulQ8x16(dst[:n*rows], w.Data, rows, cols, x[:n*cols], n)
+		} else {
+			r.pool.MatMulQ4x16(dst[:n*rows], w.Data, rows, cols, x[:n*cols], n)
+		}
 		return
 	}
 	if n == 1 {

@@ -91,7 +91,13 @@ func BenchmarkMatMulDRAM(b *testing.B) {
 // 311 MB, cycled), on 2 threads. GMAC/s is rows·cols·n per second.
 //
 //	go test ./kernels/cpu -run '^$' -bench MatMulQ4x16
-func BenchmarkMatMulQ4x16(b *testing.B) {
+func BenchmarkMatMulQ4x16(b *testing.B) { benchMatMulPacked(b, dtype.Q4_0) }
+
+// BenchmarkMatMulQ8x16 is BenchmarkMatMulQ4x16 for packed Q8_0
+// (MatMulQ8x16; 48 matrices are 587 MB).
+func BenchmarkMatMulQ8x16(b *testing.B) { benchMatMulPacked(b, dtype.Q8_0) }
+
+func benchMatMulPacked(b *testing.B, t dtype.Type) {
 	const mats = 48
 	rng := rand.New(rand.NewPCG(3, 4))
 	p := cpu.NewPool(2)
@@ -101,9 +107,15 @@ func BenchmarkMatMulQ4x16(b *testing.B) {
 		ws := make([][]byte, mats)
 		pks := make([][]byte, mats)
 		for i := range ws {
-			ws[i] = randQ4_0(rng, rows, cols)
-			pks[i] = bytes.Clone(ws[i])
-			cpu.PackQ4x16(pks[i], rows, cols)
+			if t == dtype.Q8_0 {
+				ws[i] = randQ8_0(rng, rows, cols)
+				pks[i] = bytes.Clone(ws[i])
+				cpu.PackQ8x16(pks[i], rows, cols)
+			} else {
+				ws[i] = randQ4_0(rng, rows, cols)
+				pks[i] = bytes.Clone(ws[i])
+				cpu.PackQ4x16(pks[i], rows, cols)
+			}
 		}
 		for _, n := range []int{1, 8} {
 			for _, where := range []string{"cache", "dram"} {
@@ -122,12 +134,14 @@ func BenchmarkMatMulQ4x16(b *testing.B) {
 						for b.Loop() {
 							w := set[k%len(set)]
 							switch {
+							case layout == "x16" && t == dtype.Q8_0:
+								p.MatMulQ8x16(dst, w, rows, cols, x, n)
 							case layout == "x16":
 								p.MatMulQ4x16(dst, w, rows, cols, x, n)
 							case n == 1:
-								p.MatVec(dst, w, dtype.Q4_0, rows, cols, x)
+								p.MatVec(dst, w, t, rows, cols, x)
 							default:
-								p.MatMul(dst, w, dtype.Q4_0, rows, cols, x, n)
+								p.MatMul(dst, w, t, rows, cols, x, n)
 							}
 							k++
 						}

@@ -116,13 +116,35 @@ func UnpackQ4x16(w []byte, rows, cols int) {
 
 // checkQ4x16 panics unless w holds a packable rows×cols Q4_0 matrix, and
 // returns its row bytes.
-func checkQ4x16(w []byte, rows, cols int) int {
+func checkQ4x16(w []byte, rows, cols int) int { return checkPacked(dtype.Q4_0, w, rows, cols) }
+
+// checkPacked is checkQ4x16 for a matrix of type t.
+func checkPacked(t dtype.Type, w []byte, rows, cols int) int {
 	if !Q4x16Packable(rows, cols) {
-		panic(fmt.Sprintf("cpu: a %d×%d Q4_0 matrix cannot be packed by 16 rows", rows, cols))
+		panic(fmt.Sprintf("cpu: a %d×%d %s matrix cannot be packed by 16 rows", rows, cols, t))
 	}
-	rb := rowBytes(dtype.Q4_0, cols)
+	rb := rowBytes(t, cols)
 	checkWeights(w, rows, rb)
 	return rb
+}
+
+// dotPacked is dotQ4x16 or dotQ8x16 as t says.
+func dotPacked(t dtype.Type, ni int, w, x []byte, nb, stride int, dst []float32) {
+	if t == dtype.Q8_0 {
+		dotQ8x16(ni, w, x, nb, stride, dst)
+		return
+	}
+	dotQ4x16(ni, w, x, nb, stride, dst)
+}
+
+// packedCorr is the multiple of Σy a packed kernel's lane starts from:
+// −8 for Q4_0's unsigned nibbles (q−8), −128 for Q8_0's quants biased to
+// unsigned (q+128).
+func packedCorr(t dtype.Type) int32 {
+	if t == dtype.Q8_0 {
+		return -128
+	}
+	return -8
 }
 
 // q4x16Kernel is the packed kernel (its input count: 8, 4, 2 or 1) that
@@ -151,7 +173,11 @@ func q4x16Inputs(buf []byte, vs []*QVec) []byte {
 // kernels' layout of the ni inputs: per block, the inputs' 32 quants one
 // after another, then each input's −8·Σy as a little-endian int32, then
 // its scale d_y as a float32 (40 bytes per input and block).
-func q4x16Put(x []byte, ni, j int, q []byte, nb int) {
+func q4x16Put(x []byte, ni, j int, q []byte, nb int) { packedPut(x, ni, j, q, nb, -8) }
+
+// packedPut is q4x16Put with c·Σy in place of −8·Σy: −8 for packed Q4_0,
+// −128 for packed Q8_0 (q8x16.go).
+func packedPut(x []byte, ni, j int, q []byte, nb int, c int32) {
 	unit := 40 * ni
 	x, q = x[:nb*unit], q[:34*nb]
 	for b := range nb {
@@ -163,7 +189,7 @@ func q4x16Put(x []byte, ni, j int, q []byte, nb int) {
 		for _, y := range ys {
 			s += int32(int8(y))
 		}
-		binary.LittleEndian.PutUint32(u[32*ni+4*j:], uint32(-8*s))
+		binary.LittleEndian.PutUint32(u[32*ni+4*j:], uint32(c*s))
 		binary.LittleEndian.PutUint32(u[36*ni+4*j:], math.Float32bits(f16at(blk[:])))
 	}
 }
@@ -236,6 +262,12 @@ const q4x16MaxSet = 3
 // inputs are quantized once and one pass of the pool covers every
 // matrix's groups of rows. Each product is the bits MatMulQ4x16 gives.
 func (p *Pool) MatMulQ4x16Set(ps []Q4x16Product, cols int, x []float32, n int) {
+	p.matMulPacked(dtype.Q4_0, ps, cols, x, n)
+}
+
+// matMulPacked is MatMulQ4x16Set for matrices of type t packed by
+// sixteen rows: Q4_0 (PackQ4x16) or Q8_0 (PackQ8x16).
+func (p *Pool) matMulPacked(t dtype.Type, ps []Q4x16Product, cols int, x []float32, n int) {
 	if len(ps) < 1 || len(ps) > q4x16MaxSet {
 		panic(fmt.Sprintf("cpu: MatMulQ4x16Set of %d matrices", len(ps)))
 	}
@@ -244,7 +276,7 @@ func (p *Pool) MatMulQ4x16Set(ps []Q4x16Product, cols int, x []float32, n int) {
 	}
 	var rb int
 	for _, m := range ps {
-		rb = checkQ4x16(m.W, m.Rows, cols)
+		rb = checkPacked(t, m.W, m.Rows, cols)
 		checkLen("MatMulQ4x16 dst", len(m.Dst), n*m.Rows)
 	}
 	checkLen("MatMulQ4x16 x", len(x), n*cols)
@@ -254,19 +286,19 @@ func (p *Pool) MatMulQ4x16Set(ps []Q4x16Product, cols int, x []float32, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	nb := cols / 32
-	t := &p.pk
-	*t = q4x16Task{rb: rb, nb: nb, groups: t.groups[:0], x: x, cols: cols}
-	copy(t.ps[:], ps)
-	t.nps = len(ps)
+	tk := &p.pk
+	*tk = q4x16Task{t: t, rb: rb, nb: nb, groups: tk.groups[:0], x: x, cols: cols}
+	copy(tk.ps[:], ps)
+	tk.nps = len(ps)
 	total := 0
 	for k, m := range ps {
 		total += m.Rows / Q4x16Rows
-		t.ends[k] = total
+		tk.ends[k] = total
 	}
 	for i := 0; i < n; {
 		kn := q4x16Kernel[min(n-i, maxMulti)]
 		ni := min(kn, n-i)
-		k := len(t.groups)
+		k := len(tk.groups)
 		if k == len(p.pkx) {
 			p.pkx = append(p.pkx, nil)
 		}
@@ -274,24 +306,24 @@ func (p *Pool) MatMulQ4x16Set(ps []Q4x16Product, cols int, x []float32, n int) {
 		if ni < kn {
 			clear(p.pkx[k]) // the spare inputs: zero quants, sums and scales
 		}
-		t.groups = append(t.groups, q4x16Group{i0: i, n: ni, k: kn, x: p.pkx[k]})
+		tk.groups = append(tk.groups, q4x16Group{i0: i, n: ni, k: kn, x: p.pkx[k]})
 		i += ni
 	}
 	for len(p.pkq) < p.threads {
 		p.pkq = append(p.pkq, nil)
 	}
-	t.q = p.pkq
+	tk.q = p.pkq
 	if n == 1 {
-		t.RunWorker(0, 0, nb)
+		tk.RunWorker(0, 0, nb)
 	} else { // by blocks: the workers write apart, not into shared lines
-		p.run(nb, max(nb/(2*p.threads), 4), nil, t)
+		p.run(nb, max(nb/(2*p.threads), 4), nil, tk)
 	}
 	chunk := max(mvChunkRows(rb, total*Q4x16Rows, p.threads)/Q4x16Rows, 1)
 	if n > 1 {
 		chunk = max(total/(q4x16ChunksPerThread*p.threads), 1)
 	}
-	p.run(total, chunk, t, nil)
-	*t = q4x16Task{groups: t.groups[:0]}
+	p.run(total, chunk, tk, nil)
+	*tk = q4x16Task{groups: tk.groups[:0]}
 }
 
 // q4x16ChunksPerThread is how many chunks per thread MatMulQ4x16 cuts
@@ -302,6 +334,7 @@ const q4x16ChunksPerThread = 8
 // group of inputs (Run), after the inputs are quantized into the groups'
 // layout (prep).
 type q4x16Task struct {
+	t      dtype.Type // Q4_0 or Q8_0
 	ps     [q4x16MaxSet]Q4x16Product
 	nps    int
 	ends   [q4x16MaxSet]int // groups of rows of ps[:k+1]
@@ -333,12 +366,12 @@ func (t *q4x16Task) Run(lo, hi int) {
 		w := m.W[r*span : (r+1)*span]
 		for _, in := range t.groups {
 			if in.n == in.k {
-				dotQ4x16(in.n, w, in.x, t.nb, m.Rows, m.Dst[in.i0*m.Rows+r*Q4x16Rows:])
+				dotPacked(t.t, in.n, w, in.x, t.nb, m.Rows, m.Dst[in.i0*m.Rows+r*Q4x16Rows:])
 				continue
 			}
 			// spare inputs: the kernel's results go here, the real ones on
 			var tmp [maxMulti * Q4x16Rows]float32
-			dotQ4x16(in.k, w, in.x, t.nb, Q4x16Rows, tmp[:])
+			dotPacked(t.t, in.k, w, in.x, t.nb, Q4x16Rows, tmp[:])
 			for j := range in.n {
 				copy(m.Dst[(in.i0+j)*m.Rows+r*Q4x16Rows:][:Q4x16Rows], tmp[j*Q4x16Rows:])
 			}
@@ -357,7 +390,7 @@ func (t *q4x16Task) RunWorker(w, lo, hi int) {
 		for j := range g.n {
 			i := g.i0 + j
 			quantizeQ8_0(t.x[i*t.cols+32*lo:i*t.cols+32*hi], q, nb)
-			q4x16Put(g.x[lo*40*g.k:], g.k, j, q, nb)
+			packedPut(g.x[lo*40*g.k:], g.k, j, q, nb, packedCorr(t.t))
 		}
 	}
 }

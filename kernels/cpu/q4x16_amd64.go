@@ -37,3 +37,24 @@ func dotQ4x16(ni int, w, x []byte, nb, stride int, dst []float32) {
 	}
 	dotQ4x16Generic(ni, w, x, nb, stride, dst)
 }
+
+// dotQ8x16 is dotQ8x16Generic, in assembly where the VNNI kernels run.
+func dotQ8x16(ni int, w, x []byte, nb, stride int, dst []float32) {
+	if useAsm && useVNNI && (ni == 8 || ni == 4 || ni == 2 || ni == 1) {
+		_ = w[:nb*q8x16Unit]
+		_ = x[:nb*40*ni]
+		_ = dst[:(ni-1)*stride+Q4x16Rows]
+		switch ni {
+		case 8:
+			dotQ8x16x8VNNI(w, x, nb, stride, dst)
+		case 4:
+			dotQ8x16x4VNNI(w, x, nb, stride, dst)
+		case 2:
+			dotQ8x16x2VNNI(w, x, nb, stride, dst)
+		default:
+			dotQ8x16x1VNNI(w, x, nb, stride, dst)
+		}
+		return
+	}
+	dotQ8x16Generic(ni, w, x, nb, stride, dst)
+}

@@ -6,3 +6,8 @@ package cpu
 func dotQ4x16(ni int, w, x []byte, nb, stride int, dst []float32) {
 	dotQ4x16Generic(ni, w, x, nb, stride, dst)
 }
+
+// dotQ8x16 is dotQ8x16Generic where no assembly is built.
+func dotQ8x16(ni int, w, x []byte, nb, stride int, dst []float32) {
+	dotQ8x16Generic(ni, w, x, nb, stride, dst)
+}

@@ -24,6 +24,26 @@ func dotQ4x16x4VNNI(w []byte, x []byte, nb int, stride int, dst []float32)
 //go:noescape
 func dotQ4x16x8VNNI(w []byte, x []byte, nb int, stride int, dst []float32)
 
+// dotQ8x16x1VNNI is dotQ8x16Generic for 1 input(s) with AVX-512 VNNI.
+//
+//go:noescape
+func dotQ8x16x1VNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ8x16x2VNNI is dotQ8x16Generic for 2 input(s) with AVX-512 VNNI.
+//
+//go:noescape
+func dotQ8x16x2VNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ8x16x4VNNI is dotQ8x16Generic for 4 input(s) with AVX-512 VNNI.
+//
+//go:noescape
+func dotQ8x16x4VNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ8x16x8VNNI is dotQ8x16Generic for 8 input(s) with AVX-512 VNNI.
+//
+//go:noescape
+func dotQ8x16x8VNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
 // dotQ4x16x1AVX2 is dotQ4x16Generic for 1 input(s) with AVX2.
 //
 //go:noescape

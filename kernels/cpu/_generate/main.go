@@ -97,6 +97,9 @@ func main() {
 			genQ4x16VNNI(ni)
 		}
 		for _, ni := range []int{1, 2, 4, 8} {
+			genQ8x16VNNI(ni)
+		}
+		for _, ni := range []int{1, 2, 4, 8} {
 			genQ4x16AVX2(ni)
 		}
 	case "silu":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	. "github.com/mmcloughlin/avo/build"
 	"github.com/mmcloughlin/avo/ir"
@@ -33,40 +34,83 @@ import (
 // their quants by 32 bytes, then their −8·Σy as int32, then their scales
 // as float32: 40·ni bytes), input j's sixteen results to
 // dst[j·stride : j·stride+16].
-func genQ4x16VNNI(ni int) {
-	name := fmt.Sprintf("dotQ4x16x%dVNNI", ni)
+func genQ4x16VNNI(ni int) { genPackedVNNI(false, ni) }
+
+// genQ8x16VNNI writes dotQ8x16x{ni}VNNI: genQ4x16VNNI for Q8_0 rows
+// packed by PackQ8x16 (block units of 544 bytes: the sixteen scales,
+// then eight 64-byte vectors, vector k holding every row's quants
+// 4k…4k+3). The quants are signed: each vector, XORed with 0x80, is
+// q+128 unsigned, and the lane starts from the layout's −128·Σy, so that
+// it ends at the exact Σ q·y.
+func genQ8x16VNNI(ni int) { genPackedVNNI(true, ni) }
+
+// genPackedVNNI writes the VNNI kernel of a packed Q4_0 (q8 false) or
+// Q8_0 layout for ni inputs.
+func genPackedVNNI(q8 bool, ni int) {
+	kind, unit := "Q4", 288
+	if q8 {
+		kind, unit = "Q8", 544
+	}
+	name := fmt.Sprintf("dot%sx16x%dVNNI", kind, ni)
 	TEXT(name, NOSPLIT, "func(w, x []byte, nb, stride int, dst []float32)")
 	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is dotQ4x16Generic for %d input(s) with AVX-512 VNNI.", name, ni))
+	Doc(fmt.Sprintf("%s is dot%sx16Generic for %d input(s) with AVX-512 VNNI.", name, kind, ni))
 	wp := Load(Param("w").Base(), GP64())
 	xp := Load(Param("x").Base(), GP64())
 	n := Load(Param("nb"), GP64())
 	stride := Load(Param("stride"), GP64())
 	dst := Load(Param("dst").Base(), GP64())
 	mask := ZMM()
-	VMOVDQU64(q4x16Mask(), mask)
+	if q8 {
+		if q8x16Bias == nil {
+			m := vecConst("q8x16bias", widen(bytes32(0x80), 64))
+			q8x16Bias = &m
+		}
+		VMOVDQU64(*q8x16Bias, mask)
+	} else {
+		VMOVDQU64(q4x16Mask(), mask)
+	}
 	acc := make([]VecVirtual, ni)
 	for j := range acc {
 		acc[j] = zeroVec(true)
 	}
-	loop, done := fmt.Sprintf("q4x16x%dblock", ni), fmt.Sprintf("q4x16x%ddone", ni)
+	loop, done := fmt.Sprintf("%sx16x%dblock", strings.ToLower(kind), ni), fmt.Sprintf("%sx16x%ddone", strings.ToLower(kind), ni)
 	TESTQ(n, n)
 	JZ(LabelRef(done))
 	Label(loop)
 	// Sixteen block units on: the rows of a group, and the groups of a
 	// chunk, lie one after another, a stream the prefetch keeps ahead of.
-	for l := 0; l < 288; l += 64 {
-		PREFETCHT0(Mem{Base: wp, Disp: 16*288 + l})
+	// Not for one Q8_0 input, which streams its rows as fast as memory
+	// gives them without it and lost 5–15% with it (BenchmarkMatMulQ8x16
+	// …/n=1/dram), where eight inputs gained 7–30%.
+	for l := 0; l < unit && (!q8 || ni > 1); l += 64 {
+		PREFETCHT0(Mem{Base: wp, Disp: 16*unit + l})
 	}
 	dw := ZMM()
 	VCVTPH2PS(Mem{Base: wp}, dw)
-	var lo, hi [4]VecVirtual
-	for k := range 4 {
-		lo[k], hi[k] = ZMM(), ZMM()
-		VMOVDQU64(Mem{Base: wp, Disp: 32 + 64*k}, lo[k])
-		VPSRLW(U8(4), lo[k], hi[k])
-		VPANDD(mask, lo[k], lo[k])
-		VPANDD(mask, hi[k], hi[k])
+	// The weight vectors and the offset, within an input's 32 quants, of
+	// the four each lane multiplies: Q4_0's low nibbles of vector k are
+	// elements 4k…4k+3, its high ones 16+4k…; Q8_0's vector k is 4k….
+	type operand struct {
+		w   VecVirtual
+		off int
+	}
+	var ops []operand
+	if q8 {
+		for k := range 8 {
+			v := ZMM()
+			VPXORD(Mem{Base: wp, Disp: 32 + 64*k}, mask, v)
+			ops = append(ops, operand{v, 4 * k})
+		}
+	} else {
+		for k := range 4 {
+			lo, hi := ZMM(), ZMM()
+			VMOVDQU64(Mem{Base: wp, Disp: 32 + 64*k}, lo)
+			VPSRLW(U8(4), lo, hi)
+			VPANDD(mask, lo, lo)
+			VPANDD(mask, hi, hi)
+			ops = append(ops, operand{lo, 4 * k}, operand{hi, 16 + 4*k})
+		}
 	}
 	// The inputs' chains interleaved, step k of every input before step
 	// k+1 of any: each VPDPBUSD then waits on one four steps back, not on
@@ -77,12 +121,9 @@ func genQ4x16VNNI(ni int) {
 		s[j] = ZMM()
 		VPBROADCASTD(Mem{Base: xp, Disp: 32*ni + 4*j}, s[j])
 	}
-	for k := range 4 {
+	for _, o := range ops {
 		for j := range ni {
-			vpdpbusdBcst(Mem{Base: xp, Disp: 32*j + 4*k}, lo[k], s[j])
-		}
-		for j := range ni {
-			vpdpbusdBcst(Mem{Base: xp, Disp: 32*j + 16 + 4*k}, hi[k], s[j])
+			vpdpbusdBcst(Mem{Base: xp, Disp: 32*j + o.off}, o.w, s[j])
 		}
 	}
 	for j := range ni {
@@ -92,7 +133,7 @@ func genQ4x16VNNI(ni int) {
 		VMULPS(d, s[j], s[j])
 		VADDPS(s[j], acc[j], acc[j])
 	}
-	ADDQ(U32(288), wp)
+	ADDQ(U32(unit), wp)
 	ADDQ(U32(40*ni), xp)
 	DECQ(n)
 	JNZ(LabelRef(loop))
@@ -107,6 +148,9 @@ func genQ4x16VNNI(ni int) {
 	VZEROUPPER()
 	RET()
 }
+
+// q8x16Bias is the 64 bytes 0x80, declared by the first Q8_0 kernel.
+var q8x16Bias *Mem
 
 // genQ4x16AVX2 writes dotQ4x16x{ni}AVX2, genQ4x16VNNI's kernel for CPUs
 // without AVX-512: the same arguments, the same bits. A 256-bit register
