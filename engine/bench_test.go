@@ -255,6 +255,35 @@ func BenchmarkSchedulerStreams(b *testing.B) {
 	}
 }
 
+// BenchmarkSchedulerStreamsQ8 is BenchmarkSchedulerStreams at 1 and 8
+// streams on the 1B Q8_0 model read into memory, in GGUF's rows and
+// packed (LoadOptions.PackQ4; it packs Q8_0 where AVX-512 VNNI runs).
+//
+//	go test ./engine -run '^$' -bench SchedulerStreamsQ8 -benchtime 10x
+func BenchmarkSchedulerStreamsQ8(b *testing.B) {
+	for _, pack := range []bool{false, true} {
+		m, err := engine.LoadWith(benchModel(b, dtype.Q8_0), engine.LoadOptions{NoMmap: true, PackQ4: pack})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, streams := range []int{1, 8} {
+			b.Run(fmt.Sprintf("packed=%v/streams=%d", pack, streams), func(b *testing.B) {
+				sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: streams, Context: 128, Batch: 64})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sc.Close()
+				total := 0
+				for b.Loop() {
+					total += runStreams(b, sc, streams)
+				}
+				b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tok/s")
+			})
+		}
+		m.Close()
+	}
+}
+
 var (
 	streamCounts = []int{1, 4, 8, 16}
 	streamsTable = flag.Bool("streams-table", false, "TestStreamsTable: print aggregate decode tokens/s per stream count")
