@@ -21,8 +21,10 @@
 // families live in q4_0.go, legacy.go (Q8_0, Q4_1, Q5_0, Q5_1),
 // kquant.go and float.go, the sparse FFN's kernels (prefetching and
 // multi-row gathers, multi-row axpys) in axpy.go, SiLU and softmax's
-// exponential in silu.go, attention's row kernels in attn.go; this file has the
-// activation quantizers, the axpy kernels and the shared helpers.
+// exponential in silu.go, attention's row kernels in attn.go, the
+// kernels of the packed (sixteen rows interleaved) Q4_0 and Q8_0 layouts
+// in q4x16.go; this file has the activation quantizers, the axpy kernels
+// and the shared helpers.
 package main
 
 import (
