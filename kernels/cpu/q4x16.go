@@ -245,8 +245,9 @@ func (p *Pool) MatMulQ4x16(dst []float32, w []byte, rows, cols int, x []float32,
 	p.MatMulQ4x16Set([]Q4x16Product{{Dst: dst, W: w, Rows: rows}}, cols, x, n)
 }
 
-// Q4x16Product is one matrix of MatMulQ4x16Set: the packed Q4_0 weights W
-// of Rows rows and the products' destination, as in MatMulQ4x16.
+// Q4x16Product is one matrix of MatMulQ4x16Set (or MatMulQ8x16Set): the
+// packed weights W of Rows rows and the products' destination, as in
+// MatMulQ4x16.
 type Q4x16Product struct {
 	Dst  []float32
 	W    []byte
