@@ -376,7 +376,7 @@ func (r *Runner) matmul(dst []float32, w *arch.Tensor, x []float32, n int) {
 
 // matmulShared computes da = A·x, db = B·x and, when C is not nil,
 // dc = C·x for the n inputs x: a layer's Q, K and V, or its up and gate.
-// Packed matrices take one MatMulQ4x16Set (the inputs quantized once,
+// Packed matrices take one MatMulPackedSet (the inputs quantized once,
 // one pass of the pool); others one matmul each.
 func (r *Runner) matmulShared(x []float32, n int, a *arch.Tensor, da []float32, b *arch.Tensor, db []float32, c *arch.Tensor, dc []float32) {
 	if a.Packed && b.Packed && b.Type == a.Type && (c == nil || c.Packed && c.Type == a.Type) {
@@ -389,11 +389,7 @@ func (r *Runner) matmulShared(x []float32, n int, a *arch.Tensor, da []float32, 
 			k = 3
 		}
 		if a.Cols() == b.Cols() && (c == nil || c.Cols() == a.Cols()) {
-			if a.Type == dtype.Q8_0 {
-				r.pool.MatMulQ8x16Set(ps[:k], a.Cols(), x[:n*a.Cols()], n)
-			} else {
-				r.pool.MatMulQ4x16Set(ps[:k], a.Cols(), x[:n*a.Cols()], n)
-			}
+			r.pool.MatMulPackedSet(a.Type, ps[:k], a.Cols(), x[:n*a.Cols()], n)
 			return
 		}
 	}
@@ -409,11 +405,8 @@ func (r *Runner) matmulShared(x []float32, n int, a *arch.Tensor, da []float32, 
 func (r *Runner) hostMatmul(dst []float32, w *arch.Tensor, x []float32, n int) {
 	rows, cols := w.Rows(), w.Cols()
 	if w.Packed {
-		if w.Type == dtype.Q8_0 {
-			r.pool.MatMulQ8x16(dst[:n*rows], w.Data, rows, cols, x[:n*cols], n)
-		} else {
-			r.pool.MatMulQ4x16(dst[:n*rows], w.Data, rows, cols, x[:n*cols], n)
-		}
+		ps := [1]cpu.Q4x16Product{{Dst: dst[:n*rows], W: w.Data, Rows: rows}}
+		r.pool.MatMulPackedSet(w.Type, ps[:], cols, x[:n*cols], n)
 		return
 	}
 	if n == 1 {

@@ -63,9 +63,15 @@ func (c KV) Store(pos, width int, src []float32) {
 // allocate nothing.
 // Inconsistent shapes panic.
 func (p *Pool) Attention(out, q []float32, nTok, startPos int, k, v KV, nHeads, nKVHeads, headDim int, scale float32) {
-	p.attOne[0] = AttnSeq{Out: out, Q: q, NTok: nTok, Start: startPos, K: k, V: v}
-	p.AttentionBatch(p.attOne[:], nHeads, nKVHeads, headDim, scale)
-	p.attOne[0] = AttnSeq{}
+	one := [1]AttnSeq{{Out: out, Q: q, NTok: nTok, Start: startPos, K: k, V: v}}
+	longest, pairs := checkAttention(one[:], nHeads, nKVHeads, headDim)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// the task keeps its sequences: the pool's array, not the caller's
+	// stack, so that nothing escapes
+	p.attOne = one
+	p.attention(p.attOne[:], pairs, longest, nHeads, nKVHeads, headDim, scale)
+	p.attOne = [1]AttnSeq{}
 }
 
 // AttnSeq is one sequence of AttentionBatch: Attention's out, q, nTok,
@@ -82,10 +88,18 @@ type AttnSeq struct {
 // sequence would take as many. Each sequence's out is the bits Attention
 // gives it.
 func (p *Pool) AttentionBatch(seqs []AttnSeq, nHeads, nKVHeads, headDim int, scale float32) {
+	longest, pairs := checkAttention(seqs, nHeads, nKVHeads, headDim)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.attention(seqs, pairs, longest, nHeads, nKVHeads, headDim, scale)
+}
+
+// checkAttention panics on inconsistent shapes, and returns the most
+// positions any sequence's cache holds and the (token, head) pairs.
+func checkAttention(seqs []AttnSeq, nHeads, nKVHeads, headDim int) (longest, pairs int) {
 	if nHeads <= 0 || nKVHeads <= 0 || headDim <= 0 || nHeads%nKVHeads != 0 {
 		panic(fmt.Sprintf("cpu: Attention with %d heads, %d KV heads of %d values", nHeads, nKVHeads, headDim))
 	}
-	pairs, longest := 0, 0
 	for _, sq := range seqs {
 		if sq.NTok < 0 || sq.Start < 0 {
 			panic(fmt.Sprintf("cpu: Attention of %d tokens at %d", sq.NTok, sq.Start))
@@ -107,8 +121,11 @@ func (p *Pool) AttentionBatch(seqs []AttnSeq, nHeads, nKVHeads, headDim int, sca
 		// growing context never reallocates
 		longest = max(longest, ctx, sq.K.Len()/(nKVHeads*headDim))
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	return longest, pairs
+}
+
+// attention runs checked sequences on the pool; p.mu is held.
+func (p *Pool) attention(seqs []AttnSeq, pairs, longest, nHeads, nKVHeads, headDim int, scale float32) {
 	if pairs == 0 {
 		return
 	}

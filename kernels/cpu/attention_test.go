@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/stokehq/stoke/kernels/cpu"
@@ -139,6 +140,48 @@ func TestAttentionBatch(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAttentionConcurrent: goroutines sharing a pool each get their own
+// results (the pool's task state is set only under its lock; run with
+// -race).
+func TestAttentionConcurrent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 9))
+	const hd, nHeads, nKVHeads, nTok, start = 16, 4, 2, 3, 5
+	width := nKVHeads * hd
+	p := cpu.NewPool(2)
+	defer p.Close()
+	type job struct {
+		q, want []float32
+		k, v    cpu.KV
+	}
+	jobs := make([]job, 4)
+	for i := range jobs {
+		j := &jobs[i]
+		j.k, j.v = newKV(false, (start+nTok)*width), newKV(false, (start+nTok)*width)
+		j.k.Store(0, width, randSlice(rng, (start+nTok)*width, 1))
+		j.v.Store(0, width, randSlice(rng, (start+nTok)*width, 1))
+		j.q = randSlice(rng, nTok*nHeads*hd, 1)
+		j.want = make([]float32, len(j.q))
+		p.Attention(j.want, j.q, nTok, start, j.k, j.v, nHeads, nKVHeads, hd, 0.25)
+	}
+	var wg sync.WaitGroup
+	for i := range jobs {
+		wg.Go(func() {
+			j := &jobs[i]
+			out := make([]float32, len(j.q))
+			for range 50 {
+				p.Attention(out, j.q, nTok, start, j.k, j.v, nHeads, nKVHeads, hd, 0.25)
+				for e := range out {
+					if out[e] != j.want[e] {
+						t.Errorf("goroutine %d: out[%d] = %v, want %v", i, e, out[e], j.want[e])
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // Unused cache positions past startPos+nTok must not be read: poison them.

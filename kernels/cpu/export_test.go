@@ -52,5 +52,13 @@ func (v *QVec) ScaleCount() int { return len(v.d) }
 // inputs already laid out by Q4x16Inputs.
 var Q4x16Generic = dotQ4x16Generic
 
-// Q4x16Inputs lays out vs (prepared for Q4_0) for the packed kernels.
-func Q4x16Inputs(vs []*QVec) []byte { return q4x16Inputs(nil, vs) }
+// Q4x16Inputs lays out vs (prepared for Q4_0) for the packed kernels, as
+// MatMulQ4x16 does (q4x16Put).
+func Q4x16Inputs(vs []*QVec) []byte {
+	ni, nb := len(vs), vs[0].nb
+	buf := make([]byte, nb*40*ni)
+	for j, v := range vs {
+		q4x16Put(buf, ni, j, v.blocks, nb)
+	}
+	return buf
+}

@@ -73,41 +73,42 @@ func Q4x16Pays() bool { return useAsm && haveAVX2 }
 // PackQ4x16 packs the rows×cols Q4_0 matrix w, in the row layout, into
 // the packed layout, in place. It panics if the shape is not packable or
 // w holds fewer bytes.
-func PackQ4x16(w []byte, rows, cols int) {
-	rb := checkQ4x16(w, rows, cols)
-	nb := cols / 32
-	tmp := make([]byte, Q4x16Rows*rb)
-	for g := 0; g < rows/Q4x16Rows; g++ {
-		grp := w[g*Q4x16Rows*rb : (g+1)*Q4x16Rows*rb]
-		copy(tmp, grp)
-		for r := range Q4x16Rows {
-			for b := range nb {
-				src := tmp[r*rb+18*b : r*rb+18*b+18]
-				u := grp[b*q4x16Unit : (b+1)*q4x16Unit]
-				u[2*r], u[2*r+1] = src[0], src[1]
-				for k := range 4 {
-					copy(u[32+64*k+4*r:32+64*k+4*r+4], src[2+4*k:6+4*k])
-				}
-			}
-		}
-	}
-}
+func PackQ4x16(w []byte, rows, cols int) { repackX16(dtype.Q4_0, w, rows, cols, true) }
 
 // UnpackQ4x16 undoes PackQ4x16, in place.
-func UnpackQ4x16(w []byte, rows, cols int) {
-	rb := checkQ4x16(w, rows, cols)
-	nb := cols / 32
+func UnpackQ4x16(w []byte, rows, cols int) { repackX16(dtype.Q4_0, w, rows, cols, false) }
+
+// repackX16 packs (pack) or unpacks, in place, the rows×cols matrix w of
+// type t (Q4_0 or Q8_0): a block of t is a 2-byte scale and qb quant
+// bytes, and a packed unit holds the sixteen rows' scales, then qb/4
+// vectors of 64 bytes, vector k holding every row's quant bytes 4k…4k+3.
+func repackX16(t dtype.Type, w []byte, rows, cols int, pack bool) {
+	rb := checkPacked(t, w, rows, cols)
+	nb, bs := cols/32, t.TypeSize()
+	unit := Q4x16Rows * bs
 	tmp := make([]byte, Q4x16Rows*rb)
 	for g := 0; g < rows/Q4x16Rows; g++ {
 		grp := w[g*Q4x16Rows*rb : (g+1)*Q4x16Rows*rb]
 		copy(tmp, grp)
 		for r := range Q4x16Rows {
 			for b := range nb {
-				dst := grp[r*rb+18*b : r*rb+18*b+18]
-				u := tmp[b*q4x16Unit : (b+1)*q4x16Unit]
-				dst[0], dst[1] = u[2*r], u[2*r+1]
-				for k := range 4 {
-					copy(dst[2+4*k:6+4*k], u[32+64*k+4*r:32+64*k+4*r+4])
+				row, u := grp[r*rb+bs*b:r*rb+bs*(b+1)], tmp[b*unit:(b+1)*unit]
+				if pack {
+					row, u = tmp[r*rb+bs*b:r*rb+bs*(b+1)], grp[b*unit:(b+1)*unit]
+				}
+				sc, vecs := u[2*r:2*r+2], u[32:]
+				if pack {
+					copy(sc, row[:2])
+				} else {
+					copy(row[:2], sc)
+				}
+				for k := range (bs - 2) / 4 {
+					v := vecs[64*k+4*r : 64*k+4*r+4]
+					if pack {
+						copy(v, row[2+4*k:6+4*k])
+					} else {
+						copy(row[2+4*k:6+4*k], v)
+					}
 				}
 			}
 		}
@@ -157,18 +158,6 @@ func packedCorr(t dtype.Type) int32 {
 // matrix in cache, 2 threads, on the development machine).
 var q4x16Kernel = [maxMulti + 1]int{0, 1, 2, 2, 4, 4, 4, 8, 8}
 
-// q4x16Inputs lays out the Q8_0 inputs vs (prepared for Q4_0 weights)
-// for the packed kernels, in buf's memory when it is large enough (see
-// q4x16Put).
-func q4x16Inputs(buf []byte, vs []*QVec) []byte {
-	ni, nb := len(vs), vs[0].nb
-	buf = growBytes(buf, nb*40*ni)
-	for j, v := range vs {
-		q4x16Put(buf, ni, j, v.blocks, nb)
-	}
-	return buf
-}
-
 // q4x16Put writes input j of ni, the nb Q8_0 blocks q, into x, the packed
 // kernels' layout of the ni inputs: per block, the inputs' 32 quants one
 // after another, then each input's −8·Σy as a little-endian int32, then
@@ -195,29 +184,45 @@ func packedPut(x []byte, ni, j int, q []byte, nb int, c int32) {
 }
 
 // dotQ4x16Generic sets dst[j·stride + r], for the ni inputs j of x
-// (q4x16Inputs' layout, nb blocks) and the sixteen rows r of the packed
+// (q4x16Put's layout, nb blocks) and the sixteen rows r of the packed
 // group w, to the packed arithmetic's result (see above).
 func dotQ4x16Generic(ni int, w, x []byte, nb, stride int, dst []float32) {
-	w, x = w[:nb*q4x16Unit], x[:nb*40*ni]
+	dotX16Generic(dtype.Q4_0, ni, w, x, nb, stride, dst)
+}
+
+// dotX16Generic is dotQ4x16Generic for packed rows of type t, Q4_0 or
+// Q8_0 (dotQ8x16Generic). It forms each block's integer from the signed
+// quants (q−8 for Q4_0), so the layout's c·Σy, which the assembly's
+// unsigned operands need, is not read.
+func dotX16Generic(t dtype.Type, ni int, w, x []byte, nb, stride int, dst []float32) {
+	unit := Q4x16Rows * t.TypeSize()
+	w, x = w[:nb*unit], x[:nb*40*ni]
 	var acc [maxMulti][Q4x16Rows]float32
 	var q [Q4x16Rows][32]int32
 	for b := range nb {
-		u := w[b*q4x16Unit : (b+1)*q4x16Unit]
+		u := w[b*unit : (b+1)*unit]
 		for r := range Q4x16Rows {
+			if t == dtype.Q8_0 {
+				for k := range 8 {
+					for i, c := range u[32+64*k+4*r : 32+64*k+4*r+4] {
+						q[r][4*k+i] = int32(int8(c))
+					}
+				}
+				continue
+			}
 			for k := range 4 {
 				for i, c := range u[32+64*k+4*r : 32+64*k+4*r+4] {
-					q[r][4*k+i], q[r][16+4*k+i] = int32(c&15), int32(c>>4)
+					q[r][4*k+i], q[r][16+4*k+i] = int32(c&15)-8, int32(c>>4)-8
 				}
 			}
 		}
 		xu := x[b*40*ni : (b+1)*40*ni]
 		for j := range ni {
 			y := xu[32*j : 32*j+32]
-			c := int32(binary.LittleEndian.Uint32(xu[32*ni+4*j:]))
 			dy := math.Float32frombits(binary.LittleEndian.Uint32(xu[36*ni+4*j:]))
 			a := &acc[j]
 			for r := range Q4x16Rows {
-				s := c
+				s := int32(0)
 				for e, v := range y {
 					s += q[r][e] * int32(int8(v))
 				}
@@ -263,12 +268,15 @@ const q4x16MaxSet = 3
 // inputs are quantized once and one pass of the pool covers every
 // matrix's groups of rows. Each product is the bits MatMulQ4x16 gives.
 func (p *Pool) MatMulQ4x16Set(ps []Q4x16Product, cols int, x []float32, n int) {
-	p.matMulPacked(dtype.Q4_0, ps, cols, x, n)
+	p.MatMulPackedSet(dtype.Q4_0, ps, cols, x, n)
 }
 
-// matMulPacked is MatMulQ4x16Set for matrices of type t packed by
+// MatMulPackedSet is MatMulQ4x16Set for matrices of type t packed by
 // sixteen rows: Q4_0 (PackQ4x16) or Q8_0 (PackQ8x16).
-func (p *Pool) matMulPacked(t dtype.Type, ps []Q4x16Product, cols int, x []float32, n int) {
+func (p *Pool) MatMulPackedSet(t dtype.Type, ps []Q4x16Product, cols int, x []float32, n int) {
+	if t != dtype.Q4_0 && t != dtype.Q8_0 {
+		panic(fmt.Sprintf("cpu: no packed layout for %s", t))
+	}
 	if len(ps) < 1 || len(ps) > q4x16MaxSet {
 		panic(fmt.Sprintf("cpu: MatMulQ4x16Set of %d matrices", len(ps)))
 	}

@@ -1,11 +1,6 @@
 package cpu
 
-import (
-	"encoding/binary"
-	"math"
-
-	"github.com/stokehq/stoke/models/dtype"
-)
+import "github.com/stokehq/stoke/models/dtype"
 
 // Packed Q8_0: the packed Q4_0 layout (q4x16.go) for Q8_0 matrices. A
 // group of sixteen rows holds the same bytes as in the row layout, as
@@ -36,82 +31,20 @@ func Q8x16Pays() bool { return useAsm && useVNNI }
 // PackQ8x16 packs the rows×cols Q8_0 matrix w, in the row layout, into
 // the packed layout, in place. It panics if the shape is not packable
 // (Q4x16Packable) or w holds fewer bytes.
-func PackQ8x16(w []byte, rows, cols int) { repackQ8x16(w, rows, cols, true) }
+func PackQ8x16(w []byte, rows, cols int) { repackX16(dtype.Q8_0, w, rows, cols, true) }
 
 // UnpackQ8x16 undoes PackQ8x16, in place.
-func UnpackQ8x16(w []byte, rows, cols int) { repackQ8x16(w, rows, cols, false) }
+func UnpackQ8x16(w []byte, rows, cols int) { repackX16(dtype.Q8_0, w, rows, cols, false) }
 
-func repackQ8x16(w []byte, rows, cols int, pack bool) {
-	rb := checkPacked(dtype.Q8_0, w, rows, cols)
-	nb := cols / 32
-	tmp := make([]byte, Q4x16Rows*rb)
-	for g := 0; g < rows/Q4x16Rows; g++ {
-		grp := w[g*Q4x16Rows*rb : (g+1)*Q4x16Rows*rb]
-		copy(tmp, grp)
-		for r := range Q4x16Rows {
-			for b := range nb {
-				if pack {
-					src := tmp[r*rb+34*b : r*rb+34*b+34]
-					u := grp[b*q8x16Unit : (b+1)*q8x16Unit]
-					u[2*r], u[2*r+1] = src[0], src[1]
-					for k := range 8 {
-						copy(u[32+64*k+4*r:32+64*k+4*r+4], src[2+4*k:6+4*k])
-					}
-				} else {
-					dst := grp[r*rb+34*b : r*rb+34*b+34]
-					u := tmp[b*q8x16Unit : (b+1)*q8x16Unit]
-					dst[0], dst[1] = u[2*r], u[2*r+1]
-					for k := range 8 {
-						copy(dst[2+4*k:6+4*k], u[32+64*k+4*r:32+64*k+4*r+4])
-					}
-				}
-			}
-		}
-	}
-}
-
-// dotQ8x16Generic is dotQ4x16Generic for packed Q8_0 rows: dst[j·stride +
-// r] for the ni inputs j of x (q4x16Put's layout; the −128·Σy there is
-// the VNNI kernels' and not needed here) and the sixteen rows r of the
-// group w.
+// dotQ8x16Generic is dotQ4x16Generic for packed Q8_0 rows.
 func dotQ8x16Generic(ni int, w, x []byte, nb, stride int, dst []float32) {
-	w, x = w[:nb*q8x16Unit], x[:nb*40*ni]
-	var acc [maxMulti][Q4x16Rows]float32
-	var q [Q4x16Rows][32]int32
-	for b := range nb {
-		u := w[b*q8x16Unit : (b+1)*q8x16Unit]
-		for r := range Q4x16Rows {
-			for k := range 8 {
-				for i, c := range u[32+64*k+4*r : 32+64*k+4*r+4] {
-					q[r][4*k+i] = int32(int8(c))
-				}
-			}
-		}
-		xu := x[b*40*ni : (b+1)*40*ni]
-		for j := range ni {
-			y := xu[32*j : 32*j+32]
-			dy := math.Float32frombits(binary.LittleEndian.Uint32(xu[36*ni+4*j:]))
-			a := &acc[j]
-			for r := range Q4x16Rows {
-				s := int32(0)
-				for e, v := range y {
-					s += q[r][e] * int32(int8(v))
-				}
-				d := f16at(u[2*r:]) * dy
-				t := float32(float32(s) * d)
-				a[r] = float32(a[r] + t)
-			}
-		}
-	}
-	for j := range ni {
-		copy(dst[j*stride:j*stride+Q4x16Rows], acc[j][:])
-	}
+	dotX16Generic(dtype.Q8_0, ni, w, x, nb, stride, dst)
 }
 
 // MatMulQ8x16Set is MatMulQ4x16Set for Q8_0 matrices packed by
 // PackQ8x16.
 func (p *Pool) MatMulQ8x16Set(ps []Q4x16Product, cols int, x []float32, n int) {
-	p.matMulPacked(dtype.Q8_0, ps, cols, x, n)
+	p.MatMulPackedSet(dtype.Q8_0, ps, cols, x, n)
 }
 
 // MatMulQ8x16 is MatMulQ4x16 for a Q8_0 matrix packed by PackQ8x16.
