@@ -97,6 +97,10 @@ func BenchmarkMatMulQ4x16(b *testing.B) { benchMatMulPacked(b, dtype.Q4_0) }
 // (MatMulQ8x16; 48 matrices are 587 MB).
 func BenchmarkMatMulQ8x16(b *testing.B) { benchMatMulPacked(b, dtype.Q8_0) }
 
+// BenchmarkMatMulQ4Kx16 is BenchmarkMatMulQ4x16 for packed Q4_K
+// (MatMulPackedSet; 48 matrices are 311 MB).
+func BenchmarkMatMulQ4Kx16(b *testing.B) { benchMatMulPacked(b, dtype.Q4_K) }
+
 func benchMatMulPacked(b *testing.B, t dtype.Type) {
 	const mats = 48
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -107,11 +111,16 @@ func benchMatMulPacked(b *testing.B, t dtype.Type) {
 		ws := make([][]byte, mats)
 		pks := make([][]byte, mats)
 		for i := range ws {
-			if t == dtype.Q8_0 {
+			switch t {
+			case dtype.Q8_0:
 				ws[i] = randQ8_0(rng, rows, cols)
 				pks[i] = bytes.Clone(ws[i])
 				cpu.PackQ8x16(pks[i], rows, cols)
-			} else {
+			case dtype.Q4_K:
+				ws[i] = randQ4_K(rng, rows, cols)
+				pks[i] = bytes.Clone(ws[i])
+				cpu.PackQ4Kx16(pks[i], rows, cols)
+			default:
 				ws[i] = randQ4_0(rng, rows, cols)
 				pks[i] = bytes.Clone(ws[i])
 				cpu.PackQ4x16(pks[i], rows, cols)
@@ -130,14 +139,14 @@ func benchMatMulPacked(b *testing.B, t dtype.Type) {
 					b.Run(fmt.Sprintf("%dx%d/n=%d/%s/%s", rows, cols, n, where, layout), func(b *testing.B) {
 						x := randSlice(rng, n*cols, 1)
 						dst := make([]float32, n*rows)
+						ps := []cpu.Q4x16Product{{Dst: dst, Rows: rows}}
 						k := 0
 						for b.Loop() {
 							w := set[k%len(set)]
 							switch {
-							case layout == "x16" && t == dtype.Q8_0:
-								p.MatMulQ8x16(dst, w, rows, cols, x, n)
 							case layout == "x16":
-								p.MatMulQ4x16(dst, w, rows, cols, x, n)
+								ps[0].W = w
+								p.MatMulPackedSet(t, ps, cols, x, n)
 							case n == 1:
 								p.MatVec(dst, w, t, rows, cols, x)
 							default:

@@ -121,7 +121,7 @@ func checkQ4x16(w []byte, rows, cols int) int { return checkPacked(dtype.Q4_0, w
 
 // checkPacked is checkQ4x16 for a matrix of type t.
 func checkPacked(t dtype.Type, w []byte, rows, cols int) int {
-	if !Q4x16Packable(rows, cols) {
+	if !PackableX16(t, rows, cols) {
 		panic(fmt.Sprintf("cpu: a %d×%d %s matrix cannot be packed by 16 rows", rows, cols, t))
 	}
 	rb := rowBytes(t, cols)
@@ -129,13 +129,39 @@ func checkPacked(t dtype.Type, w []byte, rows, cols int) int {
 	return rb
 }
 
-// dotPacked is dotQ4x16 or dotQ8x16 as t says.
-func dotPacked(t dtype.Type, ni int, w, x []byte, nb, stride int, dst []float32) {
-	if t == dtype.Q8_0 {
-		dotQ8x16(ni, w, x, nb, stride, dst)
-		return
+// PackableX16 reports whether a rows×cols matrix of type t can be packed
+// by sixteen rows: t one of Q4_0, Q8_0 (Q4x16Packable) and Q4_K
+// (Q4Kx16Packable).
+func PackableX16(t dtype.Type, rows, cols int) bool {
+	switch t {
+	case dtype.Q4_0, dtype.Q8_0:
+		return Q4x16Packable(rows, cols)
+	case dtype.Q4_K:
+		return Q4Kx16Packable(rows, cols)
 	}
-	dotQ4x16(ni, w, x, nb, stride, dst)
+	return false
+}
+
+// dotPacked is dotQ4x16, dotQ8x16 or dotQ4Kx16 as t says.
+func dotPacked(t dtype.Type, ni int, w, x []byte, nb, stride int, dst []float32) {
+	switch t {
+	case dtype.Q8_0:
+		dotQ8x16(ni, w, x, nb, stride, dst)
+	case dtype.Q4_K:
+		dotQ4Kx16(ni, w, x, nb, stride, dst)
+	default:
+		dotQ4x16(ni, w, x, nb, stride, dst)
+	}
+}
+
+// packedIn is the bytes of one input's block in the packed kernels' input
+// layout for rows of type t: 40 for Q4_0 and Q8_0 (packedPut), q4kx16In
+// for Q4_K.
+func packedIn(t dtype.Type) int {
+	if t == dtype.Q4_K {
+		return q4kx16In
+	}
+	return 40
 }
 
 // packedCorr is the multiple of Σy a packed kernel's lane starts from:
@@ -272,9 +298,10 @@ func (p *Pool) MatMulQ4x16Set(ps []Q4x16Product, cols int, x []float32, n int) {
 }
 
 // MatMulPackedSet is MatMulQ4x16Set for matrices of type t packed by
-// sixteen rows: Q4_0 (PackQ4x16) or Q8_0 (PackQ8x16).
+// sixteen rows: Q4_0 (PackQ4x16), Q8_0 (PackQ8x16) or Q4_K (PackQ4Kx16,
+// whose inputs are quantized to Q8_K, as for MatVec).
 func (p *Pool) MatMulPackedSet(t dtype.Type, ps []Q4x16Product, cols int, x []float32, n int) {
-	if t != dtype.Q4_0 && t != dtype.Q8_0 {
+	if t != dtype.Q4_0 && t != dtype.Q8_0 && t != dtype.Q4_K {
 		panic(fmt.Sprintf("cpu: no packed layout for %s", t))
 	}
 	if len(ps) < 1 || len(ps) > q4x16MaxSet {
@@ -294,7 +321,7 @@ func (p *Pool) MatMulPackedSet(t dtype.Type, ps []Q4x16Product, cols int, x []fl
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	nb := cols / 32
+	nb, in := cols/t.BlockSize(), packedIn(t)
 	tk := &p.pk
 	*tk = q4x16Task{t: t, rb: rb, nb: nb, groups: tk.groups[:0], x: x, cols: cols}
 	copy(tk.ps[:], ps)
@@ -311,7 +338,7 @@ func (p *Pool) MatMulPackedSet(t dtype.Type, ps []Q4x16Product, cols int, x []fl
 		if k == len(p.pkx) {
 			p.pkx = append(p.pkx, nil)
 		}
-		p.pkx[k] = growBytes(p.pkx[k], nb*40*kn)
+		p.pkx[k] = growBytes(p.pkx[k], nb*in*kn)
 		if ni < kn {
 			clear(p.pkx[k]) // the spare inputs: zero quants, sums and scales
 		}
@@ -343,7 +370,7 @@ const q4x16ChunksPerThread = 8
 // group of inputs (Run), after the inputs are quantized into the groups'
 // layout (prep).
 type q4x16Task struct {
-	t      dtype.Type // Q4_0 or Q8_0
+	t      dtype.Type // Q4_0, Q8_0 or Q4_K
 	ps     [q4x16MaxSet]Q4x16Product
 	nps    int
 	ends   [q4x16MaxSet]int // groups of rows of ps[:k+1]
@@ -356,7 +383,8 @@ type q4x16Task struct {
 }
 
 // q4x16Group is a group of inputs of MatMulQ4x16: inputs [i0, i0+n), laid
-// out by q4x16Put in x for the kernel of k ≥ n inputs (the rest spare).
+// out by q4x16Put (or q4kx16Put) in x for the kernel of k ≥ n inputs
+// (the rest spare).
 type q4x16Group struct {
 	i0, n, k int
 	x        []byte
@@ -393,6 +421,18 @@ func (t *q4x16Task) Run(lo, hi int) {
 // Run.
 func (t *q4x16Task) RunWorker(w, lo, hi int) {
 	nb := hi - lo
+	if t.t == dtype.Q4_K {
+		t.q[w] = growBytes(t.q[w], 292*nb)
+		q := t.q[w]
+		for _, g := range t.groups {
+			for j := range g.n {
+				i := g.i0 + j
+				quantizeQ8_K(t.x[i*t.cols+256*lo:i*t.cols+256*hi], q, nb)
+				q4kx16Put(g.x[lo*q4kx16In*g.k:], g.k, j, q, nb)
+			}
+		}
+		return
+	}
 	t.q[w] = growBytes(t.q[w], 34*nb)
 	q := t.q[w]
 	for _, g := range t.groups {

@@ -58,3 +58,24 @@ func dotQ8x16(ni int, w, x []byte, nb, stride int, dst []float32) {
 	}
 	dotQ8x16Generic(ni, w, x, nb, stride, dst)
 }
+
+// dotQ4Kx16 is dotQ4Kx16Generic, in assembly where the VNNI kernels run.
+func dotQ4Kx16(ni int, w, x []byte, nb, stride int, dst []float32) {
+	if useAsm && useVNNI && (ni == 8 || ni == 4 || ni == 2 || ni == 1) {
+		_ = w[:nb*q4kx16Unit]
+		_ = x[:nb*q4kx16In*ni]
+		_ = dst[:(ni-1)*stride+Q4x16Rows]
+		switch ni {
+		case 8:
+			dotQ4Kx16x8VNNI(w, x, nb, stride, dst)
+		case 4:
+			dotQ4Kx16x4VNNI(w, x, nb, stride, dst)
+		case 2:
+			dotQ4Kx16x2VNNI(w, x, nb, stride, dst)
+		default:
+			dotQ4Kx16x1VNNI(w, x, nb, stride, dst)
+		}
+		return
+	}
+	dotQ4Kx16Generic(ni, w, x, nb, stride, dst)
+}

@@ -23,7 +23,7 @@
 // multi-row gathers, multi-row axpys) in axpy.go, SiLU and softmax's
 // exponential in silu.go, attention's row kernels in attn.go, the
 // kernels of the packed (sixteen rows interleaved) Q4_0 and Q8_0 layouts
-// in q4x16.go; this file has the activation quantizers, the axpy kernels
+// in q4x16.go, those of the packed Q4_K layout in q4kx16.go; this file has the activation quantizers, the axpy kernels
 // and the shared helpers.
 package main
 
@@ -39,7 +39,7 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy, q4tile, vnni, q4x16, silu or attn")
+var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy, q4tile, vnni, q4x16, q4kx16, silu or attn")
 
 func main() {
 	flag.Parse()
@@ -93,6 +93,10 @@ func main() {
 		for _, inputs := range []int{0, 2, 4} {
 			genDotQ4_KVNNI(inputs)
 			genDotQ6_KVNNI(inputs)
+		}
+	case "q4kx16":
+		for _, ni := range []int{1, 2, 4, 8} {
+			genQ4Kx16VNNI(ni)
 		}
 	case "q4x16":
 		for _, ni := range []int{1, 2, 4, 8} {

@@ -1,0 +1,187 @@
+package cpu_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stokehq/stoke/kernels/cpu"
+	"github.com/stokehq/stoke/models/dtype"
+)
+
+// randQ4_K returns a rows×cols Q4_K matrix of random quants and 6-bit
+// scales and mins, whose d and dmin are random in ±[0.0001, 0.0021), a few
+// of them zero and a few negative.
+func randQ4_K(rng *rand.Rand, rows, cols int) []byte {
+	w := make([]byte, rows*cols/256*144)
+	for i := range w {
+		w[i] = byte(rng.Uint32())
+	}
+	for b := 0; b < len(w); b += 144 {
+		for h := range 2 {
+			d := float32(rng.Float64()*0.002 + 0.0001)
+			switch rng.IntN(16) {
+			case 0:
+				d = 0
+			case 1, 2:
+				d = -d
+			}
+			binary.LittleEndian.PutUint16(w[b+2*h:], dtype.F32ToF16(d))
+		}
+	}
+	return w
+}
+
+func TestPackQ4Kx16RoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, shape := range [][2]int{{16, 256}, {32, 512}, {48, 2048}} {
+		rows, cols := shape[0], shape[1]
+		w := randQ4_K(rng, rows, cols)
+		orig := bytes.Clone(w)
+		cpu.PackQ4Kx16(w, rows, cols)
+		if bytes.Equal(w, orig) {
+			t.Fatalf("%v: packing changed nothing", shape)
+		}
+		// Spot-check the layout: row r's super-block b in group g.
+		nb := cols / 256
+		rb := nb * 144
+		for range 40 {
+			r, b := rng.IntN(rows), rng.IntN(nb)
+			src := orig[r*rb+144*b : r*rb+144*b+144]
+			u := w[(r/16*nb+b)*2304 : (r/16*nb+b+1)*2304]
+			lane := r % 16
+			if !bytes.Equal(u[2*lane:2*lane+2], src[0:2]) || !bytes.Equal(u[32+2*lane:34+2*lane], src[2:4]) {
+				t.Fatalf("%v: row %d super-block %d: scales misplaced", shape, r, b)
+			}
+			for k := range 12 {
+				if u[64+16*k+lane] != src[4+k] {
+					t.Fatalf("%v: row %d super-block %d: scale byte %d misplaced", shape, r, b, k)
+				}
+			}
+			for c := range 4 {
+				for k := range 8 {
+					if !bytes.Equal(u[256+512*c+64*k+4*lane:256+512*c+64*k+4*lane+4], src[16+32*c+4*k:20+32*c+4*k]) {
+						t.Fatalf("%v: row %d super-block %d: chunk %d quants %d–%d misplaced", shape, r, b, c, 4*k, 4*k+3)
+					}
+				}
+			}
+		}
+		cpu.UnpackQ4Kx16(w, rows, cols)
+		if !bytes.Equal(w, orig) {
+			t.Fatalf("%v: unpack(pack(w)) != w", shape)
+		}
+	}
+	for _, c := range []struct {
+		rows, cols int
+		ok         bool
+	}{{16, 256, true}, {4096, 11008, true}, {16, 384, false}, {8, 256, false}, {16, 32, false}} {
+		if got := cpu.PackableX16(dtype.Q4_K, c.rows, c.cols); got != c.ok {
+			t.Errorf("PackableX16(Q4_K, %d, %d) = %v, want %v", c.rows, c.cols, got, c.ok)
+		}
+	}
+}
+
+// q4kx16Exact returns, for every row of the row-layout Q4_K matrix w and
+// input v (quantized to Q8_K), the packed arithmetic in float64 (no
+// rounding but the input's quantization) and Σ_b (|t_b| + |u_b|), the
+// scale of its rounding error.
+func q4kx16Exact(w []byte, rows, cols int, v *cpu.QVec) (exact, scale []float64) {
+	blocks := v.Blocks()
+	nb, rb := cols/256, cols/256*144
+	for r := range rows {
+		var e, s float64
+		for b := range nb {
+			wb := w[r*rb+144*b : r*rb+144*b+144]
+			yb := blocks[292*b : 292*b+292]
+			dy := float64(math.Float32frombits(binary.LittleEndian.Uint32(yb)))
+			var sc, m [8]int
+			q := wb[4:16]
+			for j := range 4 {
+				sc[j], m[j] = int(q[j]&63), int(q[j+4]&63)
+				sc[j+4] = int(q[j+8]&15 | (q[j]>>6)<<4)
+				m[j+4] = int(q[j+8]>>4 | (q[j+4]>>6)<<4)
+			}
+			var I, M int
+			for s := range 8 {
+				c, hi := s/2, s%2
+				ss, bs := 0, 0
+				for e := range 32 {
+					qv := int(wb[16+32*c+e] & 15)
+					if hi == 1 {
+						qv = int(wb[16+32*c+e] >> 4)
+					}
+					y := int(int8(yb[4+32*s+e]))
+					ss += qv * y
+					bs += y
+				}
+				I += sc[s] * ss
+				M += m[s] * bs
+			}
+			d := float64(dtype.F16ToF32(binary.LittleEndian.Uint16(wb)))
+			dm := float64(dtype.F16ToF32(binary.LittleEndian.Uint16(wb[2:])))
+			tt, u := float64(I)*d*dy, float64(M)*dm*dy
+			e += tt - u
+			s += math.Abs(tt) + math.Abs(u)
+		}
+		exact, scale = append(exact, e), append(scale, s)
+	}
+	return
+}
+
+// TestMatMulQ4Kx16 checks the packed Q4_K driver against the packed
+// arithmetic done exactly and against the row layout's MatMul, and that
+// every way of computing a row gives the same bits (the row layout rounds
+// its lanes otherwise, and sums its lanes after: within 1e-4 of the error scale): n inputs at once or
+// one at a time, assembly or pure Go, any thread count.
+func TestMatMulQ4Kx16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	p1, p3 := cpu.NewPool(1), cpu.NewPool(3)
+	defer p1.Close()
+	defer p3.Close()
+	for _, shape := range [][2]int{{16, 256}, {48, 512}, {64, 2048}, {160, 5632}} {
+		rows, cols := shape[0], shape[1]
+		w := randQ4_K(rng, rows, cols)
+		packed := bytes.Clone(w)
+		cpu.PackQ4Kx16(packed, rows, cols)
+		for _, n := range []int{1, 2, 3, 7, 8, 13, 19} {
+			t.Run(fmt.Sprintf("%dx%d/n=%d", rows, cols, n), func(t *testing.T) {
+				x := randSlice(rng, n*cols, 1)
+				got := make([]float32, n*rows)
+				p3.MatMulPackedSet(dtype.Q4_K, []cpu.Q4x16Product{{Dst: got, W: packed, Rows: rows}}, cols, x, n)
+				rowsRes := make([]float32, n*rows)
+				p3.MatMul(rowsRes, w, dtype.Q4_K, rows, cols, x, n)
+				for i := range n {
+					var v cpu.QVec
+					v.Quantize(dtype.Q4_K, x[i*cols:(i+1)*cols])
+					exact, scale := q4kx16Exact(w, rows, cols, &v)
+					one := make([]float32, rows)
+					p1.MatMulPackedSet(dtype.Q4_K, []cpu.Q4x16Product{{Dst: one, W: packed, Rows: rows}}, cols, x[i*cols:(i+1)*cols], 1)
+					for r := range rows {
+						g := got[i*rows+r]
+						if math.Float32bits(g) != math.Float32bits(one[r]) {
+							t.Fatalf("input %d row %d: %v with %d inputs, %v alone", i, r, g, n, one[r])
+						}
+						if d := math.Abs(float64(g) - exact[r]); d > 1e-6*scale[r]+1e-30 {
+							t.Fatalf("input %d row %d: %v, exact %v (scale %v)", i, r, g, exact[r], scale[r])
+						}
+						if d := math.Abs(float64(g) - float64(rowsRes[i*rows+r])); d > 1e-4*scale[r]+1e-30 {
+							t.Fatalf("input %d row %d: packed %v, row layout %v (scale %v)", i, r, g, rowsRes[i*rows+r], scale[r])
+						}
+					}
+				}
+				restore := cpu.SetGeneric(true)
+				gen := make([]float32, n*rows)
+				p3.MatMulPackedSet(dtype.Q4_K, []cpu.Q4x16Product{{Dst: gen, W: packed, Rows: rows}}, cols, x, n)
+				restore()
+				for k := range gen {
+					if math.Float32bits(gen[k]) != math.Float32bits(got[k]) {
+						t.Fatalf("result %d: pure Go %v, assembly %v", k, gen[k], got[k])
+					}
+				}
+			})
+		}
+	}
+}
