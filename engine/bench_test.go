@@ -260,9 +260,17 @@ func BenchmarkSchedulerStreams(b *testing.B) {
 // packed (LoadOptions.PackQ4; it packs Q8_0 where AVX-512 VNNI runs).
 //
 //	go test ./engine -run '^$' -bench SchedulerStreamsQ8 -benchtime 10x
-func BenchmarkSchedulerStreamsQ8(b *testing.B) {
+func BenchmarkSchedulerStreamsQ8(b *testing.B) { benchStreamsPacked(b, dtype.Q8_0) }
+
+// BenchmarkSchedulerStreamsQ4K is BenchmarkSchedulerStreamsQ8 for the 1B
+// Q4_K model (PackQ4 packs Q4_K where its assembly kernels run).
+//
+//	go test ./engine -run '^$' -bench SchedulerStreamsQ4K -benchtime 10x
+func BenchmarkSchedulerStreamsQ4K(b *testing.B) { benchStreamsPacked(b, dtype.Q4_K) }
+
+func benchStreamsPacked(b *testing.B, dt dtype.Type) {
 	for _, pack := range []bool{false, true} {
-		m, err := engine.LoadWith(benchModel(b, dtype.Q8_0), engine.LoadOptions{NoMmap: true, PackQ4: pack})
+		m, err := engine.LoadWith(benchModel(b, dt), engine.LoadOptions{NoMmap: true, PackQ4: pack})
 		if err != nil {
 			b.Fatal(err)
 		}

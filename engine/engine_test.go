@@ -127,7 +127,7 @@ func TestLoadNoMmap(t *testing.T) {
 	}
 }
 
-// TestLoadPackQ4: a model whose Q4_0 matrices are packed at load
+// TestLoadPackQ4: a model whose Q4_0, Q8_0 or Q4_K matrices are packed at load
 // (LoadOptions.PackQ4) gives the row layout's logits to float rounding,
 // on one prompt, fed whole and token by token; it refuses a sparse FFN
 // and offload, which read rows; and PackQ4 leaves a mapped file alone.
@@ -136,6 +136,7 @@ func TestLoadPackQ4(t *testing.T) {
 		{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3},
 		{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 4, Tied: true},
 		{Arch: "llama", Params: 3e6, Type: dtype.Q8_0, Seed: 3},
+		{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Seed: 3},
 	} {
 		t.Run(fmt.Sprintf("%s/tied=%v", c.Type, c.Tied), func(t *testing.T) {
 			path := synthModel(t, c)
@@ -324,10 +325,11 @@ func TestGenerateCancel(t *testing.T) {
 func TestDecodeStepAllocatesNothing(t *testing.T) {
 	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Seed: 3}))
 	packed := loadPacked(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3}))
+	packedK := loadPacked(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Seed: 3}))
 	for _, c := range []struct {
 		m  *engine.Model
 		kv dtype.Type
-	}{{m, dtype.F32}, {m, dtype.F16}, {packed, dtype.F16}} {
+	}{{m, dtype.F32}, {m, dtype.F16}, {packed, dtype.F16}, {packedK, dtype.F16}} {
 		kv := c.kv
 		s := session(t, c.m, engine.Options{KVType: kv, Context: 256})
 		if _, err := s.Eval([]int32{1, 2, 3}); err != nil {

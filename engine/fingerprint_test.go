@@ -198,12 +198,12 @@ func TestFingerprintStories260K(t *testing.T) {
 	}
 }
 
-// TestFingerprintPackedVerifies: a node that packs its Q4_0 matrices
+// TestFingerprintPackedVerifies: a node that packs its matrices
 // (stoke node reads the model into memory and packs it on the CPU) and a
 // verifier that maps the file compute the same products summed in
 // another order; honest proofs must verify both ways.
 func TestFingerprintPackedVerifies(t *testing.T) {
-	for _, dt := range []dtype.Type{dtype.Q4_0, dtype.Q8_0} {
+	for _, dt := range []dtype.Type{dtype.Q4_0, dtype.Q8_0, dtype.Q4_K} {
 		path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dt, Seed: 3})
 		rows, packed := load(t, path), loadPacked(t, path)
 		prompt := rows.Tok.Encode("Once upon a time, a packed fingerprint", true, true)

@@ -61,16 +61,17 @@ type LoadOptions struct {
 	// load reads the whole file and the weights take private memory, and
 	// memory-bound decode runs faster (gguf.OpenInMemory).
 	NoMmap bool
-	// PackQ4 packs, in place, the Q4_0 (and, where AVX-512 VNNI runs,
-	// Q8_0: cpu.PackQ8x16) matrices that only the dense
-	// forward pass reads (attention, FFN, the output head unless tied to
-	// the embedding) into the CPU's packed layout (cpu.PackQ4x16), where
-	// that pays (cpu.Q4x16Pays: AVX2 or AVX-512 VNNI) and the file is read into
+	// PackQ4 packs, in place, the Q4_0, Q8_0 and Q4_K matrices that only
+	// the dense forward pass reads (attention, FFN, the output head unless
+	// tied to the embedding) into the CPU's packed layouts (cpu.PackX16:
+	// sixteen rows interleaved), for each type where that pays
+	// (cpu.X16Pays: its assembly kernels run) and the file is read into
 	// memory (NoMmap); otherwise it does nothing. The packed kernels
 	// compute the same products with the rows interleaved by sixteen, one
 	// row per vector lane: eight batched inputs ran at 1.2–1.7× the row
-	// layout's multiply-adds per second and one input at 1.0–2.5×
-	// (BenchmarkMatMulQ4x16 on the 2-core development machine), so
+	// layout's multiply-adds per second for Q4_0 and 2.2–3.4× for Q4_K,
+	// one input at 1.0–2.5× and 0.9–1.9× (BenchmarkMatMulQ4x16,
+	// BenchmarkMatMulQ4Kx16 on the 2-core development machine), so
 	// continuous batching gains most. A model with packed FFN matrices
 	// cannot run a sparse FFN, and a packed model cannot offload weights
 	// (both read rows): EnableSparse and EnableOffload refuse them.
@@ -150,7 +151,7 @@ func LoadWith(path string, o LoadOptions) (*Model, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	m.Path = path
-	if o.PackQ4 && o.NoMmap && (cpu.Q4x16Pays() || cpu.Q8x16Pays() || packAlways) {
+	if o.PackQ4 && o.NoMmap {
 		if err := m.packQ4(o.KeepFFNRows); err != nil {
 			m.Close()
 			return nil, fmt.Errorf("%s: %w", path, err)
@@ -163,13 +164,12 @@ func LoadWith(path string, o LoadOptions) (*Model, error) {
 // so that tests cover the packed forward pass on every machine.
 var packAlways = false
 
-// packQ4 packs the model's packable Q4_0 matrices in place (PackQ4),
-// but for the FFN's when keepFFN.
+// packQ4 packs the model's packable matrices in place (PackQ4), but for
+// the FFN's when keepFFN.
 func (m *Model) packQ4(keepFFN bool) error {
 	var ts []*arch.Tensor
 	add := func(t *arch.Tensor) {
-		pays := t != nil && (t.Type == dtype.Q4_0 && (cpu.Q4x16Pays() || packAlways) || t.Type == dtype.Q8_0 && (cpu.Q8x16Pays() || packAlways))
-		if pays && len(t.Shape) == 2 && cpu.Q4x16Packable(t.Rows(), t.Cols()) {
+		if t != nil && len(t.Shape) == 2 && cpu.PackableX16(t.Type, t.Rows(), t.Cols()) && (cpu.X16Pays(t.Type) || packAlways) {
 			ts = append(ts, t)
 		}
 	}
@@ -194,11 +194,7 @@ func (m *Model) packQ4(keepFFN bool) error {
 	}
 	return m.File.Rewrite(func() error {
 		for _, t := range ts {
-			if t.Type == dtype.Q8_0 {
-				cpu.PackQ8x16(t.Data, t.Rows(), t.Cols())
-			} else {
-				cpu.PackQ4x16(t.Data, t.Rows(), t.Cols())
-			}
+			cpu.PackX16(t.Type, t.Data, t.Rows(), t.Cols())
 			t.Packed = true
 		}
 		m.packed, m.ffnPacked = len(ts), !keepFFN
@@ -211,7 +207,7 @@ func (m *Model) PackedMatrices() int { return m.packed }
 
 // errPacked is EnableSparse's refusal of a model with packed FFN
 // matrices, and EnableOffload's of a packed model.
-var errPacked = errors.New("engine: the model's Q4_0 matrices are packed for the CPU (LoadOptions.PackQ4); load it without packing (or with KeepFFNRows, for a sparse FFN) to run a sparse FFN or offload")
+var errPacked = errors.New("engine: the model's matrices are packed for the CPU (LoadOptions.PackQ4); load it without packing (or with KeepFFNRows, for a sparse FFN) to run a sparse FFN or offload")
 
 // FromFile binds an opened GGUF file. The model takes ownership of f.
 func FromFile(f *gguf.File) (*Model, error) {

@@ -142,6 +142,31 @@ func PackableX16(t dtype.Type, rows, cols int) bool {
 	return false
 }
 
+// X16Pays reports whether packing matrices of type t by sixteen rows
+// speeds this CPU up: Q4x16Pays for Q4_0, Q8x16Pays for Q8_0, and for
+// Q4_K where its assembly kernels run; false for the other types.
+func X16Pays(t dtype.Type) bool {
+	switch t {
+	case dtype.Q4_0:
+		return Q4x16Pays()
+	case dtype.Q8_0:
+		return Q8x16Pays()
+	case dtype.Q4_K:
+		return useAsm && useVNNI
+	}
+	return false
+}
+
+// PackX16 packs the rows×cols matrix w of type t (PackableX16) in place:
+// PackQ4x16, PackQ8x16 or PackQ4Kx16.
+func PackX16(t dtype.Type, w []byte, rows, cols int) {
+	if t == dtype.Q4_K {
+		PackQ4Kx16(w, rows, cols)
+		return
+	}
+	repackX16(t, w, rows, cols, true)
+}
+
 // dotPacked is dotQ4x16, dotQ8x16 or dotQ4Kx16 as t says.
 func dotPacked(t dtype.Type, ni int, w, x []byte, nb, stride int, dst []float32) {
 	switch t {

@@ -18,8 +18,8 @@ type Tensor struct {
 	Type  dtype.Type
 	Shape []uint64
 	Data  []byte
-	// Packed: Data holds the Q4_0 matrix in the CPU's packed layout
-	// (cpu.PackQ4x16, sixteen rows interleaved), not in GGUF's rows. Only
+	// Packed: Data holds the matrix in the CPU's packed layout
+	// (cpu.PackX16, sixteen rows interleaved), not in GGUF's rows. Only
 	// the packed drivers read it; the engine packs at load
 	// (engine.LoadOptions.PackQ4) and refuses the row readers (sparse
 	// FFN, offload) for a model it packed.
