@@ -260,17 +260,28 @@ func BenchmarkSchedulerStreams(b *testing.B) {
 // packed (LoadOptions.PackQ4; it packs Q8_0 where AVX-512 VNNI runs).
 //
 //	go test ./engine -run '^$' -bench SchedulerStreamsQ8 -benchtime 10x
-func BenchmarkSchedulerStreamsQ8(b *testing.B) { benchStreamsPacked(b, dtype.Q8_0) }
+func BenchmarkSchedulerStreamsQ8(b *testing.B) { benchStreamsPacked(b, benchModel(b, dtype.Q8_0)) }
 
 // BenchmarkSchedulerStreamsQ4K is BenchmarkSchedulerStreamsQ8 for the 1B
-// Q4_K model (PackQ4 packs Q4_K where its assembly kernels run).
+// Q4_K model and the 1B model in llama.cpp's Q4_K_M mix (Q4_K, and Q6_K
+// for the output head and some layers' attn_v and ffn_down: synth.Config
+// Mix), the type most GGUF downloads have; PackQ4 packs both types where
+// their assembly kernels run.
 //
 //	go test ./engine -run '^$' -bench SchedulerStreamsQ4K -benchtime 10x
-func BenchmarkSchedulerStreamsQ4K(b *testing.B) { benchStreamsPacked(b, dtype.Q4_K) }
+func BenchmarkSchedulerStreamsQ4K(b *testing.B) {
+	b.Run("Q4_K", func(b *testing.B) { benchStreamsPacked(b, benchModel(b, dtype.Q4_K)) })
+	b.Run("Q4_K_M", func(b *testing.B) { benchStreamsPacked(b, benchModelQ4KM(b)) })
+}
 
-func benchStreamsPacked(b *testing.B, dt dtype.Type) {
+// benchModelQ4KM is benchModel in llama.cpp's Q4_K_M mix.
+func benchModelQ4KM(b testing.TB) string {
+	return cachedModel(b, "llama-q4_k_m", synth.Config{Arch: "llama", Type: dtype.Q4_K, Mix: synth.MixQ4KM, Seed: 1})
+}
+
+func benchStreamsPacked(b *testing.B, path string) {
 	for _, pack := range []bool{false, true} {
-		m, err := engine.LoadWith(benchModel(b, dt), engine.LoadOptions{NoMmap: true, PackQ4: pack})
+		m, err := engine.LoadWith(path, engine.LoadOptions{NoMmap: true, PackQ4: pack})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -127,7 +127,7 @@ func TestLoadNoMmap(t *testing.T) {
 	}
 }
 
-// TestLoadPackQ4: a model whose Q4_0, Q8_0 or Q4_K matrices are packed at load
+// TestLoadPackQ4: a model whose Q4_0, Q8_0, Q4_K or Q6_K matrices are packed at load
 // (LoadOptions.PackQ4) gives the row layout's logits to float rounding,
 // on one prompt, fed whole and token by token; it refuses a sparse FFN
 // and offload, which read rows; and PackQ4 leaves a mapped file alone.
@@ -137,8 +137,14 @@ func TestLoadPackQ4(t *testing.T) {
 		{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 4, Tied: true},
 		{Arch: "llama", Params: 3e6, Type: dtype.Q8_0, Seed: 3},
 		{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Seed: 3},
+		{Arch: "llama", Params: 3e6, Type: dtype.Q6_K, Seed: 3},
+		{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Mix: synth.MixQ4KM, Seed: 3},
 	} {
-		t.Run(fmt.Sprintf("%s/tied=%v", c.Type, c.Tied), func(t *testing.T) {
+		name := c.Type.String()
+		if c.Mix != "" {
+			name = c.Mix
+		}
+		t.Run(fmt.Sprintf("%s/tied=%v", name, c.Tied), func(t *testing.T) {
 			path := synthModel(t, c)
 			rows := load(t, path)
 			packed := loadPacked(t, path)

@@ -61,7 +61,7 @@ type LoadOptions struct {
 	// load reads the whole file and the weights take private memory, and
 	// memory-bound decode runs faster (gguf.OpenInMemory).
 	NoMmap bool
-	// PackQ4 packs, in place, the Q4_0, Q8_0 and Q4_K matrices that only
+	// PackQ4 packs, in place, the Q4_0, Q8_0, Q4_K and Q6_K matrices that only
 	// the dense forward pass reads (attention, FFN, the output head unless
 	// tied to the embedding) into the CPU's packed layouts (cpu.PackX16:
 	// sixteen rows interleaved), for each type where that pays

@@ -36,7 +36,7 @@ func (lf *loadFlags) check() error {
 // options resolves the flags for the model at path; device says whether
 // a device will hold weights. It says on stderr what it chose when it
 // chose by default. A model read into memory for the CPU alone also has
-// its Q4_0, Q8_0 and Q4_K matrices packed (engine.LoadOptions.PackQ4); a command that
+// its Q4_0, Q8_0, Q4_K and Q6_K matrices packed (engine.LoadOptions.PackQ4); a command that
 // runs a sparse FFN keeps the FFN's in rows (KeepFFNRows).
 func (lf *loadFlags) options(path string, device bool, stderr io.Writer) engine.LoadOptions {
 	switch {

@@ -15,7 +15,7 @@ func cmdSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("synth", stderr)
 	out := fs.String("out", "", "output GGUF `file` (required)")
 	params := fs.String("params", "100M", "target parameter count (e.g. 15M, 1B, 7B)")
-	dt := fs.String("dtype", "q8_0", "weight type: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k")
+	dt := fs.String("dtype", "q8_0", "weight type: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k, or q4_k_m (llama.cpp's Q4_K_M mix of Q4_K and Q6_K)")
 	archName := fs.String("arch", "llama", "architecture: llama, bamboo (a dReLU llama, PowerInfer's name) or opt")
 	relu := fs.Bool("relu", false, "ReLU FFN (ReluLLaMA-style for llama; OPT always is), with planted firing statistics")
 	drelu := fs.Bool("drelu", false, "dReLU FFN: ReLU on gate and up (TurboSparse/Bamboo-style), with planted firing statistics")
@@ -34,6 +34,10 @@ func cmdSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	mix := ""
+	if strings.EqualFold(*dt, synth.MixQ4KM) {
+		*dt, mix = "q4_k", synth.MixQ4KM
+	}
 	t, err := dtype.Parse(*dt)
 	if err != nil || !t.Computable() || t == dtype.Q8_K {
 		return usagef("--dtype %q is not a weight type Stoke can compute with", *dt)
@@ -51,13 +55,17 @@ func cmdSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		act = "relu"
 	}
 	c := synth.Config{Arch: *archName, Act: act, PowerInfer: *powerInfer, HotFraction: *hot, ColdRate: *cold,
-		Params: p, Type: t, Seed: *seed, Context: *ctxLen}
+		Params: p, Type: t, Mix: mix, Seed: *seed, Context: *ctxLen}
 	sc, err := synth.Shape(c)
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	typeName := t.String()
+	if mix != "" {
+		typeName = mix
+	}
 	fmt.Fprintf(stderr, "stoke synth: %s %s %s: dim %d, %d layers, %d heads (%d kv), ffn %d, vocab %d\n",
-		sc.Arch, sc.Act, t, sc.Dim, sc.Layers, sc.Heads, sc.KVHeads, sc.FFN, sc.Vocab)
+		sc.Arch, sc.Act, typeName, sc.Dim, sc.Layers, sc.Heads, sc.KVHeads, sc.FFN, sc.Vocab)
 	if sc.Act != "silu" {
 		fmt.Fprintf(stderr, "stoke synth: planted firing: %.1f%% hot neurons, cold rate %.3f; ", 100*sc.HotFraction, sc.ColdRate)
 		if sc.PowerInfer {

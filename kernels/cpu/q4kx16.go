@@ -48,6 +48,12 @@ import (
 // fused multiply-add). The row-layout kernels round the same sums in
 // another order, so a packed matrix gives results a few ulps from the
 // row layout's, and every packed path gives dotQ4Kx16Generic's bits.
+//
+// Without AVX-512 the AVX2 kernels take the sixteen rows as two halves of
+// eight dword lanes, and a sub-block's products as VPMADDUBSW words added
+// in int16 (exact: at most 8·2·15·128 = 30720 in magnitude), which one
+// VPMADDWD against the words (sc_s, sc_s) turns into sc_s·Σ q·y: I and M
+// are the same exact integers, the float step the same roundings.
 
 // q4kx16Unit is the bytes of one super-block of a group: sixteen Q4_K
 // blocks.
@@ -63,6 +69,16 @@ const q4kx16In = 256 + 16 + 4
 func Q4Kx16Packable(rows, cols int) bool {
 	return rows > 0 && cols > 0 && rows%Q4x16Rows == 0 && cols%256 == 0
 }
+
+// Q4Kx16Pays reports whether packing Q4_K matrices speeds this CPU up:
+// where the packed kernels run in assembly (AVX-512 VNNI, or AVX2).
+// Elsewhere the row layout's kernels are far faster than the packed
+// pure-Go twin (about 1 GMAC/s). With AVX2 alone (STOKE_NOVNNI=1 on the
+// development machine, 2 threads) the packed kernels ran eight inputs at
+// 1.7–2.3× the row layout's multiply-adds per second, in cache and from
+// memory, and one input at 0.7–3.3×, mostly above 1.1× (noisy;
+// BenchmarkMatMulQ4Kx16).
+func Q4Kx16Pays() bool { return useAsm && haveAVX2 }
 
 // PackQ4Kx16 packs the rows×cols Q4_K matrix w, in the row layout, into
 // the packed layout, in place. It panics if the shape is not packable or

@@ -133,10 +133,30 @@ func q4kx16Exact(w []byte, rows, cols int, v *cpu.QVec) (exact, scale []float64)
 
 // TestMatMulQ4Kx16 checks the packed Q4_K driver against the packed
 // arithmetic done exactly and against the row layout's MatMul, and that
-// every way of computing a row gives the same bits (the row layout rounds
-// its lanes otherwise, and sums its lanes after: within 1e-4 of the error scale): n inputs at once or
-// one at a time, assembly or pure Go, any thread count.
+// every way of computing a row gives the same bits: n inputs at once or
+// one at a time, assembly or pure Go, any thread count (the row layout
+// rounds its lanes otherwise and sums them after: within 1e-4 of the
+// error scale). It runs the
+// assembly twice where the CPU has AVX-512 VNNI, with the VNNI kernels
+// and with the AVX2 ones, which must give the same bits.
 func TestMatMulQ4Kx16(t *testing.T) {
+	isas := []bool{true}
+	if cpu.HaveVNNI() {
+		isas = append(isas, false)
+	}
+	for _, vnni := range isas {
+		name := "avx2"
+		if vnni && cpu.HaveVNNI() {
+			name = "vnni"
+		}
+		t.Run(name, func(t *testing.T) {
+			defer cpu.SetVNNI(vnni)()
+			testMatMulQ4Kx16(t)
+		})
+	}
+}
+
+func testMatMulQ4Kx16(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	p1, p3 := cpu.NewPool(1), cpu.NewPool(3)
 	defer p1.Close()

@@ -59,6 +59,7 @@ var (
 type ffnLayer struct {
 	t, downT        dtype.Type // gate/up/down type, neuron-major down type
 	gate, up, down  []byte
+	packed          [3][]byte // gate, up, down packed by cpu.PackX16 (nil where t has no packed layout)
 	downNeuronMajor []byte
 	x, h, hu, out   []float32
 	axpy            cpu.AxpyRows
@@ -131,6 +132,16 @@ func layer7B(c sparseBenchLayer) *ffnLayer {
 	l.up = randomRows(rng, t, ffn7BFFN, ffn7BDim)
 	l.down = randomRows(rng, t, ffn7BDim, ffn7BFFN)
 	l.downNeuronMajor = randomRows(rng, l.downT, ffn7BFFN, ffn7BDim)
+	if cpu.X16Pays(t) {
+		for i, m := range [][]byte{l.gate, l.up, l.down} {
+			rows, cols := ffn7BFFN, ffn7BDim
+			if i == 2 {
+				rows, cols = cols, rows
+			}
+			l.packed[i] = slices.Clone(m)
+			cpu.PackX16(t, l.packed[i], rows, cols)
+		}
+	}
 	l.x = make([]float32, ffn7BDim)
 	for i := range l.x {
 		l.x[i] = float32(rng.NormFloat64())
@@ -157,6 +168,13 @@ func (l *ffnLayer) dense(p *cpu.Pool) {
 	p.MatVec(l.h, l.gate, l.t, ffn7BFFN, ffn7BDim, l.x)
 	p.MatVec(l.hu, l.up, l.t, ffn7BFFN, ffn7BDim, l.x)
 	p.MatVec(l.out, l.down, l.t, ffn7BDim, ffn7BFFN, l.h)
+}
+
+// densePacked is dense on the packed matrices, as the engine runs a dense
+// FFN it packed at load (LoadOptions.PackQ4): gate and up in one set.
+func (l *ffnLayer) densePacked(p *cpu.Pool) {
+	p.MatMulPackedSet(l.t, []cpu.Q4x16Product{{Dst: l.h, W: l.packed[0], Rows: ffn7BFFN}, {Dst: l.hu, W: l.packed[1], Rows: ffn7BFFN}}, ffn7BDim, l.x, 1)
+	p.MatMulPackedSet(l.t, []cpu.Q4x16Product{{Dst: l.out, W: l.packed[2], Rows: ffn7BDim}}, ffn7BFFN, l.h, 1)
 }
 
 func (l *ffnLayer) sparse(p *cpu.Pool, idx []int32) {
@@ -256,9 +274,11 @@ func BenchmarkPredictor7B(b *testing.B) {
 // the same bandwidth; a Q8_0 neuron-major down is twice the Q4_0 down's
 // bytes, so a Q4_0 layer with one cannot reach 0.8/fraction, while
 // PowerInfer's Q4_0 down_t reads as many bytes per neuron as the dense
-// down), and the
-// predictor's time as a share of the dense FFN (goal: ≤ 10%), for Q4_0 and
-// F16 layers on 2 threads. It fails nothing: it measures.
+// down), the speed-up over the dense FFN on packed matrices ("vs packed":
+// the dense FFN the engine runs on a model it packed at load, for the
+// types cpu.X16Pays packs), and the predictor's time as a share of the
+// dense FFN (goal: ≤ 10%), for Q4_0 and F16 layers on 2 threads. It fails
+// nothing: it measures.
 func TestSparseFFNTable(t *testing.T) {
 	if !*sparseTable {
 		t.Skip("run with -sparse-table")
@@ -287,6 +307,9 @@ func TestSparseFFNTable(t *testing.T) {
 				job{"rows", func(rep int) { l.sparseRows(p, sets[rep%len(sets)]) }},
 				job{"down", func(rep int) { l.sparseDown(p, sets[rep%len(sets)]) }})
 		}
+		if l.packed[0] != nil {
+			jobs = append(jobs, job{"dense packed", func(int) { l.densePacked(p) }})
+		}
 		for _, pt := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
 			if li >= 2 {
 				break // the same dense FFN as the first layer
@@ -313,20 +336,34 @@ func TestSparseFFNTable(t *testing.T) {
 		if c.t == dtype.Q4_0 && c.downT == dtype.Q4_0 {
 			title = "Q4_0 (Q4_0 down_t, PowerInfer layout)"
 		}
-		fmt.Fprintf(&sb, "%s: dense FFN %.2f ms\n", title, float64(dense)/1e6)
-		fmt.Fprintf(&sb, "  %-8s %9s %10s %10s %10s %14s %14s\n", "active", "sparse ms", "speed-up", "goal", "bytes", "gate+up ms", "down ms")
+		pj := 1 + 3*len(sparseFractions) // the dense packed job, when there is one
+		densePacked := time.Duration(0)
+		if l.packed[0] != nil {
+			densePacked = median(times[pj])
+			fmt.Fprintf(&sb, "%s: dense FFN %.2f ms, %.2f ms packed (cpu.PackX16, as the engine runs a dense FFN)\n", title, float64(dense)/1e6, float64(densePacked)/1e6)
+		} else {
+			fmt.Fprintf(&sb, "%s: dense FFN %.2f ms\n", title, float64(dense)/1e6)
+		}
+		fmt.Fprintf(&sb, "  %-8s %9s %10s %10s %10s %14s %14s %12s\n", "active", "sparse ms", "speed-up", "goal", "bytes", "gate+up ms", "down ms", "vs packed")
 		denseBytes := float64(len(l.gate) + len(l.up) + len(l.down))
 		rowBytes := float64(len(l.gate)+len(l.up)+len(l.downNeuronMajor)) / ffn7BFFN // one neuron's rows
 		for j, f := range sparseFractions {
 			m := median(times[1+3*j])
 			n := float64(len(l.fracSets[f][0]))
-			fmt.Fprintf(&sb, "  %-8s %9.2f %9.2f× %9.1f× %9.2f× %14.2f %14.2f\n", jobs[1+3*j].name, float64(m)/1e6, float64(dense)/float64(m), 0.8/f,
-				denseBytes/(n*rowBytes), float64(median(times[2+3*j]))/1e6, float64(median(times[3+3*j]))/1e6)
+			vs := "-"
+			if densePacked > 0 {
+				vs = fmt.Sprintf("%.2f×", float64(densePacked)/float64(m))
+			}
+			fmt.Fprintf(&sb, "  %-8s %9.2f %9.2f× %9.1f× %9.2f× %14.2f %14.2f %12s\n", jobs[1+3*j].name, float64(m)/1e6, float64(dense)/float64(m), 0.8/f,
+				denseBytes/(n*rowBytes), float64(median(times[2+3*j]))/1e6, float64(median(times[3+3*j]))/1e6, vs)
 		}
-		if len(jobs) > 1+3*len(sparseFractions) {
+		if densePacked > 0 {
+			pj++
+		}
+		if len(jobs) > pj {
 			fmt.Fprintf(&sb, "  %-16s %9s %12s\n", "predictor", "ms", "of dense FFN")
 		}
-		for j := 1 + 3*len(sparseFractions); j < len(jobs); j++ {
+		for j := pj; j < len(jobs); j++ {
 			m := median(times[j])
 			fmt.Fprintf(&sb, "  %-16s %9.3f %11.1f%%\n", jobs[j].name, float64(m)/1e6, 100*float64(m)/float64(dense))
 		}

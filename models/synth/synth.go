@@ -22,6 +22,7 @@ package synth
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/stokehq/stoke/models/dtype"
 )
@@ -60,6 +61,21 @@ type Config struct {
 	// Tied leaves out output.weight: the output head is the embedding
 	// matrix (tied embeddings, as in stories260K and Qwen3's small sizes).
 	Tied bool
+	// Mix "Q4_K_M" (with Type Q4_K) writes llama.cpp's Q4_K_M mix, the
+	// type most GGUF downloads have: output.weight and, in the layers
+	// llama.cpp's use_more_bits picks, attn_v and ffn_down in Q6_K, every
+	// other matrix in Q4_K. "" writes every matrix in Type.
+	Mix string
+}
+
+// MixQ4KM is the Mix value of llama.cpp's Q4_K_M.
+const MixQ4KM = "Q4_K_M"
+
+// useMoreBits is llama.cpp's use_more_bits: the layers of n whose attn_v
+// and ffn_down a Q4_K_M file keeps in Q6_K (the first and last eighth,
+// and every third in between).
+func useMoreBits(i, n int) bool {
+	return i < n/8 || i >= 7*n/8 || (i-n/8)%3 == 2
 }
 
 // Shape constants.
@@ -108,6 +124,9 @@ func Shape(c Config) (Config, error) {
 	}
 	if !supported(c.Type) {
 		return c, fmt.Errorf("synth: cannot write %s weights", c.Type)
+	}
+	if c.Mix != "" && (c.Mix != MixQ4KM || c.Type != dtype.Q4_K) {
+		return c, fmt.Errorf("synth: mix %q with %s weights (the one mix is %s, with Q4_K)", c.Mix, c.Type, MixQ4KM)
 	}
 	if c.Dim == 0 && c.Params == 0 {
 		return c, fmt.Errorf("synth: set Params or Dim")
@@ -275,8 +294,27 @@ type Tensor struct {
 // output. OPT adds position_embd after token_embd and a bias after every
 // norm and projection, and has no ffn_gate. PowerInfer's layout has
 // ffn_down_t (and its bias) in place of ffn_down, then fc1 and fc2. Norms
-// and biases are F32, predictors F16; every other 2-D weight has c.Type.
+// and biases are F32, predictors F16; every other 2-D weight has c.Type,
+// but where c.Mix says otherwise.
 func Tensors(c Config) []Tensor {
+	ts := tensors(c)
+	if c.Mix == MixQ4KM {
+		for i := range ts {
+			var l int
+			switch name := ts[i].Name; {
+			case name == "output.weight":
+				ts[i].Type = dtype.Q6_K
+			case strings.HasSuffix(name, ".attn_v.weight"), strings.HasSuffix(name, ".ffn_down.weight"):
+				if _, err := fmt.Sscanf(name, "blk.%d.", &l); err == nil && useMoreBits(l, c.Layers) {
+					ts[i].Type = dtype.Q6_K
+				}
+			}
+		}
+	}
+	return ts
+}
+
+func tensors(c Config) []Tensor {
 	dim, ffn, kv, vocab := uint64(c.Dim), uint64(c.FFN), uint64(c.kvDim()), uint64(c.Vocab)
 	opt := c.Arch == "opt"
 	mat := func(name string, ne0, ne1 uint64) Tensor { return Tensor{name, []uint64{ne0, ne1}, c.Type} }

@@ -77,6 +77,8 @@ func TestShapeErrors(t *testing.T) {
 		{synth.Config{Dim: 256, Layers: 1, Heads: 4, KVHeads: 3}, "do not group into 3 KV heads"},
 		{synth.Config{Dim: 256, Layers: 1, Vocab: 100}, "below the minimum"},
 		{synth.Config{Params: -1}, "negative"},
+		{synth.Config{Params: 1e6, Type: dtype.Q4_0, Mix: synth.MixQ4KM}, "mix"},
+		{synth.Config{Params: 1e6, Type: dtype.Q4_K, Mix: "Q5_K_M"}, "mix"},
 	} {
 		if _, err := synth.Shape(tc.c); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Shape(%+v) err = %v, want %q", tc.c, err, tc.want)
@@ -229,6 +231,47 @@ func TestWriteEveryType(t *testing.T) {
 				t.Errorf("attn_q rms %g, want about %g", rms, want)
 			}
 		})
+	}
+}
+
+// TestWriteQ4KM: the Q4_K_M mix keeps output.weight, and attn_v and
+// ffn_down in llama.cpp's use_more_bits layers (of 16: 0, 1, 4, 7, 10,
+// 13, 14, 15), in Q6_K, everything else in Q4_K, with llama.cpp's file
+// type 15.
+func TestWriteQ4KM(t *testing.T) {
+	c, err := synth.Shape(synth.Config{Dim: 256, Layers: 16, Type: dtype.Q4_K, Mix: synth.MixQ4KM, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(writeModel(t, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if ft, _ := f.Uint("general.file_type"); ft != 15 {
+		t.Errorf("file_type %d, want 15", ft)
+	}
+	more := map[int]bool{0: true, 1: true, 4: true, 7: true, 10: true, 13: true, 14: true, 15: true}
+	want := map[string]dtype.Type{"output.weight": dtype.Q6_K, "token_embd.weight": dtype.Q4_K}
+	for l := range 16 {
+		v := dtype.Q4_K
+		if more[l] {
+			v = dtype.Q6_K
+		}
+		want[fmt.Sprintf("blk.%d.attn_v.weight", l)] = v
+		want[fmt.Sprintf("blk.%d.ffn_down.weight", l)] = v
+		for _, n := range []string{"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"} {
+			want[fmt.Sprintf("blk.%d.%s.weight", l, n)] = dtype.Q4_K
+		}
+	}
+	for name, typ := range want {
+		ti, ok := f.Tensor(name)
+		if !ok {
+			t.Fatalf("no %s", name)
+		}
+		if ti.Type != typ {
+			t.Errorf("%s is %s, want %s", name, ti.Type, typ)
+		}
 	}
 }
 

@@ -62,7 +62,11 @@ func Build(c Config) (*gguf.Writer, Config, error) {
 	a := c.Arch
 	u32 := func(k string, v int) { w.AddKV(k, gguf.Uint32(uint32(v))) }
 	w.AddKV("general.architecture", gguf.String(a))
-	w.AddKV("general.name", gguf.String(fmt.Sprintf("stoke-synth-%s-%s-%s-seed%d", nameArch(c), paramsText(c.Params), c.Type, c.Seed)))
+	typeName := c.Type.String()
+	if c.Mix != "" {
+		typeName = c.Mix
+	}
+	w.AddKV("general.name", gguf.String(fmt.Sprintf("stoke-synth-%s-%s-%s-seed%d", nameArch(c), paramsText(c.Params), typeName, c.Seed)))
 	if a == "opt" {
 		// PowerInfer's OPT converter writes these five and no more: the
 		// context is the size of the position table, padding rows included.
@@ -83,7 +87,11 @@ func Build(c Config) (*gguf.Writer, Config, error) {
 		w.AddKV(a+".attention.layer_norm_rms_epsilon", gguf.Float32(rmsEpsilon))
 		u32(a+".vocab_size", c.Vocab)
 	}
-	w.AddKV("general.file_type", gguf.Uint32(fileTypes[c.Type]))
+	ft := fileTypes[c.Type]
+	if c.Mix == MixQ4KM {
+		ft = 15 // LLAMA_FTYPE_MOSTLY_Q4_K_M
+	}
+	w.AddKV("general.file_type", gguf.Uint32(ft))
 	if c.Type.BlockSize() > 1 {
 		w.AddKV("general.quantization_version", gguf.Uint32(2))
 	}
@@ -397,7 +405,7 @@ func (g *gen) down(t Tensor, layer int) func(io.Writer) error {
 		if err != nil {
 			return err
 		}
-		rowBytes, err := c.Type.RowBytes(uint64(ffn))
+		rowBytes, err := t.Type.RowBytes(uint64(ffn))
 		if err != nil {
 			return err
 		}
@@ -407,7 +415,7 @@ func (g *gen) down(t Tensor, layer int) func(io.Writer) error {
 			for i := range ffn {
 				row[i] = m[i*dim+j]
 			}
-			if err := encodeRow(c.Type, row, buf); err != nil {
+			if err := encodeRow(t.Type, row, buf); err != nil {
 				return err
 			}
 			if _, err := out.Write(buf); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	. "github.com/mmcloughlin/avo/build"
 	"github.com/mmcloughlin/avo/ir"
@@ -193,4 +194,385 @@ func vpdpwssdBcst(s Mem, u, acc Op) {
 		Outputs:  []Op{acc},
 		ISA:      []string{"AVX512VNNI"},
 	})
+}
+
+// genQ4Kx16AVX2 writes dotQ4Kx16x{ni}AVX2, genQ4Kx16VNNI's kernel for
+// CPUs without AVX-512: the same arguments, the same bits. As in
+// genQ4x16AVX2, a 256-bit register holds eight dword lanes, so the
+// sixteen rows are two halves of eight, half h the bytes [32h, 32h+32)
+// of every 64-byte quant vector, and each broadcast of the input's quants
+// serves both halves.
+//
+// Sub-block s (the low nibbles of chunk s/2 for even s, the high ones for
+// odd s) takes, per input and half, eight VPMADDUBSW of the nibble
+// vectors (unsigned) against the input's four quants of each step
+// (signed), added by VPADDW in int16: a step's word is two products, at
+// most 2·15·128 = 3840 in magnitude, and the eight steps' sum at most
+// 30720 < 2¹⁵, so nothing saturates and the words are exact. Their
+// lane's two words together are S_s, the sub-block's exact sum for the
+// row, and one VPMADDWD against the words (sc_s, sc_s) gives sc_s·S_s in
+// int32, exact (|sc_s·S_s| ≤ 63·61440), where VNNI takes a VPMULLD: a
+// VPADDD adds it to the input's I. The mins are genQ4Kx16VNNI's:
+// VPMADDWD of the words (m_{2k}, m_{2k+1}) against the input's (b_{2k},
+// b_{2k+1}), broadcast, four of them added, M exact. Integer sums are
+// exact in any order, so I and M are the twin's, and the float step is
+// genQ4Kx16VNNI's, lane for lane and rounding for rounding: d = d_r·d_y,
+// t = float32(I)·d, e = dmin_r·d_y, u = float32(M)·e, acc += t − u, each
+// a VMULPS, VSUBPS or VADDPS of its own (no FMA).
+//
+// The scales are decoded once per unit, for all sixteen rows at once,
+// into the frame as the words the VPMADDWD take as memory operands: the
+// twelve planes, two to a register (planes 2i and 2i+1 in the low and
+// high lane), decode bytewise (as genQ4Kx16VNNI does on dwords; a VPSRLW
+// shifts the high byte's low bits into the low byte's top, which the
+// masks 15 and 0x30 clear) into four registers of sub-block scales and
+// four of mins, two sub-blocks each; a VPERMQ then puts a half's eight
+// bytes in every qword and a VPSHUFB widens them to the eight lanes'
+// words (sc_s, sc_s) or, the two mins of a pair in the low and high
+// qwords, (m_{2k}, m_{2k+1}). That is 70 instructions a unit, against
+// about 300 per input.
+//
+// Registers: sixteen hold the nibble mask, two nibble vectors (one per
+// half), a broadcast and a product, and two int16 sums per input: four
+// inputs at a time, so eight run the code of four twice (the weights
+// are in L1 the second time; the code, looped, stays small). The
+// integer sums I stay in registers up to two inputs, from four they live
+// in the frame (a VPADDD from memory and a store per input, half and
+// sub-block), the float accumulators from two inputs (one VADDPS from
+// memory and a store per input and half a unit). The sub-blocks go by
+// pairs, chunk after chunk, in a loop of four: the code of a pass is
+// then a quarter of its unrolled size, at the same speed.
+//
+// On the 2-core Zen 5 machine (one thread, a group of eight units in L1)
+// this ran one input at about 80 GMAC/s, two at 107, four and eight at
+// 113 (the VNNI kernels: 100, 190, 210, 230), about three vector
+// instructions a cycle, most of them the VPMADDUBSW and VPADDW (240 of
+// the 300 per input and unit), which AVX2 has no shorter way to. Eight
+// inputs with both passes unrolled (3800 instructions a unit) ran at
+// 80: the front end, not the vector pipes, bound them. Eight inputs half
+// by half, each nibble vector serving eight inputs but every broadcast
+// one half, ran at 95: the loads bound them. Passes of two inputs, their
+// sums I in registers, were no faster than four with I in the frame.
+func genQ4Kx16AVX2(ni int) {
+	const unit, pass = 2304, 4
+	g := min(ni, pass)
+	name := fmt.Sprintf("dotQ4Kx16x%dAVX2", ni)
+	// The frame: the unit's scale words, scw(s, h) the words (sc_s, sc_s)
+	// of half h's rows, mw(k, h) the words (m_{2k}, m_{2k+1}); then the
+	// integer sums I of a pass's inputs where they live in memory; then
+	// the float accumulators where they do.
+	iMem, accMem := g > 2, ni > 1
+	size := 32 * (16 + 8)
+	iOff := size
+	if iMem {
+		size += 32 * 2 * g
+	}
+	accOff := size
+	if accMem {
+		size += 32 * 2 * ni
+	}
+	// Not NOSPLIT: the frame is too large for the 792 bytes a chain of
+	// NOSPLIT functions may take (with the ABI wrapper a call through a
+	// func value adds), so the kernel takes the stack check, and growth,
+	// of any Go function.
+	TEXT(name, 0, "func(w, x []byte, nb, stride int, dst []float32)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is dotQ4Kx16Generic for %d input(s) with AVX2.", name, ni))
+	wp := Load(Param("w").Base(), GP64())
+	xp := Load(Param("x").Base(), GP64())
+	n := Load(Param("nb"), GP64())
+	frame := AllocLocal(size)
+	p := q4kx16Pass{
+		name: name, g: g, wp: wp, xq: xp, xb: xp, xd: xp,
+		bOff: 256 * ni, dOff: 272 * ni,
+		scw:   func(s, h int) Mem { return frame.Offset(32 * (2*s + h)) },
+		mw:    func(k, h int) Mem { return frame.Offset(32 * (16 + 2*k + h)) },
+		iMem:  iMem,
+		iSlot: func(j, h int) Mem { return frame.Offset(iOff + 32*(2*j+h)) },
+	}
+	accSlot := func(j, h int) Mem { return frame.Offset(accOff + 32*(2*j+h)) }
+	p.mask = YMM()
+	VMOVDQU(q4x16Mask(), p.mask)
+	if accMem {
+		p.acc = accSlot
+		z := YMM()
+		VXORPS(z, z, z)
+		for i := range 2 * ni {
+			VMOVUPS(z, frame.Offset(accOff+32*i))
+		}
+	} else {
+		for h := range p.accReg {
+			p.accReg[h] = YMM()
+			VXORPS(p.accReg[h], p.accReg[h], p.accReg[h])
+		}
+	}
+	loop, done := fmt.Sprintf("q4kx16x%davx2block", ni), fmt.Sprintf("q4kx16x%davx2done", ni)
+	TESTQ(n, n)
+	JZ(LabelRef(done))
+	Label(loop)
+	// The VNNI kernels' prefetch, two units on.
+	for l := 0; l < unit; l += 64 {
+		PREFETCHT0(Mem{Base: wp, Disp: 2*unit + l})
+	}
+	q4kx16AVX2Scales(wp, p.mask, p.scw, p.mw)
+	if ni <= pass {
+		p.gen()
+	} else {
+		// Eight inputs: the code of four, twice, from pointers that move
+		// four inputs on.
+		p.xq, p.xb, p.xd = GP64(), GP64(), GP64()
+		MOVQ(xp, p.xq)
+		LEAQ(Mem{Base: xp, Disp: 256 * ni}, p.xb)
+		LEAQ(Mem{Base: xp, Disp: 272 * ni}, p.xd)
+		p.bOff, p.dOff = 0, 0
+		ap := GP64()
+		LEAQ(accSlot(0, 0), ap)
+		p.acc = func(j, h int) Mem { return Mem{Base: ap, Disp: 32 * (2*j + h)} }
+		passes := GP64()
+		MOVQ(U32(ni/pass), passes)
+		label := fmt.Sprintf("q4kx16x%davx2pass", ni)
+		Label(label)
+		p.gen()
+		ADDQ(U32(256*pass), p.xq)
+		ADDQ(U32(16*pass), p.xb)
+		ADDQ(U32(4*pass), p.xd)
+		ADDQ(U32(64*pass), ap)
+		DECQ(passes)
+		JNZ(LabelRef(label))
+	}
+	ADDQ(U32(unit), wp)
+	ADDQ(U32(276*ni), xp)
+	DECQ(n)
+	JNZ(LabelRef(loop))
+	Label(done)
+	stride := Load(Param("stride"), GP64())
+	dst := Load(Param("dst").Base(), GP64())
+	SHLQ(U8(2), stride)
+	for j := range ni {
+		for h := range 2 {
+			out := Mem{Base: dst, Disp: 32 * h}
+			if accMem {
+				t := YMM()
+				VMOVUPS(accSlot(j, h), t)
+				VMOVUPS(t, out)
+			} else {
+				VMOVUPS(p.accReg[h], out)
+			}
+		}
+		if j+1 < ni {
+			ADDQ(stride, dst)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// q4kx16AVX2Scales decodes the scales of the unit at wp into the frame
+// words scw(s, h) and mw(k, h) (see genQ4Kx16AVX2).
+func q4kx16AVX2Scales(wp Register, mask VecVirtual, scw, mw func(int, int) Mem) {
+	c63, c30 := cBytes(0x3f), cBytes(0x30)
+	// The planes, 2i and 2i+1 in P[i].
+	var P [6]VecVirtual
+	for i := range P {
+		P[i] = YMM()
+		VMOVDQU(Mem{Base: wp, Disp: 64 + 32*i}, P[i])
+	}
+	hiBits := func(z VecVirtual) VecVirtual { // (z >> 2) & 0x30, bytewise
+		VPSRLW(U8(2), z, z)
+		VPAND(c30, z, z)
+		return z
+	}
+	// sc[i]: the scales of sub-blocks 2i and 2i+1 (low lane, high lane);
+	// m[i]: the mins 2i and 2i+1.
+	var sc, m [4]VecVirtual
+	for i := range 2 {
+		sc[i], m[i] = YMM(), YMM()
+		VPAND(c63, P[i], sc[i])
+		VPAND(c63, P[i+2], m[i])
+	}
+	for i := range 2 {
+		sc[i+2], m[i+2] = YMM(), YMM()
+		VPAND(mask, P[i+4], sc[i+2])
+		VPOR(hiBits(P[i]), sc[i+2], sc[i+2])
+		VPSRLW(U8(4), P[i+4], m[i+2])
+		VPAND(mask, m[i+2], m[i+2])
+		VPOR(hiBits(P[i+2]), m[i+2], m[i+2])
+	}
+	dup, pair := q4kx16Shuffles()
+	for s := range 8 {
+		for h := range 2 {
+			t := YMM()
+			VPERMQ(U8(0x55*(2*(s%2)+h)), sc[s/2], t)
+			VPSHUFB(dup, t, t)
+			VMOVDQU(t, scw(s, h))
+		}
+	}
+	for k := range 4 {
+		for h := range 2 {
+			t := YMM()
+			VPERMQ(U8(h|(2+h)<<2|h<<4|(2+h)<<6), m[k], t)
+			VPSHUFB(pair, t, t)
+			VMOVDQU(t, mw(k, h))
+		}
+	}
+}
+
+// q4kx16Shuffles returns the VPSHUFB controls that widen a half's eight
+// scale bytes, b_0…b_7 in every qword of a register, to one dword lane
+// per row: dup makes lane i the words (b_i, b_i); pair, with a second
+// set of bytes b_8…b_15 in the high qword of each 128-bit lane, the
+// words (b_i, b_{8+i}).
+func q4kx16Shuffles() (dup, pair Mem) {
+	var d, p [32]byte
+	for i := range 8 {
+		d[4*i], d[4*i+1], d[4*i+2], d[4*i+3] = byte(i), 0x80, byte(i), 0x80
+		p[4*i], p[4*i+1], p[4*i+2], p[4*i+3] = byte(i), 0x80, byte(8+i), 0x80
+	}
+	return constant("q4kx16dup", d[:]), constant("q4kx16pair", p[:])
+}
+
+// q4kx16Pass is one pass of genQ4Kx16AVX2 over a unit: g inputs, input
+// j's quants at xq+256j, its sub-block sums at xb+bOff+16j, its scale at
+// xd+dOff+4j; its integer sums I in registers or at iSlot(j, h), its
+// float accumulators at acc(j, h) or, for one input, in accReg.
+type q4kx16Pass struct {
+	name       string
+	g          int
+	wp         Register
+	xq, xb, xd Register
+	bOff, dOff int
+	mask       VecVirtual
+	scw, mw    func(s, h int) Mem
+	iMem       bool
+	iSlot      func(j, h int) Mem
+	acc        func(j, h int) Mem
+	accReg     [2]VecVirtual
+}
+
+// gen writes the pass.
+func (p *q4kx16Pass) gen() {
+	g := p.g
+	I := make([][2]VecVirtual, g) // unless iMem
+	for j := range g {
+		for h := range 2 {
+			z := YMM()
+			VPXOR(z, z, z)
+			if p.iMem {
+				VMOVDQU(z, p.iSlot(j, h))
+			} else {
+				I[j][h] = z
+			}
+		}
+	}
+	// The chunks: wc their quant vectors, xc the inputs' matching quants,
+	// sp their scale words.
+	wc, xc, sp, cnt := GP64(), GP64(), GP64(), GP64()
+	MOVQ(p.wp, wc)
+	MOVQ(p.xq, xc)
+	LEAQ(p.scw(0, 0), sp)
+	MOVQ(U32(4), cnt)
+	label := strings.TrimPrefix(p.name, "dot") + "chunk"
+	Label(label)
+	for hi := range 2 { // sub-block 2c+hi
+		S := make([][2]VecVirtual, g) // int16 sums, by half
+		for k := range 8 {
+			var v [2]VecVirtual
+			for h := range 2 {
+				v[h] = YMM()
+				src := Mem{Base: wc, Disp: 256 + 64*k + 32*h}
+				if hi == 1 {
+					VMOVDQU(src, v[h])
+					VPSRLW(U8(4), v[h], v[h])
+					VPAND(p.mask, v[h], v[h])
+				} else {
+					VPAND(src, p.mask, v[h])
+				}
+			}
+			// Step k of every input before step k+1 of any: the inputs'
+			// sums are independent chains.
+			for j := range g {
+				y := YMM()
+				VPBROADCASTD(Mem{Base: xc, Disp: 256*j + 32*hi + 4*k}, y)
+				for h := range 2 {
+					t := y
+					if h == 0 {
+						t = YMM()
+					}
+					VPMADDUBSW(y, v[h], t)
+					if k == 0 {
+						S[j][h] = t
+					} else {
+						VPADDW(t, S[j][h], S[j][h])
+					}
+				}
+			}
+		}
+		for j := range g {
+			for h := range 2 {
+				t := S[j][h]
+				VPMADDWD(Mem{Base: sp, Disp: 32 * (2*hi + h)}, t, t)
+				if p.iMem {
+					VPADDD(p.iSlot(j, h), t, t)
+					VMOVDQU(t, p.iSlot(j, h))
+				} else {
+					VPADDD(t, I[j][h], I[j][h])
+				}
+			}
+		}
+	}
+	ADDQ(U32(512), wc)
+	ADDQ(U32(64), xc)
+	ADDQ(U32(128), sp)
+	DECQ(cnt)
+	JNZ(LabelRef(label))
+	// The mins and the float step.
+	var dw, dm [2]VecVirtual
+	for h := range 2 {
+		dw[h], dm[h] = YMM(), YMM()
+		VCVTPH2PS(Mem{Base: p.wp, Disp: 16 * h}, dw[h])
+		VCVTPH2PS(Mem{Base: p.wp, Disp: 32 + 16*h}, dm[h])
+	}
+	for j := range g {
+		var M [2]VecVirtual
+		for k := range 4 {
+			b := YMM()
+			VPBROADCASTD(Mem{Base: p.xb, Disp: p.bOff + 16*j + 4*k}, b)
+			for h := range 2 {
+				t := b
+				if h == 0 {
+					t = YMM()
+				}
+				VPMADDWD(p.mw(k, h), b, t)
+				if k == 0 {
+					M[h] = t
+				} else {
+					VPADDD(t, M[h], M[h])
+				}
+			}
+		}
+		dy := YMM()
+		VBROADCASTSS(Mem{Base: p.xd, Disp: p.dOff + 4*j}, dy)
+		for h := range 2 {
+			t := YMM()
+			if p.iMem {
+				VCVTDQ2PS(p.iSlot(j, h), t)
+			} else {
+				VCVTDQ2PS(I[j][h], t)
+			}
+			d := YMM()
+			VMULPS(dw[h], dy, d)
+			VMULPS(d, t, t)
+			e := YMM()
+			VMULPS(dm[h], dy, e)
+			VCVTDQ2PS(M[h], M[h])
+			VMULPS(e, M[h], M[h])
+			VSUBPS(M[h], t, t)
+			if p.acc != nil {
+				VADDPS(p.acc(j, h), t, t)
+				VMOVUPS(t, p.acc(j, h))
+			} else {
+				VADDPS(t, p.accReg[h], p.accReg[h])
+			}
+		}
+	}
 }
