@@ -143,9 +143,10 @@ func PackableX16(t dtype.Type, rows, cols int) bool {
 }
 
 // X16Pays reports whether packing matrices of type t by sixteen rows
-// speeds this CPU up: Q4x16Pays for Q4_0, Q8x16Pays for Q8_0, and for
-// Q4_K and Q6_K where their assembly kernels run; false for the other
-// types.
+// speeds this CPU up: Q4x16Pays for Q4_0, Q8x16Pays for Q8_0,
+// Q4Kx16Pays for Q4_K (AVX2 or AVX-512 VNNI), and for Q6_K where the VNNI
+// kernels run (q6kx16Asm says why not with AVX2 alone); false for the
+// other types.
 func X16Pays(t dtype.Type) bool {
 	switch t {
 	case dtype.Q4_0:

@@ -38,12 +38,11 @@ func dotQ6Kx16(ni int, w, x []byte, nb, stride int, dst []float32) {
 	dotQ6Kx16Generic(ni, w, x, nb, stride, dst)
 }
 
-// q6kx16Asm reports whether the packed Q6_K kernels run in assembly:
-// wherever the assembly does, the AVX-512 VNNI kernels or the AVX2 ones.
-// It decides whether the engine packs Q6_K (X16Pays), which pays with
-// AVX2 alone too: with eight inputs the AVX2 kernels make about 1.5
-// times the row layout's multiply-adds per second (BenchmarkMatMulQ6Kx16
-// with STOKE_NOVNNI=1 on the development machine, in cache and from
-// memory), and with one input about as many (more in cache, within a few
-// percent from memory).
-func q6kx16Asm() bool { return useAsm && haveAVX2 }
+// q6kx16Asm reports whether packing Q6_K matrices pays (X16Pays): where
+// the AVX-512 VNNI kernels run. With AVX2 alone the packed kernels make
+// 1.3–1.65× the row layout's multiply-adds per second with eight inputs,
+// but 0.80–0.95× with one input from memory (BenchmarkMatMulQ6Kx16 with
+// STOKE_NOVNNI=1 on the development machine; bench/results/cpu-2026-11-29e),
+// and one stream's decode is what most AVX2 machines run; they keep Q6_K
+// in rows, and the AVX2 kernels serve explicit callers of PackQ6Kx16.
+func q6kx16Asm() bool { return useAsm && useVNNI }
