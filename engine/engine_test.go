@@ -127,7 +127,7 @@ func TestLoadNoMmap(t *testing.T) {
 	}
 }
 
-// TestLoadPackQ4: a model whose Q4_0, Q8_0, Q4_K or Q6_K matrices are packed at load
+// TestLoadPackQ4: a model whose Q4_0, Q8_0 or K-quant matrices are packed at load
 // (LoadOptions.PackQ4) gives the row layout's logits to float rounding,
 // on one prompt, fed whole and token by token; it refuses a sparse FFN
 // and offload, which read rows; and PackQ4 leaves a mapped file alone.
@@ -139,6 +139,7 @@ func TestLoadPackQ4(t *testing.T) {
 		{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Seed: 3},
 		{Arch: "llama", Params: 3e6, Type: dtype.Q6_K, Seed: 3},
 		{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Mix: synth.MixQ4KM, Seed: 3},
+		{Arch: "llama", Params: 3e6, Type: dtype.Q5_K, Mix: synth.MixQ5KM, Seed: 3},
 	} {
 		name := c.Type.String()
 		if c.Mix != "" {

@@ -23,14 +23,14 @@ func greedyParams(n int) engine.GenerateParams {
 // together with staggered prompts, each get exactly the tokens a lone
 // session produces for the same prompt.
 //
-// Q4_0, Q8_0, Q4_K and Q6_K run packed too (LoadOptions.PackQ4), as stoke serve loads
+// Q4_0, Q8_0, Q4_K, Q5_K and Q6_K run packed too (LoadOptions.PackQ4), as stoke serve loads
 // them on the CPU: the packed drivers must give one token and a batch the
 // same bits.
 func TestSchedulerMatchesSequential(t *testing.T) {
 	for _, c := range []struct {
 		dt     dtype.Type
 		packed bool
-	}{{dtype.Q8_0, false}, {dtype.Q4_0, true}, {dtype.Q8_0, true}, {dtype.Q4_K, true}, {dtype.Q6_K, true}} {
+	}{{dtype.Q8_0, false}, {dtype.Q4_0, true}, {dtype.Q8_0, true}, {dtype.Q4_K, true}, {dtype.Q5_K, true}, {dtype.Q6_K, true}} {
 		t.Run(fmt.Sprintf("%s/packed=%v", c.dt, c.packed), func(t *testing.T) {
 			path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: c.dt, Seed: 3})
 			m := load(t, path)

@@ -15,7 +15,7 @@ func cmdSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("synth", stderr)
 	out := fs.String("out", "", "output GGUF `file` (required)")
 	params := fs.String("params", "100M", "target parameter count (e.g. 15M, 1B, 7B)")
-	dt := fs.String("dtype", "q8_0", "weight type: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k, or q4_k_m (llama.cpp's Q4_K_M mix of Q4_K and Q6_K)")
+	dt := fs.String("dtype", "q8_0", "weight type: f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k, or q4_k_m, q5_k_m (llama.cpp's mixes of Q4_K or Q5_K and Q6_K)")
 	archName := fs.String("arch", "llama", "architecture: llama, bamboo (a dReLU llama, PowerInfer's name) or opt")
 	relu := fs.Bool("relu", false, "ReLU FFN (ReluLLaMA-style for llama; OPT always is), with planted firing statistics")
 	drelu := fs.Bool("drelu", false, "dReLU FFN: ReLU on gate and up (TurboSparse/Bamboo-style), with planted firing statistics")
@@ -35,8 +35,10 @@ func cmdSynth(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{err.Error()}
 	}
 	mix := ""
-	if strings.EqualFold(*dt, synth.MixQ4KM) {
-		*dt, mix = "q4_k", synth.MixQ4KM
+	for _, m := range []string{synth.MixQ4KM, synth.MixQ5KM} {
+		if strings.EqualFold(*dt, m) {
+			*dt, mix = strings.TrimSuffix(strings.ToLower(m), "_m"), m
+		}
 	}
 	t, err := dtype.Parse(*dt)
 	if err != nil || !t.Computable() || t == dtype.Q8_K {

@@ -14,6 +14,7 @@ package cpu
 //go:generate go run -C _generate . -family vnni -out ../vnni_amd64.s -stubs ../vnni_stubs_amd64.go -pkg cpu
 //go:generate go run -C _generate . -family q4x16 -out ../q4x16_amd64.s -stubs ../q4x16_stubs_amd64.go -pkg cpu
 //go:generate go run -C _generate . -family q4kx16 -out ../q4kx16_amd64.s -stubs ../q4kx16_stubs_amd64.go -pkg cpu
+//go:generate go run -C _generate . -family q5kx16 -out ../q5kx16_amd64.s -stubs ../q5kx16_stubs_amd64.go -pkg cpu
 //go:generate go run -C _generate . -family q6kx16 -out ../q6kx16_amd64.s -stubs ../q6kx16_stubs_amd64.go -pkg cpu
 //go:generate go run -C _generate . -family silu -out ../silu_amd64.s -stubs ../silu_stubs_amd64.go -pkg cpu
 //go:generate go run -C _generate . -family attn -out ../attn_amd64.s -stubs ../attn_stubs_amd64.go -pkg cpu

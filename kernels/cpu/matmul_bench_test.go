@@ -101,6 +101,10 @@ func BenchmarkMatMulQ8x16(b *testing.B) { benchMatMulPacked(b, dtype.Q8_0) }
 // (MatMulPackedSet; 48 matrices are 311 MB).
 func BenchmarkMatMulQ4Kx16(b *testing.B) { benchMatMulPacked(b, dtype.Q4_K) }
 
+// BenchmarkMatMulQ5Kx16 is BenchmarkMatMulQ4x16 for packed Q5_K
+// (MatMulPackedSet; 48 matrices are 380 MB).
+func BenchmarkMatMulQ5Kx16(b *testing.B) { benchMatMulPacked(b, dtype.Q5_K) }
+
 // BenchmarkMatMulQ6Kx16 is BenchmarkMatMulQ4x16 for packed Q6_K
 // (MatMulPackedSet; 48 matrices are 454 MB).
 func BenchmarkMatMulQ6Kx16(b *testing.B) { benchMatMulPacked(b, dtype.Q6_K) }
@@ -124,6 +128,10 @@ func benchMatMulPacked(b *testing.B, t dtype.Type) {
 				ws[i] = randQ4_K(rng, rows, cols)
 				pks[i] = bytes.Clone(ws[i])
 				cpu.PackQ4Kx16(pks[i], rows, cols)
+			case dtype.Q5_K:
+				ws[i] = randQ5_K(rng, rows, cols)
+				pks[i] = bytes.Clone(ws[i])
+				cpu.PackQ5Kx16(pks[i], rows, cols)
 			case dtype.Q6_K:
 				ws[i] = randQ6_K(rng, rows, cols)
 				pks[i] = bytes.Clone(ws[i])

@@ -89,43 +89,59 @@ func PackQ4Kx16(w []byte, rows, cols int) { repackQ4Kx16(w, rows, cols, true) }
 func UnpackQ4Kx16(w []byte, rows, cols int) { repackQ4Kx16(w, rows, cols, false) }
 
 func repackQ4Kx16(w []byte, rows, cols int, pack bool) {
-	rb := checkPacked(dtype.Q4_K, w, rows, cols)
-	nb := cols / 256
+	repackK(dtype.Q4_K, w, rows, cols, q4kMoves(false), pack)
+}
+
+// q4kMoves are the runs of bytes a Q4_K block (or, five, a Q5_K block)
+// moves by packing (kMove).
+func q4kMoves(five bool) []kMove {
+	mv := []kMove{{0, 2, 0, 2}, {2, 2, 32, 2}} // d, dmin
+	for k := range 12 {
+		mv = append(mv, kMove{4 + k, 1, 64 + 16*k, 1}) // scale byte k
+	}
+	qs, dst := 16, 256
+	if five {
+		for v := range 8 {
+			mv = append(mv, kMove{16 + 4*v, 4, 256 + 64*v, 4}) // qh
+		}
+		qs, dst = 48, 768
+	}
+	for c := range 4 {
+		for k := range 8 {
+			mv = append(mv, kMove{qs + 32*c + 4*k, 4, dst + 512*c + 64*k, 4}) // qs
+		}
+	}
+	return mv
+}
+
+// kMove is a run of bytes a k-quant block moves by packing: n bytes at
+// src in the row layout's block go to dst + r·step in its super-block
+// unit, r the row's place in its group of sixteen.
+type kMove struct{ src, n, dst, step int }
+
+// repackK packs (pack) or unpacks, in place, the rows×cols matrix w of
+// the k-quant type t by the moves of its blocks: a unit holds the same
+// bytes as the sixteen rows' blocks.
+func repackK(t dtype.Type, w []byte, rows, cols int, moves []kMove, pack bool) {
+	rb := checkPacked(t, w, rows, cols)
+	nb, bs := cols/256, t.TypeSize()
+	unit := Q4x16Rows * bs
 	tmp := make([]byte, Q4x16Rows*rb)
 	for g := 0; g < rows/Q4x16Rows; g++ {
 		grp := w[g*Q4x16Rows*rb : (g+1)*Q4x16Rows*rb]
 		copy(tmp, grp)
 		for r := range Q4x16Rows {
 			for b := range nb {
-				row, u := grp[r*rb+144*b:r*rb+144*(b+1)], tmp[b*q4kx16Unit:(b+1)*q4kx16Unit]
+				row, u := grp[r*rb+bs*b:r*rb+bs*(b+1)], tmp[b*unit:(b+1)*unit]
 				if pack {
-					row, u = tmp[r*rb+144*b:r*rb+144*(b+1)], grp[b*q4kx16Unit:(b+1)*q4kx16Unit]
+					row, u = tmp[r*rb+bs*b:r*rb+bs*(b+1)], grp[b*unit:(b+1)*unit]
 				}
-				// pairs of (row-layout offset, packed offset, length)
-				moves := [...][3]int{{0, 2 * r, 2}, {2, 32 + 2*r, 2}}
 				for _, m := range moves {
+					d := m.dst + r*m.step
 					if pack {
-						copy(u[m[1]:m[1]+m[2]], row[m[0]:m[0]+m[2]])
+						copy(u[d:d+m.n], row[m.src:m.src+m.n])
 					} else {
-						copy(row[m[0]:m[0]+m[2]], u[m[1]:m[1]+m[2]])
-					}
-				}
-				for k := range 12 {
-					if pack {
-						u[64+16*k+r] = row[4+k]
-					} else {
-						row[4+k] = u[64+16*k+r]
-					}
-				}
-				for c := range 4 {
-					for k := range 8 {
-						v := u[256+512*c+64*k+4*r : 256+512*c+64*k+4*r+4]
-						q := row[16+32*c+4*k : 16+32*c+4*k+4]
-						if pack {
-							copy(v, q)
-						} else {
-							copy(q, v)
-						}
+						copy(row[m.src:m.src+m.n], u[d:d+m.n])
 					}
 				}
 			}
@@ -162,12 +178,22 @@ func q4kx16Put(x []byte, ni, j int, q []byte, nb int) {
 // (q4kx16Put's layout, nb super-blocks) and the sixteen rows r of the
 // packed Q4_K group w, to the packed arithmetic's result (see above).
 func dotQ4Kx16Generic(ni int, w, x []byte, nb, stride int, dst []float32) {
-	w, x = w[:nb*q4kx16Unit], x[:nb*q4kx16In*ni]
+	dotK45x16Generic(false, ni, w, x, nb, stride, dst)
+}
+
+// dotK45x16Generic is dotQ4Kx16Generic for packed Q4_K or (five) Q5_K
+// rows (dotQ5Kx16Generic).
+func dotK45x16Generic(five bool, ni int, w, x []byte, nb, stride int, dst []float32) {
+	unit, qs := q4kx16Unit, 256
+	if five {
+		unit, qs = q5kx16Unit, 768
+	}
+	w, x = w[:nb*unit], x[:nb*q4kx16In*ni]
 	var acc [maxMulti][Q4x16Rows]float32
 	var q [Q4x16Rows][256]int32
 	var sc, m [Q4x16Rows][8]uint8
 	for b := range nb {
-		u := w[b*q4kx16Unit : (b+1)*q4kx16Unit]
+		u := w[b*unit : (b+1)*unit]
 		for r := range Q4x16Rows {
 			var s [12]byte
 			for k := range s {
@@ -176,8 +202,14 @@ func dotQ4Kx16Generic(ni int, w, x []byte, nb, stride int, dst []float32) {
 			sc[r], m[r] = unpackK4(&s)
 			for c := range 4 {
 				for k := range 8 {
-					for i, v := range u[256+512*c+64*k+4*r : 256+512*c+64*k+4*r+4] {
-						q[r][64*c+4*k+i], q[r][64*c+32+4*k+i] = int32(v&15), int32(v>>4)
+					for i, v := range u[qs+512*c+64*k+4*r : qs+512*c+64*k+4*r+4] {
+						lo, hi := int32(v&15), int32(v>>4)
+						if five { // bits 2c and 2c+1 of qh byte 4k+i
+							h := int32(u[256+64*k+4*r+i])
+							lo |= (h >> (2 * c) & 1) << 4
+							hi |= (h >> (2*c + 1) & 1) << 4
+						}
+						q[r][64*c+4*k+i], q[r][64*c+32+4*k+i] = lo, hi
 					}
 				}
 			}

@@ -35,6 +35,60 @@ func randQ4_K(rng *rand.Rand, rows, cols int) []byte {
 	return w
 }
 
+// randQ5_K is randQ4_K for Q5_K (its qh random too).
+func randQ5_K(rng *rand.Rand, rows, cols int) []byte {
+	w := make([]byte, rows*cols/256*176)
+	for i := range w {
+		w[i] = byte(rng.Uint32())
+	}
+	for b := 0; b < len(w); b += 176 {
+		for h := range 2 {
+			d := float32(rng.Float64()*0.002 + 0.0001)
+			if rng.IntN(16) == 0 {
+				d = -d
+			}
+			binary.LittleEndian.PutUint16(w[b+2*h:], dtype.F32ToF16(d))
+		}
+	}
+	return w
+}
+
+// TestPackQ5Kx16RoundTrip: Q5_K's qh land in their planes, the rest as
+// Q4_K's, and unpacking restores the rows.
+func TestPackQ5Kx16RoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 3))
+	const rows, cols = 32, 512
+	w := randQ5_K(rng, rows, cols)
+	orig := bytes.Clone(w)
+	cpu.PackQ5Kx16(w, rows, cols)
+	nb, rb := cols/256, cols/256*176
+	for range 40 {
+		r, b := rng.IntN(rows), rng.IntN(nb)
+		src := orig[r*rb+176*b : r*rb+176*b+176]
+		u := w[(r/16*nb+b)*2816 : (r/16*nb+b+1)*2816]
+		lane := r % 16
+		if !bytes.Equal(u[2*lane:2*lane+2], src[0:2]) || !bytes.Equal(u[32+2*lane:34+2*lane], src[2:4]) || u[64+16*11+lane] != src[15] {
+			t.Fatalf("row %d super-block %d: scales misplaced", r, b)
+		}
+		for v := range 8 {
+			if !bytes.Equal(u[256+64*v+4*lane:260+64*v+4*lane], src[16+4*v:20+4*v]) {
+				t.Fatalf("row %d super-block %d: qh %d misplaced", r, b, v)
+			}
+		}
+		for c := range 4 {
+			for k := range 8 {
+				if !bytes.Equal(u[768+512*c+64*k+4*lane:772+512*c+64*k+4*lane], src[48+32*c+4*k:52+32*c+4*k]) {
+					t.Fatalf("row %d super-block %d: chunk %d quants %d misplaced", r, b, c, k)
+				}
+			}
+		}
+	}
+	cpu.UnpackQ5Kx16(w, rows, cols)
+	if !bytes.Equal(w, orig) {
+		t.Fatal("unpack(pack(w)) != w")
+	}
+}
+
 func TestPackQ4Kx16RoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, shape := range [][2]int{{16, 256}, {32, 512}, {48, 2048}} {
@@ -88,13 +142,18 @@ func TestPackQ4Kx16RoundTrip(t *testing.T) {
 // input v (quantized to Q8_K), the packed arithmetic in float64 (no
 // rounding but the input's quantization) and Σ_b (|t_b| + |u_b|), the
 // scale of its rounding error.
-func q4kx16Exact(w []byte, rows, cols int, v *cpu.QVec) (exact, scale []float64) {
+func q4kx16Exact(t dtype.Type, w []byte, rows, cols int, v *cpu.QVec) (exact, scale []float64) {
 	blocks := v.Blocks()
-	nb, rb := cols/256, cols/256*144
+	bs := t.TypeSize()
+	nb, rb := cols/256, cols/256*bs
+	qs := 16 // the quant bytes; Q5_K's qh come before them
+	if t == dtype.Q5_K {
+		qs = 48
+	}
 	for r := range rows {
 		var e, s float64
 		for b := range nb {
-			wb := w[r*rb+144*b : r*rb+144*b+144]
+			wb := w[r*rb+bs*b : r*rb+bs*b+bs]
 			yb := blocks[292*b : 292*b+292]
 			dy := float64(math.Float32frombits(binary.LittleEndian.Uint32(yb)))
 			var sc, m [8]int
@@ -109,9 +168,12 @@ func q4kx16Exact(w []byte, rows, cols int, v *cpu.QVec) (exact, scale []float64)
 				c, hi := s/2, s%2
 				ss, bs := 0, 0
 				for e := range 32 {
-					qv := int(wb[16+32*c+e] & 15)
+					qv := int(wb[qs+32*c+e] & 15)
 					if hi == 1 {
-						qv = int(wb[16+32*c+e] >> 4)
+						qv = int(wb[qs+32*c+e] >> 4)
+					}
+					if t == dtype.Q5_K {
+						qv |= int(wb[16+e]>>s&1) << 4
 					}
 					y := int(int8(yb[4+32*s+e]))
 					ss += qv * y
@@ -131,7 +193,7 @@ func q4kx16Exact(w []byte, rows, cols int, v *cpu.QVec) (exact, scale []float64)
 	return
 }
 
-// TestMatMulQ4Kx16 checks the packed Q4_K driver against the packed
+// TestMatMulQ4Kx16 checks the packed Q4_K and Q5_K driver against the packed
 // arithmetic done exactly and against the row layout's MatMul, and that
 // every way of computing a row gives the same bits: n inputs at once or
 // one at a time, assembly or pure Go, any thread count (the row layout
@@ -149,14 +211,16 @@ func TestMatMulQ4Kx16(t *testing.T) {
 		if vnni && cpu.HaveVNNI() {
 			name = "vnni"
 		}
-		t.Run(name, func(t *testing.T) {
-			defer cpu.SetVNNI(vnni)()
-			testMatMulQ4Kx16(t)
-		})
+		for _, typ := range []dtype.Type{dtype.Q4_K, dtype.Q5_K} {
+			t.Run(name+"/"+typ.String(), func(t *testing.T) {
+				defer cpu.SetVNNI(vnni)()
+				testMatMulQ4Kx16(t, typ)
+			})
+		}
 	}
 }
 
-func testMatMulQ4Kx16(t *testing.T) {
+func testMatMulQ4Kx16(t *testing.T, typ dtype.Type) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	p1, p3 := cpu.NewPool(1), cpu.NewPool(3)
 	defer p1.Close()
@@ -164,21 +228,24 @@ func testMatMulQ4Kx16(t *testing.T) {
 	for _, shape := range [][2]int{{16, 256}, {48, 512}, {64, 2048}, {160, 5632}} {
 		rows, cols := shape[0], shape[1]
 		w := randQ4_K(rng, rows, cols)
+		if typ == dtype.Q5_K {
+			w = randQ5_K(rng, rows, cols)
+		}
 		packed := bytes.Clone(w)
-		cpu.PackQ4Kx16(packed, rows, cols)
+		cpu.PackX16(typ, packed, rows, cols)
 		for _, n := range []int{1, 2, 3, 7, 8, 13, 19} {
 			t.Run(fmt.Sprintf("%dx%d/n=%d", rows, cols, n), func(t *testing.T) {
 				x := randSlice(rng, n*cols, 1)
 				got := make([]float32, n*rows)
-				p3.MatMulPackedSet(dtype.Q4_K, []cpu.Q4x16Product{{Dst: got, W: packed, Rows: rows}}, cols, x, n)
+				p3.MatMulPackedSet(typ, []cpu.Q4x16Product{{Dst: got, W: packed, Rows: rows}}, cols, x, n)
 				rowsRes := make([]float32, n*rows)
-				p3.MatMul(rowsRes, w, dtype.Q4_K, rows, cols, x, n)
+				p3.MatMul(rowsRes, w, typ, rows, cols, x, n)
 				for i := range n {
 					var v cpu.QVec
-					v.Quantize(dtype.Q4_K, x[i*cols:(i+1)*cols])
-					exact, scale := q4kx16Exact(w, rows, cols, &v)
+					v.Quantize(typ, x[i*cols:(i+1)*cols])
+					exact, scale := q4kx16Exact(typ, w, rows, cols, &v)
 					one := make([]float32, rows)
-					p1.MatMulPackedSet(dtype.Q4_K, []cpu.Q4x16Product{{Dst: one, W: packed, Rows: rows}}, cols, x[i*cols:(i+1)*cols], 1)
+					p1.MatMulPackedSet(typ, []cpu.Q4x16Product{{Dst: one, W: packed, Rows: rows}}, cols, x[i*cols:(i+1)*cols], 1)
 					for r := range rows {
 						g := got[i*rows+r]
 						if math.Float32bits(g) != math.Float32bits(one[r]) {
@@ -194,7 +261,7 @@ func testMatMulQ4Kx16(t *testing.T) {
 				}
 				restore := cpu.SetGeneric(true)
 				gen := make([]float32, n*rows)
-				p3.MatMulPackedSet(dtype.Q4_K, []cpu.Q4x16Product{{Dst: gen, W: packed, Rows: rows}}, cols, x, n)
+				p3.MatMulPackedSet(typ, []cpu.Q4x16Product{{Dst: gen, W: packed, Rows: rows}}, cols, x, n)
 				restore()
 				for k := range gen {
 					if math.Float32bits(gen[k]) != math.Float32bits(got[k]) {

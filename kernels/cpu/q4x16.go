@@ -130,13 +130,13 @@ func checkPacked(t dtype.Type, w []byte, rows, cols int) int {
 }
 
 // PackableX16 reports whether a rows×cols matrix of type t can be packed
-// by sixteen rows: t one of Q4_0, Q8_0 (Q4x16Packable), Q4_K and Q6_K
-// (Q4Kx16Packable).
+// by sixteen rows: t one of Q4_0, Q8_0 (Q4x16Packable), Q4_K, Q5_K and
+// Q6_K (Q4Kx16Packable).
 func PackableX16(t dtype.Type, rows, cols int) bool {
 	switch t {
 	case dtype.Q4_0, dtype.Q8_0:
 		return Q4x16Packable(rows, cols)
-	case dtype.Q4_K, dtype.Q6_K:
+	case dtype.Q4_K, dtype.Q5_K, dtype.Q6_K:
 		return Q4Kx16Packable(rows, cols)
 	}
 	return false
@@ -144,9 +144,9 @@ func PackableX16(t dtype.Type, rows, cols int) bool {
 
 // X16Pays reports whether packing matrices of type t by sixteen rows
 // speeds this CPU up: Q4x16Pays for Q4_0, Q8x16Pays for Q8_0,
-// Q4Kx16Pays for Q4_K (AVX2 or AVX-512 VNNI), and for Q6_K where the VNNI
-// kernels run (q6kx16Asm says why not with AVX2 alone); false for the
-// other types.
+// Q4Kx16Pays for Q4_K (AVX2 or AVX-512 VNNI), and for Q5_K and Q6_K
+// where their kernels run in assembly (q5kx16Asm, q6kx16Asm); false for
+// the other types.
 func X16Pays(t dtype.Type) bool {
 	switch t {
 	case dtype.Q4_0:
@@ -155,6 +155,8 @@ func X16Pays(t dtype.Type) bool {
 		return Q8x16Pays()
 	case dtype.Q4_K:
 		return Q4Kx16Pays()
+	case dtype.Q5_K:
+		return q5kx16Asm()
 	case dtype.Q6_K:
 		return q6kx16Asm()
 	}
@@ -162,11 +164,13 @@ func X16Pays(t dtype.Type) bool {
 }
 
 // PackX16 packs the rows×cols matrix w of type t (PackableX16) in place:
-// PackQ4x16, PackQ8x16, PackQ4Kx16 or PackQ6Kx16.
+// PackQ4x16, PackQ8x16, PackQ4Kx16, PackQ5Kx16 or PackQ6Kx16.
 func PackX16(t dtype.Type, w []byte, rows, cols int) {
 	switch t {
 	case dtype.Q4_K:
 		PackQ4Kx16(w, rows, cols)
+	case dtype.Q5_K:
+		PackQ5Kx16(w, rows, cols)
 	case dtype.Q6_K:
 		PackQ6Kx16(w, rows, cols)
 	default:
@@ -174,13 +178,16 @@ func PackX16(t dtype.Type, w []byte, rows, cols int) {
 	}
 }
 
-// dotPacked is dotQ4x16, dotQ8x16, dotQ4Kx16 or dotQ6Kx16 as t says.
+// dotPacked is dotQ4x16, dotQ8x16, dotQ4Kx16, dotQ5Kx16 or dotQ6Kx16 as
+// t says.
 func dotPacked(t dtype.Type, ni int, w, x []byte, nb, stride int, dst []float32) {
 	switch t {
 	case dtype.Q8_0:
 		dotQ8x16(ni, w, x, nb, stride, dst)
 	case dtype.Q4_K:
 		dotQ4Kx16(ni, w, x, nb, stride, dst)
+	case dtype.Q5_K:
+		dotQ5Kx16(ni, w, x, nb, stride, dst)
 	case dtype.Q6_K:
 		dotQ6Kx16(ni, w, x, nb, stride, dst)
 	default:
@@ -190,10 +197,10 @@ func dotPacked(t dtype.Type, ni int, w, x []byte, nb, stride int, dst []float32)
 
 // packedIn is the bytes of one input's block in the packed kernels' input
 // layout for rows of type t: 40 for Q4_0 and Q8_0 (packedPut), q4kx16In
-// for Q4_K, q6kx16In for Q6_K.
+// for Q4_K and Q5_K, q6kx16In for Q6_K.
 func packedIn(t dtype.Type) int {
 	switch t {
-	case dtype.Q4_K:
+	case dtype.Q4_K, dtype.Q5_K:
 		return q4kx16In
 	case dtype.Q6_K:
 		return q6kx16In
@@ -335,11 +342,11 @@ func (p *Pool) MatMulQ4x16Set(ps []Q4x16Product, cols int, x []float32, n int) {
 }
 
 // MatMulPackedSet is MatMulQ4x16Set for matrices of type t packed by
-// sixteen rows: Q4_0 (PackQ4x16), Q8_0 (PackQ8x16), Q4_K (PackQ4Kx16) or
-// Q6_K (PackQ6Kx16; the k-quants' inputs are quantized to Q8_K, as for
-// MatVec).
+// sixteen rows: Q4_0 (PackQ4x16), Q8_0 (PackQ8x16), Q4_K (PackQ4Kx16),
+// Q5_K (PackQ5Kx16) or Q6_K (PackQ6Kx16; the k-quants' inputs are
+// quantized to Q8_K, as for MatVec).
 func (p *Pool) MatMulPackedSet(t dtype.Type, ps []Q4x16Product, cols int, x []float32, n int) {
-	if t != dtype.Q4_0 && t != dtype.Q8_0 && t != dtype.Q4_K && t != dtype.Q6_K {
+	if !PackableX16(t, 16, 256) {
 		panic(fmt.Sprintf("cpu: no packed layout for %s", t))
 	}
 	if len(ps) < 1 || len(ps) > q4x16MaxSet {
@@ -408,7 +415,7 @@ const q4x16ChunksPerThread = 8
 // group of inputs (Run), after the inputs are quantized into the groups'
 // layout (prep).
 type q4x16Task struct {
-	t      dtype.Type // Q4_0, Q8_0, Q4_K or Q6_K
+	t      dtype.Type // Q4_0, Q8_0, Q4_K, Q5_K or Q6_K
 	ps     [q4x16MaxSet]Q4x16Product
 	nps    int
 	ends   [q4x16MaxSet]int // groups of rows of ps[:k+1]
@@ -459,10 +466,10 @@ func (t *q4x16Task) Run(lo, hi int) {
 // Run.
 func (t *q4x16Task) RunWorker(w, lo, hi int) {
 	nb := hi - lo
-	if t.t == dtype.Q4_K || t.t == dtype.Q6_K {
+	if t.t == dtype.Q4_K || t.t == dtype.Q5_K || t.t == dtype.Q6_K {
 		t.q[w] = growBytes(t.q[w], 292*nb)
 		q := t.q[w]
-		in, put := q4kx16In, q4kx16Put
+		in, put := q4kx16In, q4kx16Put // Q4_K and Q5_K
 		if t.t == dtype.Q6_K {
 			in, put = q6kx16In, q6kx16Put
 		}

@@ -59,52 +59,24 @@ func PackQ6Kx16(w []byte, rows, cols int) { repackQ6Kx16(w, rows, cols, true) }
 // UnpackQ6Kx16 undoes PackQ6Kx16, in place.
 func UnpackQ6Kx16(w []byte, rows, cols int) { repackQ6Kx16(w, rows, cols, false) }
 
-// q6kMoves are the runs of bytes a Q6_K block moves by packing: its
-// offset in the row layout, the run's length, and where the run of row 0
-// goes in the unit and how far each further row's goes (row r's run
-// lands at dst + r·step).
-type q6kMove struct{ src, n, dst, step int }
-
-func q6kMoves() []q6kMove {
-	var mv []q6kMove
-	mv = append(mv, q6kMove{208, 2, 0, 2}) // d
+// q6kMoves are the runs of bytes a Q6_K block moves by packing
+// (kMove).
+func q6kMoves() []kMove {
+	mv := []kMove{{208, 2, 0, 2}} // d
 	for k := range 16 {
-		mv = append(mv, q6kMove{192 + k, 1, 32 + 16*k, 1}) // scale k
+		mv = append(mv, kMove{192 + k, 1, 32 + 16*k, 1}) // scale k
 	}
 	for v := range 32 {
-		mv = append(mv, q6kMove{4 * v, 4, 288 + 64*v, 4}) // ql
+		mv = append(mv, kMove{4 * v, 4, 288 + 64*v, 4}) // ql
 	}
 	for v := range 16 {
-		mv = append(mv, q6kMove{128 + 4*v, 4, 2336 + 64*v, 4}) // qh
+		mv = append(mv, kMove{128 + 4*v, 4, 2336 + 64*v, 4}) // qh
 	}
 	return mv
 }
 
 func repackQ6Kx16(w []byte, rows, cols int, pack bool) {
-	rb := checkPacked(dtype.Q6_K, w, rows, cols)
-	nb := cols / 256
-	tmp := make([]byte, Q4x16Rows*rb)
-	moves := q6kMoves()
-	for g := 0; g < rows/Q4x16Rows; g++ {
-		grp := w[g*Q4x16Rows*rb : (g+1)*Q4x16Rows*rb]
-		copy(tmp, grp)
-		for r := range Q4x16Rows {
-			for b := range nb {
-				row, u := grp[r*rb+210*b:r*rb+210*(b+1)], tmp[b*q6kx16Unit:(b+1)*q6kx16Unit]
-				if pack {
-					row, u = tmp[r*rb+210*b:r*rb+210*(b+1)], grp[b*q6kx16Unit:(b+1)*q6kx16Unit]
-				}
-				for _, m := range moves {
-					d := m.dst + r*m.step
-					if pack {
-						copy(u[d:d+m.n], row[m.src:m.src+m.n])
-					} else {
-						copy(row[m.src:m.src+m.n], u[d:d+m.n])
-					}
-				}
-			}
-		}
-	}
+	repackK(dtype.Q6_K, w, rows, cols, q6kMoves(), pack)
 }
 
 // q6kx16Put writes input j of ni, the nb Q8_K blocks q, into x, the

@@ -64,12 +64,23 @@ type Config struct {
 	// Mix "Q4_K_M" (with Type Q4_K) writes llama.cpp's Q4_K_M mix, the
 	// type most GGUF downloads have: output.weight and, in the layers
 	// llama.cpp's use_more_bits picks, attn_v and ffn_down in Q6_K, every
-	// other matrix in Q4_K. "" writes every matrix in Type.
+	// other matrix in Q4_K. "Q5_K_M" (with Type Q5_K) is the same with
+	// Q5_K. "" writes every matrix in Type.
 	Mix string
 }
 
-// MixQ4KM is the Mix value of llama.cpp's Q4_K_M.
-const MixQ4KM = "Q4_K_M"
+// The Mix values: llama.cpp's Q4_K_M and Q5_K_M.
+const (
+	MixQ4KM = "Q4_K_M"
+	MixQ5KM = "Q5_K_M"
+)
+
+// mixTypes are the base types of the mixes, and mixFileTypes llama.cpp's
+// general.file_type of each (LLAMA_FTYPE_MOSTLY_Q4_K_M, _Q5_K_M).
+var (
+	mixTypes     = map[string]dtype.Type{MixQ4KM: dtype.Q4_K, MixQ5KM: dtype.Q5_K}
+	mixFileTypes = map[string]uint32{MixQ4KM: 15, MixQ5KM: 17}
+)
 
 // useMoreBits is llama.cpp's use_more_bits: the layers of n whose attn_v
 // and ffn_down a Q4_K_M file keeps in Q6_K (the first and last eighth,
@@ -125,8 +136,8 @@ func Shape(c Config) (Config, error) {
 	if !supported(c.Type) {
 		return c, fmt.Errorf("synth: cannot write %s weights", c.Type)
 	}
-	if c.Mix != "" && (c.Mix != MixQ4KM || c.Type != dtype.Q4_K) {
-		return c, fmt.Errorf("synth: mix %q with %s weights (the one mix is %s, with Q4_K)", c.Mix, c.Type, MixQ4KM)
+	if t, ok := mixTypes[c.Mix]; c.Mix != "" && (!ok || c.Type != t) {
+		return c, fmt.Errorf("synth: mix %q with %s weights (the mixes are %s with Q4_K and %s with Q5_K)", c.Mix, c.Type, MixQ4KM, MixQ5KM)
 	}
 	if c.Dim == 0 && c.Params == 0 {
 		return c, fmt.Errorf("synth: set Params or Dim")
@@ -298,7 +309,7 @@ type Tensor struct {
 // but where c.Mix says otherwise.
 func Tensors(c Config) []Tensor {
 	ts := tensors(c)
-	if c.Mix == MixQ4KM {
+	if c.Mix != "" {
 		for i := range ts {
 			var l int
 			switch name := ts[i].Name; {

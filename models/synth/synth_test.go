@@ -78,7 +78,8 @@ func TestShapeErrors(t *testing.T) {
 		{synth.Config{Dim: 256, Layers: 1, Vocab: 100}, "below the minimum"},
 		{synth.Config{Params: -1}, "negative"},
 		{synth.Config{Params: 1e6, Type: dtype.Q4_0, Mix: synth.MixQ4KM}, "mix"},
-		{synth.Config{Params: 1e6, Type: dtype.Q4_K, Mix: "Q5_K_M"}, "mix"},
+		{synth.Config{Params: 1e6, Type: dtype.Q4_K, Mix: synth.MixQ5KM}, "mix"},
+		{synth.Config{Params: 1e6, Type: dtype.Q4_K, Mix: "Q3_K_M"}, "mix"},
 	} {
 		if _, err := synth.Shape(tc.c); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Shape(%+v) err = %v, want %q", tc.c, err, tc.want)
@@ -237,41 +238,47 @@ func TestWriteEveryType(t *testing.T) {
 // TestWriteQ4KM: the Q4_K_M mix keeps output.weight, and attn_v and
 // ffn_down in llama.cpp's use_more_bits layers (of 16: 0, 1, 4, 7, 10,
 // 13, 14, 15), in Q6_K, everything else in Q4_K, with llama.cpp's file
-// type 15.
+// type 15; Q5_K_M the same with Q5_K, file type 17.
 func TestWriteQ4KM(t *testing.T) {
-	c, err := synth.Shape(synth.Config{Dim: 256, Layers: 16, Type: dtype.Q4_K, Mix: synth.MixQ4KM, Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Open(writeModel(t, c))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if ft, _ := f.Uint("general.file_type"); ft != 15 {
-		t.Errorf("file_type %d, want 15", ft)
-	}
-	more := map[int]bool{0: true, 1: true, 4: true, 7: true, 10: true, 13: true, 14: true, 15: true}
-	want := map[string]dtype.Type{"output.weight": dtype.Q6_K, "token_embd.weight": dtype.Q4_K}
-	for l := range 16 {
-		v := dtype.Q4_K
-		if more[l] {
-			v = dtype.Q6_K
+	for _, mix := range []struct {
+		name string
+		base dtype.Type
+		ft   uint64
+	}{{synth.MixQ4KM, dtype.Q4_K, 15}, {synth.MixQ5KM, dtype.Q5_K, 17}} {
+		c, err := synth.Shape(synth.Config{Dim: 256, Layers: 16, Type: mix.base, Mix: mix.name, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
 		}
-		want[fmt.Sprintf("blk.%d.attn_v.weight", l)] = v
-		want[fmt.Sprintf("blk.%d.ffn_down.weight", l)] = v
-		for _, n := range []string{"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"} {
-			want[fmt.Sprintf("blk.%d.%s.weight", l, n)] = dtype.Q4_K
+		f, err := gguf.Open(writeModel(t, c))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	for name, typ := range want {
-		ti, ok := f.Tensor(name)
-		if !ok {
-			t.Fatalf("no %s", name)
+		if ft, _ := f.Uint("general.file_type"); ft != mix.ft {
+			t.Errorf("%s: file_type %d, want %d", mix.name, ft, mix.ft)
 		}
-		if ti.Type != typ {
-			t.Errorf("%s is %s, want %s", name, ti.Type, typ)
+		more := map[int]bool{0: true, 1: true, 4: true, 7: true, 10: true, 13: true, 14: true, 15: true}
+		want := map[string]dtype.Type{"output.weight": dtype.Q6_K, "token_embd.weight": mix.base}
+		for l := range 16 {
+			v := mix.base
+			if more[l] {
+				v = dtype.Q6_K
+			}
+			want[fmt.Sprintf("blk.%d.attn_v.weight", l)] = v
+			want[fmt.Sprintf("blk.%d.ffn_down.weight", l)] = v
+			for _, n := range []string{"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"} {
+				want[fmt.Sprintf("blk.%d.%s.weight", l, n)] = mix.base
+			}
 		}
+		for name, typ := range want {
+			ti, ok := f.Tensor(name)
+			if !ok {
+				t.Fatalf("%s: no %s", mix.name, name)
+			}
+			if ti.Type != typ {
+				t.Errorf("%s: %s is %s, want %s", mix.name, name, ti.Type, typ)
+			}
+		}
+		f.Close()
 	}
 }
 

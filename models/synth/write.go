@@ -88,8 +88,8 @@ func Build(c Config) (*gguf.Writer, Config, error) {
 		u32(a+".vocab_size", c.Vocab)
 	}
 	ft := fileTypes[c.Type]
-	if c.Mix == MixQ4KM {
-		ft = 15 // LLAMA_FTYPE_MOSTLY_Q4_K_M
+	if c.Mix != "" {
+		ft = mixFileTypes[c.Mix]
 	}
 	w.AddKV("general.file_type", gguf.Uint32(ft))
 	if c.Type.BlockSize() > 1 {

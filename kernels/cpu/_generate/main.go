@@ -23,8 +23,8 @@
 // multi-row gathers, multi-row axpys) in axpy.go, SiLU and softmax's
 // exponential in silu.go, attention's row kernels in attn.go, the
 // kernels of the packed (sixteen rows interleaved) Q4_0 and Q8_0 layouts
-// in q4x16.go, those of the packed Q4_K and Q6_K layouts in q4kx16.go and
-// q6kx16.go; this file has the activation quantizers, the axpy kernels
+// in q4x16.go, those of the packed Q4_K, Q5_K and Q6_K layouts in q4kx16.go
+// and q6kx16.go; this file has the activation quantizers, the axpy kernels
 // and the shared helpers.
 package main
 
@@ -40,7 +40,7 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy, q4tile, vnni, q4x16, q4kx16, q6kx16, silu or attn")
+var family = flag.String("family", "", "kernel family to generate: q8act, dotq8, dotk, dotf, axpy, q4tile, vnni, q4x16, q4kx16, q5kx16, q6kx16, silu or attn")
 
 func main() {
 	flag.Parse()
@@ -101,6 +101,10 @@ func main() {
 		}
 		for _, ni := range []int{1, 2, 4, 8} {
 			genQ4Kx16AVX2(ni)
+		}
+	case "q5kx16":
+		for _, ni := range []int{1, 2, 4, 8} {
+			genQ5Kx16VNNI(ni)
 		}
 	case "q6kx16":
 		for _, ni := range []int{1, 2, 4, 8} {

@@ -42,13 +42,29 @@ import (
 // Q4_K group at w (nb super-block units) against the ni inputs at x
 // (q4kx16Put's layout, 276·ni bytes per super-block), input j's sixteen
 // results to dst[j·stride : j·stride+16].
-func genQ4Kx16VNNI(ni int) {
-	const unit = 2304
+func genQ4Kx16VNNI(ni int) { genK45x16VNNI(false, ni) }
+
+// genQ5Kx16VNNI writes dotQ5Kx16x{ni}VNNI: genQ4Kx16VNNI for packed Q5_K
+// (units of 2816 bytes, the quant vectors at 768, the qh vectors at 256).
+// Bit 2c+h of a qh byte is the fifth bit of the quant of the nibble h of
+// chunk c; one word shift of the qh vector brings it to bit 4 (left by
+// 4 − (2c+h), or right), where a VPTERNLOGD keeps it, masked by 0x10,
+// and ORs it into the nibbles: a word shift moves the neighbouring
+// byte's bits only into places the mask drops. Quants reach 31, and the
+// products stay exact (dpbusd lanes and I as for Q4_K, |I| < 2³¹).
+func genQ5Kx16VNNI(ni int) { genK45x16VNNI(true, ni) }
+
+// genK45x16VNNI writes the VNNI kernel of packed Q4_K or (five) Q5_K.
+func genK45x16VNNI(five bool, ni int) {
+	unit, qs, kind := 2304, 256, "Q4K"
+	if five {
+		unit, qs, kind = 2816, 768, "Q5K"
+	}
 	in := 276 * ni
-	name := fmt.Sprintf("dotQ4Kx16x%dVNNI", ni)
+	name := fmt.Sprintf("dot%sx16x%dVNNI", kind, ni)
 	TEXT(name, NOSPLIT, "func(w, x []byte, nb, stride int, dst []float32)")
 	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is dotQ4Kx16Generic for %d input(s) with AVX-512 VNNI.", name, ni))
+	Doc(fmt.Sprintf("%s is dot%sx16Generic for %d input(s) with AVX-512 VNNI.", name, kind, ni))
 	wp := Load(Param("w").Base(), GP64())
 	xp := Load(Param("x").Base(), GP64())
 	n := Load(Param("nb"), GP64())
@@ -57,11 +73,17 @@ func genQ4Kx16VNNI(ni int) {
 	mask := ZMM()
 	VMOVDQU64(q4x16Mask(), mask)
 	c63, c15, c30 := dwordConst(63), dwordConst(15), dwordConst(0x30)
+	var bit4 VecVirtual
+	if five {
+		bit4 = ZMM()
+		VPBROADCASTD(dwordConst(0x10101010), bit4)
+	}
 	acc := make([]VecVirtual, ni)
 	for j := range acc {
 		acc[j] = zeroVec(true)
 	}
-	loop, done := fmt.Sprintf("q4kx16x%dblock", ni), fmt.Sprintf("q4kx16x%ddone", ni)
+	lower := strings.ToLower(kind)
+	loop, done := fmt.Sprintf("%sx16x%dblock", lower, ni), fmt.Sprintf("%sx16x%ddone", lower, ni)
 	TESTQ(n, n)
 	JZ(LabelRef(done))
 	Label(loop)
@@ -82,12 +104,24 @@ func genQ4Kx16VNNI(ni int) {
 		}
 		for k := range 8 {
 			v := ZMM()
-			m := Mem{Base: wp, Disp: 256 + 512*c + 64*k}
+			m := Mem{Base: wp, Disp: qs + 512*c + 64*k}
 			if hi == 1 {
 				VPSRLW(U8(4), m, v)
 				VPANDD(mask, v, v)
 			} else {
 				VPANDD(m, mask, v)
+			}
+			if five {
+				h, qh := ZMM(), Mem{Base: wp, Disp: 256 + 64*k}
+				switch b := 2*c + hi; {
+				case b < 4:
+					VPSLLW(U8(4-b), qh, h)
+				case b == 4:
+					VMOVDQU64(qh, h)
+				default:
+					VPSRLW(U8(b-4), qh, h)
+				}
+				VPTERNLOGD(U8(0xf8), bit4, h, v) // v | (h & bit4)
 			}
 			for j := range ni {
 				vpdpbusdBcst(Mem{Base: xp, Disp: 256*j + 32*s + 4*k}, v, S[j])
