@@ -9,4 +9,3 @@ func dotQ6Kx16(ni int, w, x []byte, nb, stride int, dst []float32) {
 
 // q6kx16Asm reports whether the packed Q6_K kernels run in assembly.
 func q6kx16Asm() bool { return false }
-
