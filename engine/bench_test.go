@@ -263,20 +263,26 @@ func BenchmarkSchedulerStreams(b *testing.B) {
 func BenchmarkSchedulerStreamsQ8(b *testing.B) { benchStreamsPacked(b, benchModel(b, dtype.Q8_0)) }
 
 // BenchmarkSchedulerStreamsQ4K is BenchmarkSchedulerStreamsQ8 for the 1B
-// Q4_K model and the 1B model in llama.cpp's Q4_K_M mix (Q4_K, and Q6_K
-// for the output head and some layers' attn_v and ffn_down: synth.Config
-// Mix), the type most GGUF downloads have; PackQ4 packs both types where
-// their assembly kernels run.
+// Q4_K model and the 1B models in llama.cpp's Q4_K_M and Q5_K_M mixes
+// (Q4_K or Q5_K, and Q6_K for the output head and some layers' attn_v
+// and ffn_down: synth.Config Mix), the types most GGUF downloads have;
+// PackQ4 packs each type where its assembly kernels pay (cpu.X16Pays).
 //
 //	go test ./engine -run '^$' -bench SchedulerStreamsQ4K -benchtime 10x
 func BenchmarkSchedulerStreamsQ4K(b *testing.B) {
 	b.Run("Q4_K", func(b *testing.B) { benchStreamsPacked(b, benchModel(b, dtype.Q4_K)) })
-	b.Run("Q4_K_M", func(b *testing.B) { benchStreamsPacked(b, benchModelQ4KM(b)) })
+	b.Run("Q4_K_M", func(b *testing.B) { benchStreamsPacked(b, benchModelMix(b, synth.MixQ4KM)) })
+	b.Run("Q5_K_M", func(b *testing.B) { benchStreamsPacked(b, benchModelMix(b, synth.MixQ5KM)) })
 }
 
-// benchModelQ4KM is benchModel in llama.cpp's Q4_K_M mix.
-func benchModelQ4KM(b testing.TB) string {
-	return cachedModel(b, "llama-q4_k_m", synth.Config{Arch: "llama", Type: dtype.Q4_K, Mix: synth.MixQ4KM, Seed: 1})
+// benchModelMix is benchModel in one of llama.cpp's mixes (synth.MixQ4KM,
+// synth.MixQ5KM).
+func benchModelMix(b testing.TB, mix string) string {
+	t := dtype.Q4_K
+	if mix == synth.MixQ5KM {
+		t = dtype.Q5_K
+	}
+	return cachedModel(b, "llama-"+strings.ToLower(mix), synth.Config{Arch: "llama", Type: t, Mix: mix, Seed: 1})
 }
 
 func benchStreamsPacked(b *testing.B, path string) {
