@@ -272,3 +272,68 @@ func testMatMulQ4Kx16(t *testing.T, typ dtype.Type) {
 		}
 	}
 }
+
+// TestMatMulKx16Extreme: every quant at its largest (15, 31, 63), every
+// scale and min at its largest, against inputs whose quants are all −127
+// or all 127, so that the kernels' int16 partial sums reach their bounds
+// (the AVX2 kernels add VPMADDUBSW words in int16 before widening; one
+// step too many overflows here where random weights never do). The
+// packed results must still be the exact arithmetic's, on every ISA.
+func TestMatMulKx16Extreme(t *testing.T) {
+	isas := []bool{true}
+	if cpu.HaveVNNI() {
+		isas = append(isas, false)
+	}
+	const rows, cols = 16, 512
+	for _, typ := range []dtype.Type{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
+		bs := typ.TypeSize()
+		w := bytes.Repeat([]byte{0xff}, rows*cols/256*bs)
+		for b := 0; b < len(w); b += bs {
+			dAt := 0
+			if typ == dtype.Q6_K {
+				dAt = 208
+				for k := range 16 {
+					w[b+192+k] = 0x7f // int8 scales at their largest
+				}
+			}
+			binary.LittleEndian.PutUint16(w[b+dAt:], dtype.F32ToF16(0.001))
+			if typ != dtype.Q6_K {
+				binary.LittleEndian.PutUint16(w[b+2:], dtype.F32ToF16(0.0005))
+			}
+		}
+		packed := bytes.Clone(w)
+		cpu.PackX16(typ, packed, rows, cols)
+		for _, vnni := range isas {
+			for _, sign := range []float32{1, -1} {
+				x := make([]float32, cols)
+				for i := range x {
+					x[i] = sign
+				}
+				var v cpu.QVec
+				v.Quantize(typ, x)
+				var exact, scale []float64
+				if typ == dtype.Q6_K {
+					exact, scale, _ = q6kx16Exact(w, rows, cols, &v)
+				} else {
+					exact, scale = q4kx16Exact(typ, w, rows, cols, &v)
+				}
+				restore := cpu.SetVNNI(vnni)
+				p := cpu.NewPool(1)
+				got := make([]float32, 8*rows)
+				x8 := make([]float32, 8*cols)
+				for j := range 8 {
+					copy(x8[j*cols:], x)
+				}
+				p.MatMulPackedSet(typ, []cpu.Q4x16Product{{Dst: got, W: packed, Rows: rows}}, cols, x8, 8)
+				p.Close()
+				restore()
+				for k, g := range got {
+					r := k % rows
+					if d := math.Abs(float64(g) - exact[r]); d > 1e-6*scale[r]+1e-30 {
+						t.Fatalf("%s vnni=%v sign %v: result %d = %v, exact %v", typ, vnni, sign, k, g, exact[r])
+					}
+				}
+			}
+		}
+	}
+}

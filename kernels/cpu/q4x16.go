@@ -144,9 +144,9 @@ func PackableX16(t dtype.Type, rows, cols int) bool {
 
 // X16Pays reports whether packing matrices of type t by sixteen rows
 // speeds this CPU up: Q4x16Pays for Q4_0, Q8x16Pays for Q8_0,
-// Q4Kx16Pays for Q4_K (AVX2 or AVX-512 VNNI), and for Q5_K and Q6_K
-// where their kernels run in assembly (q5kx16Asm, q6kx16Asm); false for
-// the other types.
+// Q4Kx16Pays for Q4_K (AVX2 or AVX-512 VNNI), q5kx16Asm for Q5_K (the
+// same) and q6kx16Asm for Q6_K (AVX-512 VNNI only); false for the other
+// types.
 func X16Pays(t dtype.Type) bool {
 	switch t {
 	case dtype.Q4_0:

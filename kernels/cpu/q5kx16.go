@@ -21,6 +21,13 @@ import "github.com/stokehq/stoke/models/dtype"
 // with bit 2c+1. The arithmetic is packed Q4_K's with these 5-bit quants
 // (|I| ≤ 8·63·32·31·128 < 2³¹, still exact), on the same inputs
 // (q4kx16Put), and every packed path gives dotQ5Kx16Generic's bits.
+//
+// Without AVX-512 the AVX2 kernels are packed Q4_K's with the fifth bits
+// ORed into the nibbles; a VPMADDUBSW word now reaches 2·31·128 = 7936
+// in magnitude, so a sub-block's products are two int16 sums of four
+// steps (at most 31744 each), each scaled by its own VPMADDWD and added
+// in int32: I and M the same exact integers, the float step the same
+// roundings.
 
 // q5kx16Unit is the bytes of one super-block of a group: sixteen Q5_K
 // blocks.

@@ -23,3 +23,23 @@ func dotQ5Kx16x4VNNI(w []byte, x []byte, nb int, stride int, dst []float32)
 //
 //go:noescape
 func dotQ5Kx16x8VNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ5Kx16x1AVX2 is dotQ5Kx16Generic for 1 input(s) with AVX2.
+//
+//go:noescape
+func dotQ5Kx16x1AVX2(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ5Kx16x2AVX2 is dotQ5Kx16Generic for 2 input(s) with AVX2.
+//
+//go:noescape
+func dotQ5Kx16x2AVX2(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ5Kx16x4AVX2 is dotQ5Kx16Generic for 4 input(s) with AVX2.
+//
+//go:noescape
+func dotQ5Kx16x4AVX2(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ5Kx16x8AVX2 is dotQ5Kx16Generic for 8 input(s) with AVX2.
+//
+//go:noescape
+func dotQ5Kx16x8AVX2(w []byte, x []byte, nb int, stride int, dst []float32)

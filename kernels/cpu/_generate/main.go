@@ -106,6 +106,9 @@ func main() {
 		for _, ni := range []int{1, 2, 4, 8} {
 			genQ5Kx16VNNI(ni)
 		}
+		for _, ni := range []int{1, 2, 4, 8} {
+			genQ5Kx16AVX2(ni)
+		}
 	case "q6kx16":
 		for _, ni := range []int{1, 2, 4, 8} {
 			genQ6Kx16VNNI(ni)

@@ -287,10 +287,19 @@ func vpdpwssdBcst(s Mem, u, acc Op) {
 // by half, each nibble vector serving eight inputs but every broadcast
 // one half, ran at 95: the loads bound them. Passes of two inputs, their
 // sums I in registers, were no faster than four with I in the frame.
-func genQ4Kx16AVX2(ni int) {
-	const unit, pass = 2304, 4
+func genQ4Kx16AVX2(ni int) { genK45x16AVX2(false, ni) }
+
+// genK45x16AVX2 writes the AVX2 kernel of packed Q4_K or (five) Q5_K
+// (genQ4Kx16AVX2, genQ5Kx16AVX2).
+func genK45x16AVX2(five bool, ni int) {
+	const pass = 4
+	unit, kind := 2304, "Q4K"
+	if five {
+		unit, kind = 2816, "Q5K"
+	}
+	lower := strings.ToLower(kind)
 	g := min(ni, pass)
-	name := fmt.Sprintf("dotQ4Kx16x%dAVX2", ni)
+	name := fmt.Sprintf("dot%sx16x%dAVX2", kind, ni)
 	// The frame: the unit's scale words, scw(s, h) the words (sc_s, sc_s)
 	// of half h's rows, mw(k, h) the words (m_{2k}, m_{2k+1}); then the
 	// integer sums I of a pass's inputs where they live in memory; then
@@ -311,7 +320,7 @@ func genQ4Kx16AVX2(ni int) {
 	// of any Go function.
 	TEXT(name, 0, "func(w, x []byte, nb, stride int, dst []float32)")
 	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is dotQ4Kx16Generic for %d input(s) with AVX2.", name, ni))
+	Doc(fmt.Sprintf("%s is dot%sx16Generic for %d input(s) with AVX2.", name, kind, ni))
 	wp := Load(Param("w").Base(), GP64())
 	xp := Load(Param("x").Base(), GP64())
 	n := Load(Param("nb"), GP64())
@@ -323,10 +332,13 @@ func genQ4Kx16AVX2(ni int) {
 		mw:    func(k, h int) Mem { return frame.Offset(32 * (16 + 2*k + h)) },
 		iMem:  iMem,
 		iSlot: func(j, h int) Mem { return frame.Offset(iOff + 32*(2*j+h)) },
+		five:  five,
 	}
 	accSlot := func(j, h int) Mem { return frame.Offset(accOff + 32*(2*j+h)) }
-	p.mask = YMM()
-	VMOVDQU(q4x16Mask(), p.mask)
+	if !five {
+		p.mask = YMM()
+		VMOVDQU(q4x16Mask(), p.mask)
+	}
 	if accMem {
 		p.acc = accSlot
 		z := YMM()
@@ -340,7 +352,7 @@ func genQ4Kx16AVX2(ni int) {
 			VXORPS(p.accReg[h], p.accReg[h], p.accReg[h])
 		}
 	}
-	loop, done := fmt.Sprintf("q4kx16x%davx2block", ni), fmt.Sprintf("q4kx16x%davx2done", ni)
+	loop, done := fmt.Sprintf("%sx16x%davx2block", lower, ni), fmt.Sprintf("%sx16x%davx2done", lower, ni)
 	TESTQ(n, n)
 	JZ(LabelRef(done))
 	Label(loop)
@@ -348,7 +360,14 @@ func genQ4Kx16AVX2(ni int) {
 	for l := 0; l < unit; l += 64 {
 		PREFETCHT0(Mem{Base: wp, Disp: 2*unit + l})
 	}
-	q4kx16AVX2Scales(wp, p.mask, p.scw, p.mw)
+	mask := p.mask
+	if five {
+		// Q5_K's sub-blocks take each register they can: the mask
+		// is loaded where it is used.
+		mask = YMM()
+		VMOVDQU(q4x16Mask(), mask)
+	}
+	q4kx16AVX2Scales(wp, mask, p.scw, p.mw)
 	if ni <= pass {
 		p.gen()
 	} else {
@@ -364,7 +383,7 @@ func genQ4Kx16AVX2(ni int) {
 		p.acc = func(j, h int) Mem { return Mem{Base: ap, Disp: 32 * (2*j + h)} }
 		passes := GP64()
 		MOVQ(U32(ni/pass), passes)
-		label := fmt.Sprintf("q4kx16x%davx2pass", ni)
+		label := fmt.Sprintf("%sx16x%davx2pass", lower, ni)
 		Label(label)
 		p.gen()
 		ADDQ(U32(256*pass), p.xq)
@@ -481,6 +500,7 @@ type q4kx16Pass struct {
 	iSlot      func(j, h int) Mem
 	acc        func(j, h int) Mem
 	accReg     [2]VecVirtual
+	five       bool // packed Q5_K
 }
 
 // gen writes the pass.
@@ -498,67 +518,128 @@ func (p *q4kx16Pass) gen() {
 			}
 		}
 	}
-	// The chunks: wc their quant vectors, xc the inputs' matching quants,
-	// sp their scale words.
-	wc, xc, sp, cnt := GP64(), GP64(), GP64(), GP64()
-	MOVQ(p.wp, wc)
-	MOVQ(p.xq, xc)
-	LEAQ(p.scw(0, 0), sp)
-	MOVQ(U32(4), cnt)
-	label := strings.TrimPrefix(p.name, "dot") + "chunk"
-	Label(label)
-	for hi := range 2 { // sub-block 2c+hi
-		S := make([][2]VecVirtual, g) // int16 sums, by half
-		for k := range 8 {
-			var v [2]VecVirtual
-			for h := range 2 {
-				v[h] = YMM()
-				src := Mem{Base: wc, Disp: 256 + 64*k + 32*h}
+	// The sub-blocks: Q4_K's chunk by chunk, in a loop of four (wc the
+	// chunk's quant vectors, xc the inputs' matching quants, sp its scale
+	// words); Q5_K's written out, each sub-block's fifth bits shifted by
+	// its own immediate.
+	var wc, xc, sp, cnt Register
+	var label string
+	chunks := []int{0}
+	if p.five {
+		chunks = []int{0, 1, 2, 3}
+		wc, xc = p.wp, p.xq
+	} else {
+		wc, xc, sp, cnt = GP64(), GP64(), GP64(), GP64()
+		MOVQ(p.wp, wc)
+		MOVQ(p.xq, xc)
+		LEAQ(p.scw(0, 0), sp)
+		MOVQ(U32(4), cnt)
+		label = strings.TrimPrefix(p.name, "dot") + "chunk"
+		Label(label)
+	}
+	for _, c := range chunks {
+		for hi := range 2 { // sub-block 2c+hi
+			b := 2*c + hi
+			// Q5_K: the sub-block's nibble mask (15, or 0xf0 for the
+			// high nibbles) and that of its fifth bits, bit b of the qh
+			// bytes.
+			var mn, mb VecVirtual
+			if p.five {
+				mn, mb = YMM(), YMM()
 				if hi == 1 {
-					VMOVDQU(src, v[h])
-					VPSRLW(U8(4), v[h], v[h])
-					VPAND(p.mask, v[h], v[h])
+					VMOVDQU(cBytes(0xf0), mn)
 				} else {
-					VPAND(src, p.mask, v[h])
+					VMOVDQU(q4x16Mask(), mn)
 				}
+				VMOVDQU(cBytes(1<<b), mb)
 			}
-			// Step k of every input before step k+1 of any: the inputs'
-			// sums are independent chains.
-			for j := range g {
-				y := YMM()
-				VPBROADCASTD(Mem{Base: xc, Disp: 256*j + 32*hi + 4*k}, y)
+			S := make([][2]VecVirtual, g) // int16 sums, by half
+			for k := range 8 {
+				var v [2]VecVirtual
 				for h := range 2 {
-					t := y
-					if h == 0 {
-						t = YMM()
+					v[h] = YMM()
+					if p.five {
+						// The nibble: q & 15, or (q & 0xf0) >> 4 (the
+						// word shift brings in the high byte's cleared
+						// bits); its fifth bit, bit b of the qh byte,
+						// isolated and shifted to bit 4 (a word shift of
+						// bits isolated within their bytes keeps each in
+						// its byte), ORed in.
+						src := Mem{Base: wc, Disp: 768 + 512*c + 64*k + 32*h}
+						VPAND(src, mn, v[h])
+						if hi == 1 {
+							VPSRLW(U8(4), v[h], v[h])
+						}
+						f := YMM()
+						VPAND(Mem{Base: p.wp, Disp: 256 + 64*k + 32*h}, mb, f)
+						if b < 4 {
+							VPSLLW(U8(4-b), f, f)
+						} else if b > 4 {
+							VPSRLW(U8(b-4), f, f)
+						}
+						VPOR(f, v[h], v[h])
+						continue
 					}
-					VPMADDUBSW(y, v[h], t)
-					if k == 0 {
-						S[j][h] = t
+					src := Mem{Base: wc, Disp: 256 + 64*k + 32*h}
+					if hi == 1 {
+						VMOVDQU(src, v[h])
+						VPSRLW(U8(4), v[h], v[h])
+						VPAND(p.mask, v[h], v[h])
 					} else {
-						VPADDW(t, S[j][h], S[j][h])
+						VPAND(src, p.mask, v[h])
 					}
 				}
-			}
-		}
-		for j := range g {
-			for h := range 2 {
-				t := S[j][h]
-				VPMADDWD(Mem{Base: sp, Disp: 32 * (2*hi + h)}, t, t)
-				if p.iMem {
-					VPADDD(p.iSlot(j, h), t, t)
-					VMOVDQU(t, p.iSlot(j, h))
-				} else {
-					VPADDD(t, I[j][h], I[j][h])
+				// Step k of every input before step k+1 of any: the
+				// inputs' sums are independent chains.
+				for j := range g {
+					y := YMM()
+					VPBROADCASTD(Mem{Base: xc, Disp: 64*c + 256*j + 32*hi + 4*k}, y)
+					for h := range 2 {
+						t := y
+						if h == 0 {
+							t = YMM()
+						}
+						VPMADDUBSW(y, v[h], t)
+						if k == 0 || p.five && k == 4 {
+							S[j][h] = t
+						} else {
+							VPADDW(t, S[j][h], S[j][h])
+						}
+					}
+				}
+				if k < 7 && !(p.five && k == 3) {
+					continue
+				}
+				// The int16 sums to I: Q4_K's after the eight steps,
+				// Q5_K's after four and after eight (its words reach
+				// 4·2·31·128 = 31744 < 2¹⁵ in four steps; five could
+				// wrap), each part scaled by its own VPMADDWD.
+				for j := range g {
+					for h := range 2 {
+						t := S[j][h]
+						sw := p.scw(b, h)
+						if !p.five {
+							sw = Mem{Base: sp, Disp: 32 * (2*hi + h)}
+						}
+						VPMADDWD(sw, t, t)
+						if p.iMem {
+							VPADDD(p.iSlot(j, h), t, t)
+							VMOVDQU(t, p.iSlot(j, h))
+						} else {
+							VPADDD(t, I[j][h], I[j][h])
+						}
+					}
 				}
 			}
 		}
 	}
-	ADDQ(U32(512), wc)
-	ADDQ(U32(64), xc)
-	ADDQ(U32(128), sp)
-	DECQ(cnt)
-	JNZ(LabelRef(label))
+	if !p.five {
+		ADDQ(U32(512), wc)
+		ADDQ(U32(64), xc)
+		ADDQ(U32(128), sp)
+		DECQ(cnt)
+		JNZ(LabelRef(label))
+	}
 	// The mins and the float step.
 	var dw, dm [2]VecVirtual
 	for h := range 2 {
@@ -610,3 +691,43 @@ func (p *q4kx16Pass) gen() {
 		}
 	}
 }
+
+// genQ5Kx16AVX2 writes dotQ5Kx16x{ni}AVX2, genQ5Kx16VNNI's kernel for
+// CPUs without AVX-512: genQ4Kx16AVX2 for packed Q5_K (units of 2816
+// bytes, the quant vectors at 768, the qh vectors at 256), the same
+// arguments and the same bits as dotQ5Kx16Generic.
+//
+// A quant vector of sub-block b = 2c+hi is its nibbles, q & 15 (one
+// VPAND from memory) or (q & 0xf0) >> 4 (a VPAND from memory and a
+// VPSRLW: the word shift brings the high byte's cleared nibble into the
+// low byte's top), ORed with its fifth bits: bit b of each qh byte,
+// isolated by a VPAND from memory with the bytes 1<<b and moved to bit 4
+// by a word shift (left 4−b, or right b−4, none for b = 4), which keeps
+// bits isolated within their bytes in their bytes. That is four or five
+// instructions a vector (three for b = 4), where Q4_K takes one or three.
+//
+// Quants reach 31, so a VPMADDUBSW word (two products) reaches
+// 2·31·128 = 7936 in magnitude: four steps add up in int16 (31744 <
+// 2¹⁵), a fifth could wrap. Each sub-block's eight steps are therefore
+// two int16 sums of four, each scaled by its own VPMADDWD against the
+// words (sc_b, sc_b) and added to I in int32: sc_b·(A+B) = sc_b·A +
+// sc_b·B exactly, so I, M and the float step are genQ4Kx16AVX2's (and
+// the twin's) to the bit. The scales, the mins, the float step, the
+// passes of four inputs (eight run the code of four twice) and the
+// registers are genQ4Kx16AVX2's; I lives in the frame from four inputs,
+// so the second sum costs a VPADDD from memory and a store per input,
+// half and sub-block more than Q4_K.
+//
+// The eight sub-blocks are written out, each shifting by its own
+// immediate (16 KB of code for four or eight inputs): Q4_K's loop of
+// four chunks would need shift counts from memory (and both directions),
+// and a loop of two, chunks c and c+2 by pairs (so that the directions
+// stay put) with VPSLLW/VPSRLW counts from the frame, ran one input at
+// 37 GMAC/s, two at 57, four at 61, eight at 59 on the 2-core Zen 5
+// machine (one thread, a group of eight units in L1), against 48, 68,
+// 80 and 85 written out (Q4_K's AVX2 kernels: 60, 89, 99, 101; the
+// VNNI kernels of Q5_K: 82, 129, 188, 212). From four inputs, the
+// halves one after another with I in registers (every broadcast for
+// one half) ran four inputs at 71 and eight at 78: the loads bound
+// them.
+func genQ5Kx16AVX2(ni int) { genK45x16AVX2(true, ni) }
