@@ -23,16 +23,22 @@ func greedyParams(n int) engine.GenerateParams {
 // together with staggered prompts, each get exactly the tokens a lone
 // session produces for the same prompt.
 //
-// Q4_0, Q8_0, Q4_K, Q5_K and Q6_K run packed too (LoadOptions.PackQ4), as stoke serve loads
+// Q4_0, Q8_0, Q4_K, Q5_K, Q6_K and the Q4_K_M mix run packed too (LoadOptions.PackQ4), as stoke serve loads
 // them on the CPU: the packed drivers must give one token and a batch the
 // same bits.
 func TestSchedulerMatchesSequential(t *testing.T) {
 	for _, c := range []struct {
 		dt     dtype.Type
+		mix    string // a llama.cpp mix (its attn_v, of another type, leaves Q, K and V unshared)
 		packed bool
-	}{{dtype.Q8_0, false}, {dtype.Q4_0, true}, {dtype.Q8_0, true}, {dtype.Q4_K, true}, {dtype.Q5_K, true}, {dtype.Q6_K, true}} {
-		t.Run(fmt.Sprintf("%s/packed=%v", c.dt, c.packed), func(t *testing.T) {
-			path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: c.dt, Seed: 3})
+	}{{dtype.Q8_0, "", false}, {dtype.Q4_0, "", true}, {dtype.Q8_0, "", true}, {dtype.Q4_K, "", true}, {dtype.Q5_K, "", true}, {dtype.Q6_K, "", true},
+		{dtype.Q4_K, synth.MixQ4KM, true}} {
+		name := c.dt.String()
+		if c.mix != "" {
+			name = c.mix
+		}
+		t.Run(fmt.Sprintf("%s/packed=%v", name, c.packed), func(t *testing.T) {
+			path := synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: c.dt, Mix: c.mix, Seed: 3})
 			m := load(t, path)
 			if c.packed {
 				m = loadPacked(t, path)
