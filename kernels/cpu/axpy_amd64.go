@@ -172,7 +172,11 @@ func dotRowsGroup(t dtype.Type, a *actInput, dst []float32, w []byte, offs []int
 	switch t {
 	case dtype.Q4_0:
 		v := &a.qv[0]
-		dotQ4_0Q8_0r4AVX2(w, offs, v.quads, v.d, v.nb, dst)
+		if useVNNI {
+			dotQ4_0Q8_0r4VNNI(w, offs, v.quads, v.d, v.nb, dst)
+		} else {
+			dotQ4_0Q8_0r4AVX2(w, offs, v.quads, v.d, v.nb, dst)
+		}
 	case dtype.F32:
 		dotF32r2AVX2(w, offs, x, len(x), dst)
 	case dtype.F16:

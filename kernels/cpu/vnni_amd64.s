@@ -7050,3 +7050,484 @@ v6done:
 	VMOVSS        X0, 12(BX)
 	VZEROUPPER
 	RET
+
+// func dotQ4_0Q8_0r4VNNI(w []byte, offs []int, x []byte, d []float32, nb int, dst []float32)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dotQ4_0Q8_0r4VNNI(SB), NOSPLIT, $0-128
+	MOVQ      w_base+0(FP), AX
+	MOVQ      offs_base+24(FP), CX
+	MOVQ      x_base+48(FP), DX
+	MOVQ      nb+96(FP), BX
+	MOVQ      (CX), SI
+	ADDQ      AX, SI
+	MOVQ      32(CX), DI
+	ADDQ      AX, DI
+	MOVQ      8(CX), R8
+	ADDQ      AX, R8
+	MOVQ      40(CX), R9
+	ADDQ      AX, R9
+	MOVQ      16(CX), R10
+	ADDQ      AX, R10
+	MOVQ      48(CX), R11
+	ADDQ      AX, R11
+	MOVQ      24(CX), R12
+	ADDQ      AX, R12
+	MOVQ      56(CX), CX
+	ADDQ      AX, CX
+	VMOVDQU64 vb0fz<>+0(SB), Z0
+	VMOVDQU64 vwffffz<>+0(SB), Z1
+	VMOVDQU64 vidxs4r2<>+0(SB), Z2
+	VMOVDQU64 vidxnibr2<>+0(SB), Z3
+	VPSUBD    Z4, Z4, Z4
+	VPSUBD    Z5, Z5, Z5
+
+r4quad2:
+	CMPQ            BX, $0x08
+	JL              r4quad1
+	PREFETCHT0      (DI)
+	PREFETCHT0      64(DI)
+	PREFETCHT0      128(DI)
+	PREFETCHT0      (R9)
+	PREFETCHT0      64(R9)
+	PREFETCHT0      128(R9)
+	PREFETCHT0      (R11)
+	PREFETCHT0      64(R11)
+	PREFETCHT0      128(R11)
+	PREFETCHT0      (CX)
+	PREFETCHT0      64(CX)
+	PREFETCHT0      128(CX)
+	VBROADCASTI64X4 (DX), Z6
+	VBROADCASTI64X4 32(DX), Z7
+	VBROADCASTI64X4 64(DX), Z8
+	VBROADCASTI64X4 96(DX), Z9
+	VBROADCASTI64X4 128(DX), Z10
+	VBROADCASTI64X4 160(DX), Z11
+	VPMADDWD        Z10, Z1, Z10
+	VMOVDQU64       (SI), Z12
+	VPERMT2W        (R8), Z2, Z12
+	VCVTPH2PS       Y12, Z12
+	VMOVDQU64       (SI), Z13
+	VPERMT2W        (R8), Z3, Z13
+	VMOVDQU64       8(SI), Z14
+	VPERMT2W        8(R8), Z3, Z14
+	VPSRLW          $0x04, Z13, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z13, Z13
+	VPSRLW          $0x04, Z14, Z16
+	VPANDD          Z0, Z16, Z16
+	VPANDD          Z0, Z14, Z14
+	VMOVDQA64       Z10, Z17
+	VPDPBUSD        Z6, Z13, Z17
+	VPDPBUSD        Z7, Z15, Z17
+	VPDPBUSD        Z8, Z14, Z17
+	VPDPBUSD        Z9, Z16, Z17
+	VMULPS          Z11, Z12, Z12
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z12, Z17, Z17
+	VADDPS          Z17, Z4, Z4
+	VMOVDQU64       (R10), Z12
+	VPERMT2W        (R12), Z2, Z12
+	VCVTPH2PS       Y12, Z12
+	VMOVDQU64       (R10), Z13
+	VPERMT2W        (R12), Z3, Z13
+	VMOVDQU64       8(R10), Z14
+	VPERMT2W        8(R12), Z3, Z14
+	VPSRLW          $0x04, Z13, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z13, Z13
+	VPSRLW          $0x04, Z14, Z16
+	VPANDD          Z0, Z16, Z16
+	VPANDD          Z0, Z14, Z14
+	VPDPBUSD        Z6, Z13, Z10
+	VPDPBUSD        Z7, Z15, Z10
+	VPDPBUSD        Z8, Z14, Z10
+	VPDPBUSD        Z9, Z16, Z10
+	VMULPS          Z11, Z12, Z6
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z6, Z10, Z10
+	VADDPS          Z10, Z5, Z5
+	VBROADCASTI64X4 192(DX), Z6
+	VBROADCASTI64X4 224(DX), Z7
+	VBROADCASTI64X4 256(DX), Z8
+	VBROADCASTI64X4 288(DX), Z9
+	VBROADCASTI64X4 320(DX), Z10
+	VBROADCASTI64X4 352(DX), Z11
+	VPMADDWD        Z10, Z1, Z10
+	VMOVDQU64       72(SI), Z12
+	VPERMT2W        72(R8), Z2, Z12
+	VCVTPH2PS       Y12, Z12
+	VMOVDQU64       72(SI), Z13
+	VPERMT2W        72(R8), Z3, Z13
+	VMOVDQU64       80(SI), Z14
+	VPERMT2W        80(R8), Z3, Z14
+	VPSRLW          $0x04, Z13, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z13, Z13
+	VPSRLW          $0x04, Z14, Z16
+	VPANDD          Z0, Z16, Z16
+	VPANDD          Z0, Z14, Z14
+	VMOVDQA64       Z10, Z17
+	VPDPBUSD        Z6, Z13, Z17
+	VPDPBUSD        Z7, Z15, Z17
+	VPDPBUSD        Z8, Z14, Z17
+	VPDPBUSD        Z9, Z16, Z17
+	VMULPS          Z11, Z12, Z12
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z12, Z17, Z17
+	VADDPS          Z17, Z4, Z4
+	VMOVDQU64       72(R10), Z12
+	VPERMT2W        72(R12), Z2, Z12
+	VCVTPH2PS       Y12, Z12
+	VMOVDQU64       72(R10), Z13
+	VPERMT2W        72(R12), Z3, Z13
+	VMOVDQU64       80(R10), Z14
+	VPERMT2W        80(R12), Z3, Z14
+	VPSRLW          $0x04, Z13, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z13, Z13
+	VPSRLW          $0x04, Z14, Z16
+	VPANDD          Z0, Z16, Z16
+	VPANDD          Z0, Z14, Z14
+	VPDPBUSD        Z6, Z13, Z10
+	VPDPBUSD        Z7, Z15, Z10
+	VPDPBUSD        Z8, Z14, Z10
+	VPDPBUSD        Z9, Z16, Z10
+	VMULPS          Z11, Z12, Z6
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z6, Z10, Z10
+	VADDPS          Z10, Z5, Z5
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000090, DI
+	ADDQ            $0x00000090, R8
+	ADDQ            $0x00000090, R9
+	ADDQ            $0x00000090, R10
+	ADDQ            $0x00000090, R11
+	ADDQ            $0x00000090, R12
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000180, DX
+	SUBQ            $0x08, BX
+	JMP             r4quad2
+
+r4quad1:
+	PREFETCHT0      (DI)
+	PREFETCHT0      64(DI)
+	PREFETCHT0      128(DI)
+	PREFETCHT0      (R9)
+	PREFETCHT0      64(R9)
+	PREFETCHT0      128(R9)
+	PREFETCHT0      (R11)
+	PREFETCHT0      64(R11)
+	PREFETCHT0      128(R11)
+	PREFETCHT0      (CX)
+	PREFETCHT0      64(CX)
+	PREFETCHT0      128(CX)
+	CMPQ            BX, $0x04
+	JL              r4tail
+	VBROADCASTI64X4 (DX), Z6
+	VBROADCASTI64X4 32(DX), Z7
+	VBROADCASTI64X4 64(DX), Z8
+	VBROADCASTI64X4 96(DX), Z9
+	VBROADCASTI64X4 128(DX), Z10
+	VBROADCASTI64X4 160(DX), Z11
+	VPMADDWD        Z10, Z1, Z10
+	VMOVDQU64       (SI), Z12
+	VPERMT2W        (R8), Z2, Z12
+	VCVTPH2PS       Y12, Z12
+	VMOVDQU64       (SI), Z13
+	VPERMT2W        (R8), Z3, Z13
+	VMOVDQU64       8(SI), Z14
+	VPERMT2W        8(R8), Z3, Z14
+	VPSRLW          $0x04, Z13, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z13, Z13
+	VPSRLW          $0x04, Z14, Z16
+	VPANDD          Z0, Z16, Z16
+	VPANDD          Z0, Z14, Z14
+	VMOVDQA64       Z10, Z17
+	VPDPBUSD        Z6, Z13, Z17
+	VPDPBUSD        Z7, Z15, Z17
+	VPDPBUSD        Z8, Z14, Z17
+	VPDPBUSD        Z9, Z16, Z17
+	VMULPS          Z11, Z12, Z12
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z12, Z17, Z17
+	VADDPS          Z17, Z4, Z4
+	VMOVDQU64       (R10), Z12
+	VPERMT2W        (R12), Z2, Z12
+	VCVTPH2PS       Y12, Z12
+	VMOVDQU64       (R10), Z13
+	VPERMT2W        (R12), Z3, Z13
+	VMOVDQU64       8(R10), Z14
+	VPERMT2W        8(R12), Z3, Z14
+	VPSRLW          $0x04, Z13, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z13, Z13
+	VPSRLW          $0x04, Z14, Z16
+	VPANDD          Z0, Z16, Z16
+	VPANDD          Z0, Z14, Z14
+	VPDPBUSD        Z6, Z13, Z10
+	VPDPBUSD        Z7, Z15, Z10
+	VPDPBUSD        Z8, Z14, Z10
+	VPDPBUSD        Z9, Z16, Z10
+	VMULPS          Z11, Z12, Z6
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z6, Z10, Z10
+	VADDPS          Z10, Z5, Z5
+	ADDQ            $0x00000048, SI
+	ADDQ            $0x00000048, DI
+	ADDQ            $0x00000048, R8
+	ADDQ            $0x00000048, R9
+	ADDQ            $0x00000048, R10
+	ADDQ            $0x00000048, R11
+	ADDQ            $0x00000048, R12
+	ADDQ            $0x00000048, CX
+	ADDQ            $0x000000c0, DX
+	SUBQ            $0x04, BX
+
+r4tail:
+	CMPQ            BX, $0x02
+	JL              r4tail1
+	JE              r4tail2
+	MOVQ            $0x003fffffffffffff, AX
+	KMOVQ           AX, K1
+	MOVQ            $0x00003fffffffffff, AX
+	KMOVQ           AX, K2
+	VBROADCASTI64X4 (DX), Z6
+	VBROADCASTI64X4 32(DX), Z7
+	VBROADCASTI64X4 64(DX), Z8
+	VBROADCASTI64X4 96(DX), Z9
+	VBROADCASTI64X4 128(DX), Z10
+	VBROADCASTI64X4 160(DX), Z11
+	VPMADDWD        Z10, Z1, Z1
+	VMOVDQU8.Z      (SI), K1, Z10
+	VMOVDQU8.Z      (R8), K1, Z12
+	VPERMT2W        Z12, Z2, Z10
+	VCVTPH2PS       Y10, Z10
+	VMOVDQU8.Z      (SI), K1, Z12
+	VMOVDQU8.Z      (R8), K1, Z13
+	VPERMT2W        Z13, Z3, Z12
+	VMOVDQU8.Z      8(SI), K2, Z13
+	VMOVDQU8.Z      8(R8), K2, Z14
+	VPERMT2W        Z14, Z3, Z13
+	VPSRLW          $0x04, Z12, Z14
+	VPANDD          Z0, Z14, Z14
+	VPANDD          Z0, Z12, Z12
+	VPSRLW          $0x04, Z13, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z13, Z13
+	VMOVDQA64       Z1, Z16
+	VPDPBUSD        Z6, Z12, Z16
+	VPDPBUSD        Z7, Z14, Z16
+	VPDPBUSD        Z8, Z13, Z16
+	VPDPBUSD        Z9, Z15, Z16
+	VMULPS          Z11, Z10, Z10
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z10, Z16, Z16
+	VADDPS          Z16, Z4, Z4
+	VMOVDQU8.Z      (R10), K1, Z10
+	VMOVDQU8.Z      (R12), K1, Z12
+	VPERMT2W        Z12, Z2, Z10
+	VCVTPH2PS       Y10, Z2
+	VMOVDQU8.Z      (R10), K1, Z10
+	VMOVDQU8.Z      (R12), K1, Z12
+	VPERMT2W        Z12, Z3, Z10
+	VMOVDQU8.Z      8(R10), K2, Z12
+	VMOVDQU8.Z      8(R12), K2, Z13
+	VPERMT2W        Z13, Z3, Z12
+	VPSRLW          $0x04, Z10, Z3
+	VPANDD          Z0, Z3, Z3
+	VPANDD          Z0, Z10, Z10
+	VPSRLW          $0x04, Z12, Z13
+	VPANDD          Z0, Z13, Z13
+	VPANDD          Z0, Z12, Z12
+	VPDPBUSD        Z6, Z10, Z1
+	VPDPBUSD        Z7, Z3, Z1
+	VPDPBUSD        Z8, Z12, Z1
+	VPDPBUSD        Z9, Z13, Z1
+	VMULPS          Z11, Z2, Z0
+	VCVTDQ2PS       Z1, Z1
+	VMULPS          Z0, Z1, Z1
+	VADDPS          Z1, Z5, Z5
+	JMP             r4done
+
+r4tail2:
+	MOVQ            $0x0000000fffffffff, AX
+	KMOVQ           AX, K1
+	MOVQ            $0x000000000fffffff, AX
+	KMOVQ           AX, K2
+	VBROADCASTI64X4 (DX), Z6
+	VBROADCASTI64X4 32(DX), Z7
+	VBROADCASTI64X4 64(DX), Z8
+	VBROADCASTI64X4 96(DX), Z9
+	VBROADCASTI64X4 128(DX), Z10
+	VBROADCASTI64X4 160(DX), Z11
+	VPMADDWD        Z10, Z1, Z1
+	VMOVDQU8.Z      (SI), K1, Z10
+	VMOVDQU8.Z      (R8), K1, Z12
+	VPERMT2W        Z12, Z2, Z10
+	VCVTPH2PS       Y10, Z10
+	VMOVDQU8.Z      (SI), K1, Z12
+	VMOVDQU8.Z      (R8), K1, Z13
+	VPERMT2W        Z13, Z3, Z12
+	VMOVDQU8.Z      8(SI), K2, Z13
+	VMOVDQU8.Z      8(R8), K2, Z14
+	VPERMT2W        Z14, Z3, Z13
+	VPSRLW          $0x04, Z12, Z14
+	VPANDD          Z0, Z14, Z14
+	VPANDD          Z0, Z12, Z12
+	VPSRLW          $0x04, Z13, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z13, Z13
+	VMOVDQA64       Z1, Z16
+	VPDPBUSD        Z6, Z12, Z16
+	VPDPBUSD        Z7, Z14, Z16
+	VPDPBUSD        Z8, Z13, Z16
+	VPDPBUSD        Z9, Z15, Z16
+	VMULPS          Z11, Z10, Z10
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z10, Z16, Z16
+	VADDPS          Z16, Z4, Z4
+	VMOVDQU8.Z      (R10), K1, Z10
+	VMOVDQU8.Z      (R12), K1, Z12
+	VPERMT2W        Z12, Z2, Z10
+	VCVTPH2PS       Y10, Z2
+	VMOVDQU8.Z      (R10), K1, Z10
+	VMOVDQU8.Z      (R12), K1, Z12
+	VPERMT2W        Z12, Z3, Z10
+	VMOVDQU8.Z      8(R10), K2, Z12
+	VMOVDQU8.Z      8(R12), K2, Z13
+	VPERMT2W        Z13, Z3, Z12
+	VPSRLW          $0x04, Z10, Z3
+	VPANDD          Z0, Z3, Z3
+	VPANDD          Z0, Z10, Z10
+	VPSRLW          $0x04, Z12, Z13
+	VPANDD          Z0, Z13, Z13
+	VPANDD          Z0, Z12, Z12
+	VPDPBUSD        Z6, Z10, Z1
+	VPDPBUSD        Z7, Z3, Z1
+	VPDPBUSD        Z8, Z12, Z1
+	VPDPBUSD        Z9, Z13, Z1
+	VMULPS          Z11, Z2, Z0
+	VCVTDQ2PS       Z1, Z1
+	VMULPS          Z0, Z1, Z1
+	VADDPS          Z1, Z5, Z5
+	JMP             r4done
+
+r4tail1:
+	TESTQ           BX, BX
+	JZ              r4done
+	MOVQ            $0x000000000003ffff, AX
+	KMOVQ           AX, K1
+	MOVQ            $0x00000000000003ff, AX
+	KMOVQ           AX, K2
+	VBROADCASTI64X4 (DX), Z6
+	VBROADCASTI64X4 32(DX), Z7
+	VBROADCASTI64X4 64(DX), Z8
+	VBROADCASTI64X4 96(DX), Z9
+	VBROADCASTI64X4 128(DX), Z10
+	VBROADCASTI64X4 160(DX), Z11
+	VPMADDWD        Z10, Z1, Z1
+	VMOVDQU8.Z      (SI), K1, Z10
+	VMOVDQU8.Z      (R8), K1, Z12
+	VPERMT2W        Z12, Z2, Z10
+	VCVTPH2PS       Y10, Z10
+	VMOVDQU8.Z      (SI), K1, Z12
+	VMOVDQU8.Z      (R8), K1, Z13
+	VPERMT2W        Z13, Z3, Z12
+	VMOVDQU8.Z      8(SI), K2, Z13
+	VMOVDQU8.Z      8(R8), K2, Z14
+	VPERMT2W        Z14, Z3, Z13
+	VPSRLW          $0x04, Z12, Z14
+	VPANDD          Z0, Z14, Z14
+	VPANDD          Z0, Z12, Z12
+	VPSRLW          $0x04, Z13, Z15
+	VPANDD          Z0, Z15, Z15
+	VPANDD          Z0, Z13, Z13
+	VMOVDQA64       Z1, Z16
+	VPDPBUSD        Z6, Z12, Z16
+	VPDPBUSD        Z7, Z14, Z16
+	VPDPBUSD        Z8, Z13, Z16
+	VPDPBUSD        Z9, Z15, Z16
+	VMULPS          Z11, Z10, Z10
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z10, Z16, Z16
+	VADDPS          Z16, Z4, Z4
+	VMOVDQU8.Z      (R10), K1, Z10
+	VMOVDQU8.Z      (R12), K1, Z12
+	VPERMT2W        Z12, Z2, Z10
+	VCVTPH2PS       Y10, Z2
+	VMOVDQU8.Z      (R10), K1, Z10
+	VMOVDQU8.Z      (R12), K1, Z12
+	VPERMT2W        Z12, Z3, Z10
+	VMOVDQU8.Z      8(R10), K2, Z12
+	VMOVDQU8.Z      8(R12), K2, Z13
+	VPERMT2W        Z13, Z3, Z12
+	VPSRLW          $0x04, Z10, Z3
+	VPANDD          Z0, Z3, Z3
+	VPANDD          Z0, Z10, Z10
+	VPSRLW          $0x04, Z12, Z13
+	VPANDD          Z0, Z13, Z13
+	VPANDD          Z0, Z12, Z12
+	VPDPBUSD        Z6, Z10, Z1
+	VPDPBUSD        Z7, Z3, Z1
+	VPDPBUSD        Z8, Z12, Z1
+	VPDPBUSD        Z9, Z13, Z1
+	VMULPS          Z11, Z2, Z0
+	VCVTDQ2PS       Z1, Z1
+	VMULPS          Z0, Z1, Z1
+	VADDPS          Z1, Z5, Z5
+
+r4done:
+	MOVQ          dst_base+104(FP), AX
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VEXTRACTF32X4 $0x01, Y4, X1
+	VADDPS        X1, X4, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, (AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VEXTRACTF32X4 $0x01, Y5, X1
+	VADDPS        X1, X5, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	VMOVSS        X1, 8(AX)
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(AX)
+	VZEROUPPER
+	RET
+
+DATA vidxs4r2<>+0(SB)/8, $0x0012001200000000
+DATA vidxs4r2<>+8(SB)/8, $0x001b001b00090009
+DATA vidxs4r2<>+16(SB)/8, $0x0032003200200020
+DATA vidxs4r2<>+24(SB)/8, $0x003b003b00290029
+DATA vidxs4r2<>+32(SB)/8, $0x0012001200000000
+DATA vidxs4r2<>+40(SB)/8, $0x001b001b00090009
+DATA vidxs4r2<>+48(SB)/8, $0x0032003200200020
+DATA vidxs4r2<>+56(SB)/8, $0x003b003b00290029
+GLOBL vidxs4r2<>(SB), RODATA|NOPTR, $64
+
+DATA vidxnibr2<>+0(SB)/8, $0x0004000300020001
+DATA vidxnibr2<>+8(SB)/8, $0x0016001500140013
+DATA vidxnibr2<>+16(SB)/8, $0x000d000c000b000a
+DATA vidxnibr2<>+24(SB)/8, $0x001f001e001d001c
+DATA vidxnibr2<>+32(SB)/8, $0x0024002300220021
+DATA vidxnibr2<>+40(SB)/8, $0x0036003500340033
+DATA vidxnibr2<>+48(SB)/8, $0x002d002c002b002a
+DATA vidxnibr2<>+56(SB)/8, $0x003f003e003d003c
+GLOBL vidxnibr2<>(SB), RODATA|NOPTR, $64

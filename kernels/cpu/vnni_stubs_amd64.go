@@ -98,3 +98,8 @@ func dotQ4_KQ8_Kx4VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
 //
 //go:noescape
 func dotQ6_KQ8_Kx4VNNI(w []byte, x []byte, d []float32, nb int, dst []float32)
+
+// dotQ4_0Q8_0r4VNNI computes dst[j] = dotQ4_0Q8_0VNNI(w[offs[j]:], x, d, nb) for j < 4, prefetching the rows at w[offs[4+j]:] as it reads them.
+//
+//go:noescape
+func dotQ4_0Q8_0r4VNNI(w []byte, offs []int, x []byte, d []float32, nb int, dst []float32)

@@ -20,7 +20,7 @@
 // multi-input kernel takes the row kernel's operations in its order. The
 // families live in q4_0.go, legacy.go (Q8_0, Q4_1, Q5_0, Q5_1),
 // kquant.go and float.go, the sparse FFN's kernels (prefetching and
-// multi-row gathers, multi-row axpys) in axpy.go, SiLU and softmax's
+// multi-row gathers, multi-row axpys) in axpy.go and gathervnni.go, SiLU and softmax's
 // exponential in silu.go, attention's row kernels in attn.go, the
 // kernels of the packed (sixteen rows interleaved) Q4_0 and Q8_0 layouts
 // in q4x16.go, those of the packed Q4_K, Q5_K and Q6_K layouts in q4kx16.go
@@ -95,6 +95,7 @@ func main() {
 			genDotQ4_KVNNI(inputs)
 			genDotQ6_KVNNI(inputs)
 		}
+		genDotQ4_0VNNIRows4()
 	case "q4kx16":
 		for _, ni := range []int{1, 2, 4, 8} {
 			genQ4Kx16VNNI(ni)
