@@ -109,6 +109,11 @@ func BenchmarkMatMulQ5Kx16(b *testing.B) { benchMatMulPacked(b, dtype.Q5_K) }
 // (MatMulPackedSet; 48 matrices are 454 MB).
 func BenchmarkMatMulQ6Kx16(b *testing.B) { benchMatMulPacked(b, dtype.Q6_K) }
 
+// randPacked makes a random rows×cols matrix of each packed type.
+var randPacked = map[dtype.Type]func(*rand.Rand, int, int) []byte{
+	dtype.Q4_0: randQ4_0, dtype.Q8_0: randQ8_0, dtype.Q4_K: randQ4_K, dtype.Q5_K: randQ5_K, dtype.Q6_K: randQ6_K,
+}
+
 func benchMatMulPacked(b *testing.B, t dtype.Type) {
 	const mats = 48
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -119,28 +124,9 @@ func benchMatMulPacked(b *testing.B, t dtype.Type) {
 		ws := make([][]byte, mats)
 		pks := make([][]byte, mats)
 		for i := range ws {
-			switch t {
-			case dtype.Q8_0:
-				ws[i] = randQ8_0(rng, rows, cols)
-				pks[i] = bytes.Clone(ws[i])
-				cpu.PackQ8x16(pks[i], rows, cols)
-			case dtype.Q4_K:
-				ws[i] = randQ4_K(rng, rows, cols)
-				pks[i] = bytes.Clone(ws[i])
-				cpu.PackQ4Kx16(pks[i], rows, cols)
-			case dtype.Q5_K:
-				ws[i] = randQ5_K(rng, rows, cols)
-				pks[i] = bytes.Clone(ws[i])
-				cpu.PackQ5Kx16(pks[i], rows, cols)
-			case dtype.Q6_K:
-				ws[i] = randQ6_K(rng, rows, cols)
-				pks[i] = bytes.Clone(ws[i])
-				cpu.PackQ6Kx16(pks[i], rows, cols)
-			default:
-				ws[i] = randQ4_0(rng, rows, cols)
-				pks[i] = bytes.Clone(ws[i])
-				cpu.PackQ4x16(pks[i], rows, cols)
-			}
+			ws[i] = randPacked[t](rng, rows, cols)
+			pks[i] = bytes.Clone(ws[i])
+			cpu.PackX16(t, pks[i], rows, cols)
 		}
 		for _, n := range []int{1, 8} {
 			for _, where := range []string{"cache", "dram"} {

@@ -114,17 +114,18 @@ func q4kMoves(five bool) []kMove {
 	return mv
 }
 
-// kMove is a run of bytes a k-quant block moves by packing: n bytes at
-// src in the row layout's block go to dst + r·step in its super-block
-// unit, r the row's place in its group of sixteen.
+// kMove is a run of bytes a block moves by packing: n bytes at src in
+// the row layout's block go to dst + r·step in its unit, r the row's
+// place in its group of sixteen.
 type kMove struct{ src, n, dst, step int }
 
 // repackK packs (pack) or unpacks, in place, the rows×cols matrix w of
-// the k-quant type t by the moves of its blocks: a unit holds the same
-// bytes as the sixteen rows' blocks.
+// type t (any packed type: Q4_0 and Q8_0 by repackX16, the k-quants) by
+// the moves of its blocks: a unit holds the same bytes as the sixteen
+// rows' blocks.
 func repackK(t dtype.Type, w []byte, rows, cols int, moves []kMove, pack bool) {
 	rb := checkPacked(t, w, rows, cols)
-	nb, bs := cols/256, t.TypeSize()
+	nb, bs := cols/t.BlockSize(), t.TypeSize()
 	unit := Q4x16Rows * bs
 	tmp := make([]byte, Q4x16Rows*rb)
 	for g := 0; g < rows/Q4x16Rows; g++ {

@@ -12,16 +12,22 @@ import (
 	"github.com/stokehq/stoke/models/dtype"
 )
 
-// randQ4_K returns a rows×cols Q4_K matrix of random quants and 6-bit
-// scales and mins, whose d and dmin are random in ±[0.0001, 0.0021), a few
-// of them zero and a few negative.
-func randQ4_K(rng *rand.Rand, rows, cols int) []byte {
-	w := make([]byte, rows*cols/256*144)
+// randKQuant returns a rows×cols matrix of k-quant type t (Q4_K, Q5_K or
+// Q6_K) of random bytes but for its f16 scales (d and dmin, or Q6_K's d),
+// which are random in ±[0.0001, 0.0021), a few of them zero and a few
+// negative: random quants, sub-block scales and mins.
+func randKQuant(rng *rand.Rand, t dtype.Type, rows, cols int) []byte {
+	bs := t.TypeSize()
+	scales := []int{0, 2} // where the block's f16 scales lie
+	if t == dtype.Q6_K {
+		scales = []int{208}
+	}
+	w := make([]byte, rows*cols/256*bs)
 	for i := range w {
 		w[i] = byte(rng.Uint32())
 	}
-	for b := 0; b < len(w); b += 144 {
-		for h := range 2 {
+	for b := 0; b < len(w); b += bs {
+		for _, o := range scales {
 			d := float32(rng.Float64()*0.002 + 0.0001)
 			switch rng.IntN(16) {
 			case 0:
@@ -29,29 +35,15 @@ func randQ4_K(rng *rand.Rand, rows, cols int) []byte {
 			case 1, 2:
 				d = -d
 			}
-			binary.LittleEndian.PutUint16(w[b+2*h:], dtype.F32ToF16(d))
+			binary.LittleEndian.PutUint16(w[b+o:], dtype.F32ToF16(d))
 		}
 	}
 	return w
 }
 
-// randQ5_K is randQ4_K for Q5_K (its qh random too).
-func randQ5_K(rng *rand.Rand, rows, cols int) []byte {
-	w := make([]byte, rows*cols/256*176)
-	for i := range w {
-		w[i] = byte(rng.Uint32())
-	}
-	for b := 0; b < len(w); b += 176 {
-		for h := range 2 {
-			d := float32(rng.Float64()*0.002 + 0.0001)
-			if rng.IntN(16) == 0 {
-				d = -d
-			}
-			binary.LittleEndian.PutUint16(w[b+2*h:], dtype.F32ToF16(d))
-		}
-	}
-	return w
-}
+func randQ4_K(rng *rand.Rand, rows, cols int) []byte { return randKQuant(rng, dtype.Q4_K, rows, cols) }
+func randQ5_K(rng *rand.Rand, rows, cols int) []byte { return randKQuant(rng, dtype.Q5_K, rows, cols) }
+func randQ6_K(rng *rand.Rand, rows, cols int) []byte { return randKQuant(rng, dtype.Q6_K, rows, cols) }
 
 // TestPackQ5Kx16RoundTrip: Q5_K's qh land in their planes, the rest as
 // Q4_K's, and unpacking restores the rows.
@@ -193,14 +185,16 @@ func q4kx16Exact(t dtype.Type, w []byte, rows, cols int, v *cpu.QVec) (exact, sc
 	return
 }
 
-// TestMatMulQ4Kx16 checks the packed Q4_K and Q5_K driver against the packed
-// arithmetic done exactly and against the row layout's MatMul, and that
-// every way of computing a row gives the same bits: n inputs at once or
-// one at a time, assembly or pure Go, any thread count (the row layout
-// rounds its lanes otherwise and sums them after: within 1e-4 of the
-// error scale). It runs the
-// assembly twice where the CPU has AVX-512 VNNI, with the VNNI kernels
-// and with the AVX2 ones, which must give the same bits.
+// TestMatMulQ4Kx16 checks the packed k-quant drivers (Q4_K, Q5_K, Q6_K)
+// against the packed arithmetic done exactly and against the row
+// layout's MatMul, and that every way of computing a row gives the same
+// bits: n inputs at once or one at a time, assembly or pure Go, any
+// thread count. The row layout rounds its lanes otherwise and sums them
+// after: within 1e-4 of the error scale for Q4_K and Q5_K, and for Q6_K,
+// whose row kernels round each 16-element sub-block, within 1e-6 of the
+// sub-blocks' scale (kx16RowTol). It runs the assembly twice where the
+// CPU has AVX-512 VNNI, with the VNNI kernels and with the AVX2 ones,
+// which must give the same bits.
 func TestMatMulQ4Kx16(t *testing.T) {
 	isas := []bool{true}
 	if cpu.HaveVNNI() {
@@ -211,13 +205,30 @@ func TestMatMulQ4Kx16(t *testing.T) {
 		if vnni && cpu.HaveVNNI() {
 			name = "vnni"
 		}
-		for _, typ := range []dtype.Type{dtype.Q4_K, dtype.Q5_K} {
+		for _, typ := range []dtype.Type{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
 			t.Run(name+"/"+typ.String(), func(t *testing.T) {
 				defer cpu.SetVNNI(vnni)()
 				testMatMulQ4Kx16(t, typ)
 			})
 		}
 	}
+}
+
+// kx16Exact is q4kx16Exact or q6kx16Exact as typ says, with each row's
+// tolerance against the row layout.
+func kx16Exact(typ dtype.Type, w []byte, rows, cols int, v *cpu.QVec) (exact, scale, rowTol []float64) {
+	if typ == dtype.Q6_K {
+		exact, scale, fine := q6kx16Exact(w, rows, cols, v)
+		for _, f := range fine {
+			rowTol = append(rowTol, 1e-6*f)
+		}
+		return exact, scale, rowTol
+	}
+	exact, scale = q4kx16Exact(typ, w, rows, cols, v)
+	for _, sc := range scale {
+		rowTol = append(rowTol, 1e-4*sc)
+	}
+	return exact, scale, rowTol
 }
 
 func testMatMulQ4Kx16(t *testing.T, typ dtype.Type) {
@@ -227,10 +238,7 @@ func testMatMulQ4Kx16(t *testing.T, typ dtype.Type) {
 	defer p3.Close()
 	for _, shape := range [][2]int{{16, 256}, {48, 512}, {64, 2048}, {160, 5632}} {
 		rows, cols := shape[0], shape[1]
-		w := randQ4_K(rng, rows, cols)
-		if typ == dtype.Q5_K {
-			w = randQ5_K(rng, rows, cols)
-		}
+		w := randPacked[typ](rng, rows, cols)
 		packed := bytes.Clone(w)
 		cpu.PackX16(typ, packed, rows, cols)
 		for _, n := range []int{1, 2, 3, 7, 8, 13, 19} {
@@ -243,7 +251,7 @@ func testMatMulQ4Kx16(t *testing.T, typ dtype.Type) {
 				for i := range n {
 					var v cpu.QVec
 					v.Quantize(typ, x[i*cols:(i+1)*cols])
-					exact, scale := q4kx16Exact(typ, w, rows, cols, &v)
+					exact, scale, rowTol := kx16Exact(typ, w, rows, cols, &v)
 					one := make([]float32, rows)
 					p1.MatMulPackedSet(typ, []cpu.Q4x16Product{{Dst: one, W: packed, Rows: rows}}, cols, x[i*cols:(i+1)*cols], 1)
 					for r := range rows {
@@ -254,8 +262,8 @@ func testMatMulQ4Kx16(t *testing.T, typ dtype.Type) {
 						if d := math.Abs(float64(g) - exact[r]); d > 1e-6*scale[r]+1e-30 {
 							t.Fatalf("input %d row %d: %v, exact %v (scale %v)", i, r, g, exact[r], scale[r])
 						}
-						if d := math.Abs(float64(g) - float64(rowsRes[i*rows+r])); d > 1e-4*scale[r]+1e-30 {
-							t.Fatalf("input %d row %d: packed %v, row layout %v (scale %v)", i, r, g, rowsRes[i*rows+r], scale[r])
+						if d := math.Abs(float64(g) - float64(rowsRes[i*rows+r])); d > rowTol[r]+1e-30 {
+							t.Fatalf("input %d row %d: packed %v, row layout %v (tolerance %v)", i, r, g, rowsRes[i*rows+r], rowTol[r])
 						}
 					}
 				}

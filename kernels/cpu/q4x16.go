@@ -83,36 +83,11 @@ func UnpackQ4x16(w []byte, rows, cols int) { repackX16(dtype.Q4_0, w, rows, cols
 // bytes, and a packed unit holds the sixteen rows' scales, then qb/4
 // vectors of 64 bytes, vector k holding every row's quant bytes 4k…4k+3.
 func repackX16(t dtype.Type, w []byte, rows, cols int, pack bool) {
-	rb := checkPacked(t, w, rows, cols)
-	nb, bs := cols/32, t.TypeSize()
-	unit := Q4x16Rows * bs
-	tmp := make([]byte, Q4x16Rows*rb)
-	for g := 0; g < rows/Q4x16Rows; g++ {
-		grp := w[g*Q4x16Rows*rb : (g+1)*Q4x16Rows*rb]
-		copy(tmp, grp)
-		for r := range Q4x16Rows {
-			for b := range nb {
-				row, u := grp[r*rb+bs*b:r*rb+bs*(b+1)], tmp[b*unit:(b+1)*unit]
-				if pack {
-					row, u = tmp[r*rb+bs*b:r*rb+bs*(b+1)], grp[b*unit:(b+1)*unit]
-				}
-				sc, vecs := u[2*r:2*r+2], u[32:]
-				if pack {
-					copy(sc, row[:2])
-				} else {
-					copy(row[:2], sc)
-				}
-				for k := range (bs - 2) / 4 {
-					v := vecs[64*k+4*r : 64*k+4*r+4]
-					if pack {
-						copy(v, row[2+4*k:6+4*k])
-					} else {
-						copy(row[2+4*k:6+4*k], v)
-					}
-				}
-			}
-		}
+	mv := []kMove{{0, 2, 0, 2}} // the scale
+	for k := range (t.TypeSize() - 2) / 4 {
+		mv = append(mv, kMove{2 + 4*k, 4, 32 + 64*k, 4})
 	}
+	repackK(t, w, rows, cols, mv, pack)
 }
 
 // checkQ4x16 panics unless w holds a packable rows×cols Q4_0 matrix, and

@@ -3,7 +3,6 @@ package cpu_test
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -11,27 +10,6 @@ import (
 	"github.com/stokehq/stoke/kernels/cpu"
 	"github.com/stokehq/stoke/models/dtype"
 )
-
-// randQ6_K returns a rows×cols Q6_K matrix of random quants and int8
-// sub-block scales, whose d are random in ±[0.0001, 0.0021), a few zero
-// and a few negative.
-func randQ6_K(rng *rand.Rand, rows, cols int) []byte {
-	w := make([]byte, rows*cols/256*210)
-	for i := range w {
-		w[i] = byte(rng.Uint32())
-	}
-	for b := 0; b < len(w); b += 210 {
-		d := float32(rng.Float64()*0.002 + 0.0001)
-		switch rng.IntN(16) {
-		case 0:
-			d = 0
-		case 1, 2:
-			d = -d
-		}
-		binary.LittleEndian.PutUint16(w[b+208:], dtype.F32ToF16(d))
-	}
-	return w
-}
 
 // q6kRowQuants returns the 256 unsigned 6-bit quants of the row-layout
 // Q6_K block wb (ggml's dequantize_row_q6_K order).
@@ -125,73 +103,4 @@ func q6kx16Exact(w []byte, rows, cols int, v *cpu.QVec) (exact, scale, fine []fl
 		exact, scale, fine = append(exact, e), append(scale, s), append(fine, f)
 	}
 	return
-}
-
-// TestMatMulQ6Kx16 is TestMatMulQ4Kx16 for packed Q6_K, the VNNI and the
-// AVX2 kernels alike.
-func TestMatMulQ6Kx16(t *testing.T) {
-	isas := []bool{true}
-	if cpu.HaveVNNI() {
-		isas = append(isas, false)
-	}
-	for _, vnni := range isas {
-		name := "avx2"
-		if vnni && cpu.HaveVNNI() {
-			name = "vnni"
-		}
-		t.Run(name, func(t *testing.T) {
-			defer cpu.SetVNNI(vnni)()
-			testMatMulQ6Kx16(t)
-		})
-	}
-}
-
-func testMatMulQ6Kx16(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	p1, p3 := cpu.NewPool(1), cpu.NewPool(3)
-	defer p1.Close()
-	defer p3.Close()
-	for _, shape := range [][2]int{{16, 256}, {48, 512}, {64, 2048}, {160, 5632}} {
-		rows, cols := shape[0], shape[1]
-		w := randQ6_K(rng, rows, cols)
-		packed := bytes.Clone(w)
-		cpu.PackQ6Kx16(packed, rows, cols)
-		for _, n := range []int{1, 2, 3, 7, 8, 13, 19} {
-			t.Run(fmt.Sprintf("%dx%d/n=%d", rows, cols, n), func(t *testing.T) {
-				x := randSlice(rng, n*cols, 1)
-				got := make([]float32, n*rows)
-				p3.MatMulPackedSet(dtype.Q6_K, []cpu.Q4x16Product{{Dst: got, W: packed, Rows: rows}}, cols, x, n)
-				rowsRes := make([]float32, n*rows)
-				p3.MatMul(rowsRes, w, dtype.Q6_K, rows, cols, x, n)
-				for i := range n {
-					var v cpu.QVec
-					v.Quantize(dtype.Q6_K, x[i*cols:(i+1)*cols])
-					exact, scale, fine := q6kx16Exact(w, rows, cols, &v)
-					one := make([]float32, rows)
-					p1.MatMulPackedSet(dtype.Q6_K, []cpu.Q4x16Product{{Dst: one, W: packed, Rows: rows}}, cols, x[i*cols:(i+1)*cols], 1)
-					for r := range rows {
-						g := got[i*rows+r]
-						if math.Float32bits(g) != math.Float32bits(one[r]) {
-							t.Fatalf("input %d row %d: %v with %d inputs, %v alone", i, r, g, n, one[r])
-						}
-						if d := math.Abs(float64(g) - exact[r]); d > 1e-6*scale[r]+1e-30 {
-							t.Fatalf("input %d row %d: %v, exact %v (scale %v)", i, r, g, exact[r], scale[r])
-						}
-						if d := math.Abs(float64(g) - float64(rowsRes[i*rows+r])); d > 1e-6*fine[r]+1e-30 {
-							t.Fatalf("input %d row %d: packed %v, row layout %v (scale %v)", i, r, g, rowsRes[i*rows+r], fine[r])
-						}
-					}
-				}
-				restore := cpu.SetGeneric(true)
-				gen := make([]float32, n*rows)
-				p3.MatMulPackedSet(dtype.Q6_K, []cpu.Q4x16Product{{Dst: gen, W: packed, Rows: rows}}, cols, x, n)
-				restore()
-				for k := range gen {
-					if math.Float32bits(gen[k]) != math.Float32bits(got[k]) {
-						t.Fatalf("result %d: pure Go %v, assembly %v", k, gen[k], got[k])
-					}
-				}
-			})
-		}
-	}
 }
