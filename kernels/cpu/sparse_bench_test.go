@@ -28,7 +28,8 @@ import (
 // layer with an F16 neuron-major down is timed too, and one with a Q4_0
 // neuron-major down, as PowerInfer's GGUF files store ffn_down_t in the
 // model's type. Weights are
-// random (speed does not depend on the values). Each iteration uses the
+// random (speed does not depend on the values) and held, as the engine
+// holds a model read into memory, in transparent huge pages (weightBytes). Each iteration uses the
 // next of sparseSets random active sets, so that the rows a sparse product
 // reads are not the cached rows of the last iteration; a real decode
 // moves on to the next layer's weights anyway.
@@ -73,7 +74,7 @@ func randomRows(rng *rand.Rand, t dtype.Type, rows, cols int) []byte {
 	if err != nil {
 		panic(err)
 	}
-	out := make([]byte, rows*int(rb))
+	out := weightBytes(rows * int(rb))
 	half := func(v float32) (byte, byte) {
 		h := dtype.F32ToF16(v)
 		return byte(h), byte(h >> 8)
@@ -138,7 +139,7 @@ func layer7B(c sparseBenchLayer) *ffnLayer {
 			if i == 2 {
 				rows, cols = cols, rows
 			}
-			l.packed[i] = slices.Clone(m)
+			l.packed[i] = append(weightBytes(len(m))[:0], m...)
 			cpu.PackX16(t, l.packed[i], rows, cols)
 		}
 	}
