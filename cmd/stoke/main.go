@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"bench":            {"measure prompt and generation tokens/s (optionally against llama.cpp)", cmdBench},
 	"serve":            {"serve a model over an OpenAI-compatible HTTP API", cmdServe},
 	"profile":          {"record per-neuron FFN firing statistics over a text", cmdProfile},
+	"reorder":          {"renumber a model's FFN neurons hot first by a profile (faster sparse FFN)", cmdReorder},
 	"train-predictor":  {"train per-layer activation predictors from a profile", cmdTrainPredictor},
 	"eval-predictor":   {"recall, precision, sparsity and cost of a predictor on held-out text", cmdEvalPredictor},
 	"plan":             {"place a model in a VRAM budget: per-layer placement, bytes, hit rate, roofline tok/s", cmdPlan},
