@@ -240,7 +240,7 @@ func hotFirstModel(b testing.TB, path string) string {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	w, _, err := arch.PermuteFFN(f, prof.HotFirst())
+	w, _, err := arch.PermuteFFN(f, prof.HotFirst(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,7 +16,10 @@ import (
 // renumbered (arch.PermuteFFN, as stoke reorder writes it) computes the
 // same logits as the original within 1e-5 relative (only the order of
 // the down projection's sum changes), dense, and sparse with the file's
-// predictor (renumbered with the rows it predicts), on every family.
+// predictor (renumbered with the rows it predicts), on every family; a
+// quantized standard-layout file, whose ffn_down gives way to the
+// neuron-major down the sparse FFN builds, computes what the original
+// does sparse.
 func TestRenumberedModelComputesTheSame(t *testing.T) {
 	for _, c := range []synth.Config{
 		{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q4_0},
@@ -24,6 +27,8 @@ func TestRenumberedModelComputesTheSame(t *testing.T) {
 		{Arch: "opt", Act: "relu", PowerInfer: true, Type: dtype.F16},
 		{Arch: "opt", Act: "relu", Type: dtype.F32},
 		{Arch: "llama", Type: dtype.F16},
+		{Arch: "llama", Act: "relu", Type: dtype.Q4_0},
+		{Arch: "opt", Act: "relu", Type: dtype.Q8_0},
 	} {
 		c.Params, c.Seed = 3e6, 11
 		name := c.Arch + "-" + c.Type.String()
@@ -48,7 +53,17 @@ func TestRenumberedModelComputesTheSame(t *testing.T) {
 					order[l] = append(order[l], int32(v))
 				}
 			}
-			w, _, err := arch.PermuteFFN(f, order)
+			m0 := load(t, src)
+			var downT []*arch.Tensor
+			if c.Type.BlockSize() > 1 && !c.PowerInfer {
+				// quantized ffn_down: the sparse FFN's neuron-major down
+				// goes in its place, so dense differs from the original
+				// (Q8_0 against the file's down) and sparse is compared
+				if downT, err = m0.NeuronMajorDown(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w, _, err := arch.PermuteFFN(f, order, downT)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +71,7 @@ func TestRenumberedModelComputesTheSame(t *testing.T) {
 			if err := gguf.WriteFile(dst, w); err != nil {
 				t.Fatal(err)
 			}
-			m0, m1 := load(t, src), load(t, dst)
+			m1 := load(t, dst)
 			prompt := m0.Tok.Encode("Renumbered neurons compute the same function.", true, true)
 			check := func(mode string, a, b [][]float32) {
 				t.Helper()
@@ -65,6 +80,15 @@ func TestRenumberedModelComputesTheSame(t *testing.T) {
 						t.Fatalf("%s, token %d: renumbered differs by %.2e relative", mode, i, d)
 					}
 				}
+			}
+			if downT != nil {
+				oracle := func(r *engine.Runner) {
+					if err := r.EnableSparse(engine.Sparsity{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				check("sparse (oracle)", decodeLogits(t, m0, prompt, oracle), decodeLogits(t, m1, prompt, oracle))
+				return
 			}
 			check("dense", decodeLogits(t, m0, prompt, nil), decodeLogits(t, m1, prompt, nil))
 			if !c.PowerInfer {

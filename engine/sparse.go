@@ -116,6 +116,13 @@ func (r *Runner) SparseStats() (active, possible int64) {
 	return r.sparse.active, r.sparse.possible
 }
 
+// NeuronMajorDown returns, per layer, the down projection with one row per
+// neuron, as the sparse FFN reads it (see neuronMajorDown): the file's
+// ffn_down_t, or one built from ffn_down once and kept. stoke reorder
+// writes the built ones into a renumbered file whose quantized ffn_down
+// cannot be renumbered.
+func (m *Model) NeuronMajorDown() ([]*arch.Tensor, error) { return m.neuronMajorDown() }
+
 // neuronMajorDown returns, per layer, the down projection with one row per
 // neuron ([ffn][dim]). PowerInfer files store it (ffn_down_t); otherwise it
 // is built once from ffn_down: transposed exactly for float types, and

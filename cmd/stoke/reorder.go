@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/stokehq/stoke/engine"
 	"github.com/stokehq/stoke/models/arch"
 	"github.com/stokehq/stoke/models/gguf"
 	"github.com/stokehq/stoke/predictor"
@@ -23,7 +25,10 @@ const keyNeuronOrder = "stoke.ffn.neuron_order"
 // matrix instead of short runs scattered over it. A predictor trained on
 // the original numbering, and the profile itself, are renumbered with it
 // on request; a predictor embedded in the model (PowerInfer's fc1/fc2)
-// always is.
+// always is. A quantized ffn_down, whose blocks run along the neurons,
+// gives way to the neuron-major ffn_down_t that sparse mode builds from it
+// (engine.Model.NeuronMajorDown), which also spares sparse runs of the
+// renumbered file that build at load.
 func cmdReorder(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("reorder", stderr)
 	model := fs.String("m", "", "GGUF model `file` to renumber (required)")
@@ -72,7 +77,23 @@ func cmdReorder(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	order := prof.HotFirst()
-	w, dropped, err := arch.PermuteFFN(f, order)
+	w, dropped, err := arch.PermuteFFN(f, order, nil)
+	built := false
+	if errors.Is(err, arch.ErrDownNotPermutable) {
+		// A quantized ffn_down: write the neuron-major down the sparse
+		// FFN would build at load (Q8_0) in its place.
+		m, lerr := engine.Load(*model)
+		if lerr != nil {
+			return lerr
+		}
+		defer m.Close()
+		downT, derr := m.NeuronMajorDown()
+		if derr != nil {
+			return derr
+		}
+		w, dropped, err = arch.PermuteFFN(f, order, downT)
+		built = true
+	}
 	if err != nil {
 		return err
 	}
@@ -80,8 +101,10 @@ func cmdReorder(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := gguf.WriteFile(*out, w); err != nil {
 		return err
 	}
-	for _, d := range dropped {
-		fmt.Fprintf(stderr, "stoke reorder: left out %s (quantized along the neurons; the engine computes the down projection from ffn_down_t)\n", d)
+	if built {
+		fmt.Fprintf(stderr, "stoke reorder: ffn_down is quantized along the neurons, so each layer's was replaced by the neuron-major ffn_down_t that `stoke run --sparse` builds from it (Q8_0); the renumbered model computes what the original does in sparse mode\n")
+	} else if len(dropped) > 0 {
+		fmt.Fprintf(stderr, "stoke reorder: left out %s (quantized along the neurons; the engine computes the down projection from ffn_down_t)\n", strings.Join(dropped, ", "))
 	}
 	if pred != nil {
 		q, err := pred.Permute(order)

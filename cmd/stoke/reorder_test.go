@@ -12,8 +12,8 @@ import (
 // layout after profiling it: the renumbered model (and its embedded
 // predictor) generates what the original does, dense and sparse; the
 // renumbered profile is written; the report says how much of the firing
-// the first neurons now hold; bad flags and a quantized standard-layout
-// model are refused.
+// the first neurons now hold; bad flags are refused; a quantized
+// standard-layout model gets a neuron-major down.
 func TestReorder(t *testing.T) {
 	dir := t.TempDir()
 	model := filepath.Join(dir, "relu.gguf")
@@ -87,7 +87,13 @@ func TestReorder(t *testing.T) {
 	if _, e, code := stoke(t, "synth", "--out", std, "--params", "2M", "--dtype", "q4_0", "--relu", "--seed", "3"); code != 0 {
 		t.Fatalf("synth: %s", e)
 	}
-	if _, e, code := stoke(t, "reorder", "-m", std, "--profile", prof, "--out", filepath.Join(dir, "x.gguf")); code != 1 || !strings.Contains(e, "ffn_down_t") {
-		t.Errorf("quantized standard layout: exit %d, %s", code, e)
+	// a quantized standard-layout model gets the neuron-major down its
+	// sparse mode builds, and generates what the original does sparse
+	stdHot := filepath.Join(dir, "std-hot.gguf")
+	if _, e, code := stoke(t, "reorder", "-m", std, "--profile", prof, "--out", stdHot); code != 0 || !strings.Contains(e, "ffn_down_t") {
+		t.Fatalf("quantized standard layout: exit %d, %s", code, e)
+	}
+	if a, b := gen(std, "--sparse"), gen(stdHot, "--sparse"); a != b {
+		t.Errorf("standard layout, sparse: renumbered generates %q, original %q", b, a)
 	}
 }

@@ -1,9 +1,11 @@
 package arch
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/stokehq/stoke/models/gguf"
 )
@@ -38,11 +40,14 @@ import (
 // Rows are whole blocks, so gate, up, down_t and fc2 of any type permute
 // exactly; so do biases and an ffn_down of a type with one element per
 // block (F32, F16, BF16), whose columns are the neurons. A quantized
-// ffn_down cannot be renumbered (its blocks run along the neurons): when
-// the file has ffn_down_t too, ffn_down is left out (the engine computes
-// the down projection from ffn_down_t) and its name returned in dropped;
-// otherwise PermuteFFN fails.
-func PermuteFFN(f *gguf.File, order [][]int32) (w *gguf.Writer, dropped []string, err error) {
+// ffn_down cannot be renumbered (its blocks run along the neurons): it is
+// left out, its name returned in dropped, and the engine computes the
+// down projection from ffn_down_t, which is the file's own or, for a
+// layer without one, downT[l] (neuron-major: FFN rows of Dim elements, as
+// engine.Model.NeuronMajorDown builds it), written renumbered as
+// blk.N.ffn_down_t.weight where ffn_down was. Without either, PermuteFFN
+// fails with an error that wraps ErrDownNotPermutable.
+func PermuteFFN(f *gguf.File, order [][]int32, downT []*Tensor) (w *gguf.Writer, dropped []string, err error) {
 	c, err := ConfigFromGGUF(f)
 	if err != nil {
 		return nil, nil, err
@@ -58,6 +63,9 @@ func PermuteFFN(f *gguf.File, order [][]int32) (w *gguf.Writer, dropped []string
 		if err := checkPermutation(o, c.FFN); err != nil {
 			return nil, nil, fmt.Errorf("arch: layer %d: %w", l, err)
 		}
+	}
+	if downT != nil && len(downT) != c.Layers {
+		return nil, nil, fmt.Errorf("arch: %d neuron-major downs for %d layers", len(downT), c.Layers)
 	}
 	jobs := map[string]permuteJob{} // tensor name → how to permute it
 	for l := range weights.Layers {
@@ -88,9 +96,17 @@ func PermuteFFN(f *gguf.File, order [][]int32) (w *gguf.Writer, dropped []string
 			case lw.DownT != nil:
 				jobs[d.Name] = permuteJob{drop: true}
 				dropped = append(dropped, d.Name)
+			case downT != nil && downT[l] != nil:
+				dt := downT[l]
+				rb, err := dt.Type.RowBytes(uint64(c.Dim))
+				if err != nil || len(dt.Shape) != 2 || dt.Shape[0] != uint64(c.Dim) || dt.Shape[1] != uint64(c.FFN) || uint64(len(dt.Data)) != rb*uint64(c.FFN) {
+					return nil, nil, fmt.Errorf("arch: neuron-major down of layer %d is %s %v, want [%d, %d]", l, dt.Type, dt.Shape, c.Dim, c.FFN)
+				}
+				jobs[d.Name] = permuteJob{order: o, rows: true, replace: dt}
+				dropped = append(dropped, d.Name)
 			default:
-				return nil, nil, fmt.Errorf("arch: %s is %s, whose blocks run along the neurons, so its columns cannot be renumbered; "+
-					"a file in PowerInfer's layout (ffn_down_t, as `stoke synth --powerinfer` writes) can be", d.Name, d.Type)
+				return nil, nil, fmt.Errorf("arch: %s is %s, whose blocks run along the neurons, so its columns cannot be renumbered "+
+					"and the file has no ffn_down_t (PowerInfer's neuron-major down): %w", d.Name, d.Type, ErrDownNotPermutable)
 			}
 		}
 	}
@@ -113,6 +129,10 @@ func PermuteFFN(f *gguf.File, order [][]int32) (w *gguf.Writer, dropped []string
 			err = w.AddTensor(ti.Name, ti.Type, ti.Shape, data)
 		case job.drop:
 			continue
+		case job.replace != nil:
+			r := job.replace
+			name := strings.TrimSuffix(ti.Name, "ffn_down.weight") + "ffn_down_t.weight"
+			err = w.AddTensorFunc(name, r.Type, r.Shape, permuteRows(r.Data, job.order))
 		case job.rows:
 			err = w.AddTensorFunc(ti.Name, ti.Type, ti.Shape, permuteRows(data, job.order))
 		default:
@@ -128,10 +148,16 @@ func PermuteFFN(f *gguf.File, order [][]int32) (w *gguf.Writer, dropped []string
 // permuteJob is what PermuteFFN does to one tensor: renumber its rows (or
 // a bias's elements), its columns, or leave it out.
 type permuteJob struct {
-	order []int32
-	rows  bool
-	drop  bool
+	order   []int32
+	rows    bool
+	drop    bool
+	replace *Tensor // written, rows renumbered, as ffn_down_t in the tensor's place
 }
+
+// ErrDownNotPermutable is wrapped by PermuteFFN's error for a layer whose
+// quantized ffn_down cannot be renumbered and which has no neuron-major
+// down to use instead.
+var ErrDownNotPermutable = errors.New("a neuron-major down is needed")
 
 // checkPermutation checks that o holds each of 0 … n−1 once.
 func checkPermutation(o []int32, n int) error {

@@ -2,6 +2,7 @@ package arch_test
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -62,7 +63,7 @@ func TestPermuteFFN(t *testing.T) {
 			}
 			src := parsed(t, sw)
 			order := randomOrders(5, sc.Layers, sc.FFN)
-			w, dropped, err := arch.PermuteFFN(src, order)
+			w, dropped, err := arch.PermuteFFN(src, order, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +156,7 @@ func TestPermuteFFNRefuses(t *testing.T) {
 		"negative":    neg,
 		"layers":      good[1:],
 	} {
-		if _, _, err := arch.PermuteFFN(f, o); err == nil {
+		if _, _, err := arch.PermuteFFN(f, o, nil); err == nil {
 			t.Errorf("%s: no error", name)
 		} else {
 			t.Logf("%s: %v", name, err)
@@ -165,9 +166,9 @@ func TestPermuteFFNRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = arch.PermuteFFN(parsed(t, sw), randomOrders(1, sc.Layers, sc.FFN))
-	if err == nil || !strings.Contains(err.Error(), "ffn_down_t") {
-		t.Errorf("quantized ffn_down: %v, want a refusal that names ffn_down_t", err)
+	_, _, err = arch.PermuteFFN(parsed(t, sw), randomOrders(1, sc.Layers, sc.FFN), nil)
+	if !errors.Is(err, arch.ErrDownNotPermutable) || !strings.Contains(err.Error(), "ffn_down_t") {
+		t.Errorf("quantized ffn_down: %v, want ErrDownNotPermutable naming ffn_down_t", err)
 	}
 }
 
@@ -194,7 +195,7 @@ func TestPermuteFFNDropsQuantizedDown(t *testing.T) {
 		want = append(want, name)
 	}
 	both := parsed(t, w)
-	pw, dropped, err := arch.PermuteFFN(both, randomOrders(2, sc.Layers, sc.FFN))
+	pw, dropped, err := arch.PermuteFFN(both, randomOrders(2, sc.Layers, sc.FFN), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +209,65 @@ func TestPermuteFFNDropsQuantizedDown(t *testing.T) {
 	for _, name := range want {
 		if _, ok := out.Tensor(name); ok {
 			t.Errorf("%s kept", name)
+		}
+	}
+}
+
+// TestPermuteFFNWritesGivenDownT: a quantized standard-layout file with
+// neuron-major downs supplied gets them, renumbered, as ffn_down_t in
+// ffn_down's place.
+func TestPermuteFFNWritesGivenDownT(t *testing.T) {
+	sw, sc, err := synth.Build(synth.Config{Arch: "llama", Act: "relu", Type: dtype.Q4_0, Params: 2e6, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := parsed(t, sw)
+	rb, _ := dtype.Q8_0.RowBytes(uint64(sc.Dim))
+	rng := rand.New(rand.NewPCG(8, 8))
+	downT := make([]*arch.Tensor, sc.Layers)
+	for l := range downT {
+		data := make([]byte, int(rb)*sc.FFN)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		downT[l] = &arch.Tensor{Type: dtype.Q8_0, Shape: []uint64{uint64(sc.Dim), uint64(sc.FFN)}, Data: data}
+	}
+	order := randomOrders(4, sc.Layers, sc.FFN)
+	bad := []*arch.Tensor{downT[0]}
+	if _, _, err := arch.PermuteFFN(src, order, bad); err == nil {
+		t.Error("one neuron-major down for two layers: no error")
+	}
+	w, dropped, err := arch.PermuteFFN(src, order, downT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dropped) != sc.Layers {
+		t.Errorf("dropped %v", dropped)
+	}
+	out := parsed(t, w)
+	if len(out.Tensors) != len(src.Tensors) {
+		t.Fatalf("%d tensors, want %d", len(out.Tensors), len(src.Tensors))
+	}
+	for l := range sc.Layers {
+		p := "blk." + string(rune('0'+l)) + "."
+		if _, ok := out.Tensor(p + "ffn_down.weight"); ok {
+			t.Errorf("%sffn_down.weight kept", p)
+		}
+		ti, ok := out.Tensor(p + "ffn_down_t.weight")
+		if !ok || ti.Type != dtype.Q8_0 {
+			t.Fatalf("%sffn_down_t.weight: %v %+v", p, ok, ti)
+		}
+		got := out.TensorData(ti)
+		for k, r := range order[l] {
+			if !bytes.Equal(got[k*int(rb):(k+1)*int(rb)], downT[l].Data[int(r)*int(rb):(int(r)+1)*int(rb)]) {
+				t.Fatalf("layer %d: ffn_down_t row %d is not given row %d", l, k, r)
+			}
+		}
+	}
+	for i := range src.Tensors { // same order, ffn_down's place taken
+		a, b := src.Tensors[i].Name, out.Tensors[i].Name
+		if a != b && strings.Replace(a, "ffn_down.", "ffn_down_t.", 1) != b {
+			t.Fatalf("tensor %d is %s, want %s in its place", i, b, a)
 		}
 	}
 }
