@@ -32,7 +32,8 @@ type Sparsity struct {
 
 // FilePredictor returns the predictor embedded in a PowerInfer-layout
 // file (blk.N.fc1/fc2), ready for Sparsity{Predictor: p, OnResidual: true},
-// or nil when the file has none.
+// or nil when the file has none. Its weights are the model's bytes, not a
+// copy: it is usable until the model is closed.
 func (m *Model) FilePredictor() (*predictor.Predictor, error) {
 	var fc1, fc2 []predictor.Tensor
 	for l := range m.W.Layers {

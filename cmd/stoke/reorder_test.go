@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stokehq/stoke/engine"
 )
 
 // TestReorder runs stoke reorder on a planted ReLU model in PowerInfer's
@@ -73,6 +75,29 @@ func TestReorder(t *testing.T) {
 	if a, b := gen(model, "--sparse"), gen(hot, "--sparse"); a != b {
 		t.Errorf("sparse: renumbered generates %q, original %q", b, a)
 	}
+	// a sidecar predictor (here the file's own, written out) is renumbered
+	// with the model and predicts the same neurons, renumbered
+	m, err := engine.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := m.FilePredictor() // its weights are the model's bytes: write before Close
+	if err != nil || fp == nil {
+		t.Fatalf("file predictor: %v", err)
+	}
+	side, sideHot := filepath.Join(dir, "pred.gguf"), filepath.Join(dir, "pred-hot.gguf")
+	err = fp.WriteGGUF(side, nil)
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hot2 := filepath.Join(dir, "hot2.gguf")
+	if out, e, code := stoke(t, "reorder", "-m", model, "--profile", prof, "--out", hot2, "--predictor", side, "--predictor-out", sideHot); code != 0 {
+		t.Fatalf("reorder --predictor: exit %d: %s%s", code, out, e)
+	}
+	if a, b := gen(model, "--sparse", "--predictor", side), gen(hot2, "--sparse", "--predictor", sideHot); a != b {
+		t.Errorf("sidecar predictor: renumbered generates %q, original %q", b, a)
+	}
 	// refusals
 	if _, e, code := stoke(t, "reorder", "-m", model, "--profile", prof); code != 2 || !strings.Contains(e, "--out") {
 		t.Errorf("no --out: exit %d, %s", code, e)
@@ -82,6 +107,16 @@ func TestReorder(t *testing.T) {
 	}
 	if _, e, code := stoke(t, "reorder", "-m", model, "--profile", prof, "--out", model); code != 2 || !strings.Contains(e, "elsewhere") {
 		t.Errorf("--out the model: exit %d, %s", code, e)
+	}
+	other := filepath.Join(dir, "other.gguf") // another shape: the profile does not fit it
+	if _, e, code := stoke(t, "synth", "--out", other, "--params", "3M", "--dtype", "q4_0", "--relu", "--powerinfer", "--seed", "3"); code != 0 {
+		t.Fatalf("synth: %s", e)
+	}
+	if _, e, code := stoke(t, "reorder", "-m", other, "--profile", prof, "--out", filepath.Join(dir, "y.gguf")); code != 1 || !strings.Contains(e, "does not match") {
+		t.Errorf("profile of another model: exit %d, %s", code, e)
+	}
+	if _, e, code := stoke(t, "reorder", "-m", model, "--profile", model, "--out", filepath.Join(dir, "y.gguf")); code != 1 {
+		t.Errorf("a model as the profile: exit %d, %s", code, e)
 	}
 	std := filepath.Join(dir, "std.gguf")
 	if _, e, code := stoke(t, "synth", "--out", std, "--params", "2M", "--dtype", "q4_0", "--relu", "--seed", "3"); code != 0 {
