@@ -1,7 +1,6 @@
 package arch_test
 
 import (
-	"bytes"
 	"maps"
 	"os"
 	"path/filepath"
@@ -149,15 +148,7 @@ func build(t *testing.T, magic string, kv map[string]gguf.Value, shapes map[stri
 			t.Fatal(err)
 		}
 	}
-	var buf bytes.Buffer
-	if _, err := w.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Parse(buf.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return parsed(t, w)
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

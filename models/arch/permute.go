@@ -110,33 +110,27 @@ func PermuteFFN(f *gguf.File, order [][]int32, downT []*Tensor) (w *gguf.Writer,
 			}
 		}
 	}
-	w = gguf.NewWriter(f.Version)
-	if err := w.SetMagic(f.Magic); err != nil {
+	if w, err = gguf.NewWriterFrom(f); err != nil {
 		return nil, nil, err
-	}
-	for _, kv := range f.KVs {
-		w.AddKV(kv.Key, kv.Value)
 	}
 	for i := range f.Tensors {
 		ti := &f.Tensors[i]
-		data := f.TensorData(ti)
-		if data == nil && ti.Size > 0 {
-			return nil, nil, fmt.Errorf("arch: tensor %q: no data (file closed?)", ti.Name)
-		}
 		job, ok := jobs[ti.Name]
-		switch {
-		case !ok:
-			err = w.AddTensor(ti.Name, ti.Type, ti.Shape, data)
-		case job.drop:
+		if !ok {
 			continue
+		}
+		data := f.TensorData(ti)
+		switch {
+		case job.drop:
+			err = w.RemoveTensor(ti.Name)
 		case job.replace != nil:
 			r := job.replace
 			name := strings.TrimSuffix(ti.Name, "ffn_down.weight") + "ffn_down_t.weight"
-			err = w.AddTensorFunc(name, r.Type, r.Shape, permuteRows(r.Data, job.order))
+			err = w.ReplaceTensorFunc(ti.Name, name, r.Type, r.Shape, permuteRows(r.Data, job.order))
 		case job.rows:
-			err = w.AddTensorFunc(ti.Name, ti.Type, ti.Shape, permuteRows(data, job.order))
+			err = w.ReplaceTensorFunc(ti.Name, ti.Name, ti.Type, ti.Shape, permuteRows(data, job.order))
 		default:
-			err = w.AddTensorFunc(ti.Name, ti.Type, ti.Shape, permuteCols(data, ti.Type.TypeSize(), int(ti.Shape[0]), job.order))
+			err = w.ReplaceTensorFunc(ti.Name, ti.Name, ti.Type, ti.Shape, permuteCols(data, ti.Type.TypeSize(), int(ti.Shape[0]), job.order))
 		}
 		if err != nil {
 			return nil, nil, err

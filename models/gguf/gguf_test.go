@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -560,5 +561,63 @@ func TestRewrite(t *testing.T) {
 		if err := f.Rewrite(func() error { called = true; return nil }); err == nil || called {
 			t.Errorf("%s file: Rewrite = %v, fn called %v; want an error and no call", what, err, called)
 		}
+	}
+}
+
+// TestWriterReplaceRemove: a replaced tensor keeps its place (under its
+// new name, with its new bytes), a removed one leaves no gap, and names
+// that are missing or taken are refused.
+func TestWriterReplaceRemove(t *testing.T) {
+	w := gguf.NewWriter(3)
+	for i, name := range []string{"a", "b", "c", "d"} {
+		if err := w.AddTensor(name, dtype.F32, []uint64{2}, []byte{byte(i), 0, 0, 0, 1, 0, 0, 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(b ...byte) func(io.Writer) error {
+		return func(out io.Writer) error { _, err := out.Write(b); return err }
+	}
+	if err := w.ReplaceTensorFunc("b", "b2", dtype.F16, []uint64{2}, put(9, 9, 9, 9)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.RemoveTensor("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ReplaceTensorFunc("d", "d", dtype.F32, []uint64{1}, put(7, 7, 7, 7)); err != nil {
+		t.Fatal(err) // found after the removal renumbered the tensors
+	}
+	for _, err := range []error{
+		w.ReplaceTensorFunc("a", "x", dtype.F32, []uint64{1}, put(0, 0, 0, 0)),
+		w.ReplaceTensorFunc("c", "d", dtype.F32, []uint64{1}, put(0, 0, 0, 0)),
+		w.ReplaceTensorFunc("c", "c", dtype.F32, []uint64{1}, nil),
+		w.RemoveTensor("a"),
+	} {
+		if err == nil {
+			t.Error("no error")
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Parse(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range f.Tensors {
+		names = append(names, f.Tensors[i].Name)
+	}
+	if !slices.Equal(names, []string{"b2", "c", "d"}) {
+		t.Fatalf("tensors %v, want [b2 c d]", names)
+	}
+	if d := f.TensorData(&f.Tensors[0]); f.Tensors[0].Type != dtype.F16 || !bytes.Equal(d, []byte{9, 9, 9, 9}) {
+		t.Errorf("b2: %s %v", f.Tensors[0].Type, d)
+	}
+	if d := f.TensorData(&f.Tensors[1]); !bytes.Equal(d, []byte{2, 0, 0, 0, 1, 0, 0, 0}) {
+		t.Errorf("c: %v", d)
+	}
+	if d := f.TensorData(&f.Tensors[2]); !bytes.Equal(d, []byte{7, 7, 7, 7}) {
+		t.Errorf("d: %v", d)
 	}
 }

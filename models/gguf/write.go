@@ -122,6 +122,43 @@ func (w *Writer) AddTensorFunc(name string, typ dtype.Type, shape []uint64, writ
 	return nil
 }
 
+// ReplaceTensorFunc puts, in the place of the tensor named name, a tensor
+// named newName (name itself to keep it) whose bytes write produces during
+// WriteTo, as AddTensorFunc does. The other tensors keep their order.
+func (w *Writer) ReplaceTensorFunc(name, newName string, typ dtype.Type, shape []uint64, write func(io.Writer) error) error {
+	i, ok := w.tensorIndex[name]
+	if !ok {
+		return fmt.Errorf("gguf: no tensor %q to replace", name)
+	}
+	if write == nil {
+		return fmt.Errorf("gguf: tensor %q: nil write func", newName)
+	}
+	delete(w.tensorIndex, name)
+	t, err := w.addInfo(newName, typ, shape)
+	if err != nil {
+		w.tensorIndex[name] = i
+		return err
+	}
+	t.write = write
+	w.tensors[i] = t
+	w.tensorIndex[newName] = i
+	return nil
+}
+
+// RemoveTensor leaves the tensor named name out of the file.
+func (w *Writer) RemoveTensor(name string) error {
+	i, ok := w.tensorIndex[name]
+	if !ok {
+		return fmt.Errorf("gguf: no tensor %q to remove", name)
+	}
+	w.tensors = append(w.tensors[:i], w.tensors[i+1:]...)
+	delete(w.tensorIndex, name)
+	for j := i; j < len(w.tensors); j++ {
+		w.tensorIndex[w.tensors[j].info.Name] = j
+	}
+	return nil
+}
+
 func (w *Writer) addInfo(name string, typ dtype.Type, shape []uint64) (wtensor, error) {
 	if len(name) > MaxTensorNameLen {
 		return wtensor{}, fmt.Errorf("gguf: tensor name %q is %d bytes, longer than %d", name, len(name), MaxTensorNameLen)
