@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/stokehq/stoke/engine"
@@ -24,6 +25,9 @@ type Options struct {
 	// than mapped (-mmp 0), as Stoke's --no-mmap loads it; the caller
 	// loads Stoke's model.
 	NoMmap bool
+	// Sparse, when set, runs the tg test with the sparse FFN
+	// (engine.Runner.EnableSparse; prefill stays dense, as in generation).
+	Sparse *engine.Sparsity
 }
 
 // Result is one measurement: median and spread over the repetitions.
@@ -34,6 +38,9 @@ type Result struct {
 	TokPerSec float64   `json:"tokens_per_s"` // median
 	StdDev    float64   `json:"stddev"`
 	Samples   []float64 `json:"samples"`
+	// ActivePercent is, for a sparse tg test, the share of FFN neurons the
+	// decode steps computed.
+	ActivePercent float64 `json:"active_percent,omitempty"`
 }
 
 // Throughput runs llama-bench's two tests on m: pp (a PromptLen-token
@@ -45,7 +52,20 @@ func Throughput(m *engine.Model, o Options) ([]Result, error) {
 		return nil, err
 	}
 	defer s.Close()
-	return throughput(context.Background(), s, o, nil)
+	if o.Sparse != nil {
+		if err := s.Runner().EnableSparse(*o.Sparse); err != nil {
+			return nil, err
+		}
+	}
+	res, err := throughput(context.Background(), s, o, nil)
+	if a, p := s.Runner().SparseStats(); err == nil && p > 0 {
+		for i := range res {
+			if strings.HasPrefix(res[i].Test, "tg") {
+				res[i].ActivePercent = 100 * float64(a) / float64(p)
+			}
+		}
+	}
+	return res, err
 }
 
 // Context is the KV positions a measurement needs: the prompt, or the

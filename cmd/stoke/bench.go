@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/stokehq/stoke/bench"
+	"github.com/stokehq/stoke/engine"
 )
 
 // benchCommands are bench's subcommands; without one, bench measures pp
@@ -44,11 +45,16 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	repeat := fs.Int("r", 3, "repetitions (after one warm-up)")
 	llama := fs.String("llama-cpp", "", "llama.cpp source `dir`: build its llama-bench and compare on the same file")
 	asJSON := fs.Bool("json", false, "print JSON")
+	sparse := fs.Bool("sparse", false, "decode (tg) with the sparse FFN, as stoke run --sparse does; prefill stays dense")
+	predPath := fs.String("predictor", "", "predictor GGUF `file` for --sparse (default: the model's own, else oracle mode)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := lf.check(); err != nil {
 		return err
+	}
+	if *predPath != "" && !*sparse {
+		return usagef("--predictor needs --sparse")
 	}
 	var threads []int
 	for _, f := range strings.Split(*threadList, ",") {
@@ -66,11 +72,22 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	lo := lf.options(path, false, stderr)
+	lo.KeepFFNRows = *sparse // the sparse FFN reads rows
 	m, err := loadModel(path, lo, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	engineName := "stoke"
+	var sp *engine.Sparsity
+	if *sparse {
+		s, how, err := sparsityFor(m, *predPath)
+		if err != nil {
+			return err
+		}
+		sp, engineName = &s, "stoke-sparse"
+		fmt.Fprintf(stderr, "stoke bench: sparse FFN with %s\n", how)
+	}
 	var lb *bench.LlamaBench
 	if *llama != "" {
 		if lb, err = bench.BuildLlamaBench(ctx, *llama, stderr); err != nil {
@@ -85,13 +102,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var rows []row
 	for _, t := range threads {
-		o := bench.Options{Threads: t, PromptLen: *pl, GenLen: *gl, Repeat: *repeat, NoMmap: lo.NoMmap}
+		o := bench.Options{Threads: t, PromptLen: *pl, GenLen: *gl, Repeat: *repeat, NoMmap: lo.NoMmap, Sparse: sp}
 		res, err := bench.Throughput(m, o)
 		if err != nil {
 			return err
 		}
+		o.Sparse = nil // llama.cpp runs dense
 		for _, r := range res {
-			rows = append(rows, row{"stoke", r})
+			rows = append(rows, row{engineName, r})
 		}
 		if lb != nil {
 			res, err := lb.Run(ctx, path, o)
@@ -109,7 +127,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(map[string]any{"model": path, "params": m.ParamCount(), "weight_bytes": m.WeightBytes(), "results": rows})
 	}
 	fmt.Fprintf(stdout, "model %s: %.0f M params, %.1f MiB of weights\n", path, float64(m.ParamCount())/1e6, float64(m.WeightBytes())/(1<<20))
-	fmt.Fprintf(stdout, "%-10s %-8s %7s %12s %10s %10s\n", "engine", "test", "threads", "tok/s", "± stddev", "vs llama")
+	fmt.Fprintf(stdout, "%-12s %-8s %7s %12s %10s %10s\n", "engine", "test", "threads", "tok/s", "± stddev", "vs llama")
 	ref := map[string]float64{}
 	for _, r := range rows {
 		if r.Engine == "llama.cpp" {
@@ -118,10 +136,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	for _, r := range rows {
 		ratio := ""
-		if v, ok := ref[fmt.Sprint(r.Test, r.Threads)]; ok && r.Engine == "stoke" && v > 0 {
+		if v, ok := ref[fmt.Sprint(r.Test, r.Threads)]; ok && r.Engine != "llama.cpp" && v > 0 {
 			ratio = fmt.Sprintf("%.2f×", r.TokPerSec/v)
 		}
-		fmt.Fprintf(stdout, "%-10s %-8s %7d %12.2f %10.2f %10s\n", r.Engine, r.Test, r.Threads, r.TokPerSec, r.StdDev, ratio)
+		active := ""
+		if r.ActivePercent > 0 {
+			active = fmt.Sprintf("  (%.1f%% of FFN neurons computed)", r.ActivePercent)
+		}
+		fmt.Fprintf(stdout, "%-12s %-8s %7d %12.2f %10.2f %10s%s\n", r.Engine, r.Test, r.Threads, r.TokPerSec, r.StdDev, ratio, active)
 	}
 	return nil
 }

@@ -212,3 +212,42 @@ func TestBenchReportsCLI(t *testing.T) {
 		t.Errorf("sparsity md: exit %d\n%s", code, out)
 	}
 }
+
+// TestBenchSparse: stoke bench --sparse decodes with the model's own
+// predictor and reports the share of FFN neurons computed; --predictor
+// without --sparse is a usage error.
+func TestBenchSparse(t *testing.T) {
+	model, _ := benchModel(t)
+	out, e, code := stoke(t, "bench", "-m", model, "--sparse", "-p", "4", "-n", "8", "-r", "1", "--threads", "1", "--json")
+	if code != 0 || !strings.Contains(e, "the file's PowerInfer predictor") {
+		t.Fatalf("bench --sparse: exit %d: %s%s", code, out, e)
+	}
+	var res struct {
+		Results []struct {
+			Engine        string  `json:"engine"`
+			Test          string  `json:"test"`
+			TokPerSec     float64 `json:"tokens_per_s"`
+			ActivePercent float64 `json:"active_percent"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(res.Results) != 2 {
+		t.Fatalf("results %+v, want pp and tg", res.Results)
+	}
+	for _, r := range res.Results {
+		if r.Engine != "stoke-sparse" || !(r.TokPerSec > 0) {
+			t.Errorf("result %+v", r)
+		}
+		if tg := strings.HasPrefix(r.Test, "tg"); tg != (r.ActivePercent > 0 && r.ActivePercent < 50) {
+			t.Errorf("%s: %.1f%% of neurons computed (want a planted model's few, for tg only)", r.Test, r.ActivePercent)
+		}
+	}
+	if out, _, code := stoke(t, "bench", "-m", model, "--sparse", "-p", "0", "-n", "4", "-r", "1", "--threads", "1"); code != 0 || !strings.Contains(out, "of FFN neurons computed") {
+		t.Errorf("bench --sparse table: exit %d:\n%s", code, out)
+	}
+	if _, e, code := stoke(t, "bench", "-m", model, "--predictor", model, "-n", "4"); code != 2 || !strings.Contains(e, "--sparse") {
+		t.Errorf("--predictor without --sparse: exit %d, %s", code, e)
+	}
+}
