@@ -17,3 +17,9 @@ var haveAVX2 = xcpu.X86.HasAVX && xcpu.X86.HasAVX2 && xcpu.X86.HasFMA && xcpu.X8
 // saves the ZMM and mask registers.
 var haveVNNI = haveAVX2 && xcpu.X86.HasAVX512F && xcpu.X86.HasAVX512BW &&
 	xcpu.X86.HasAVX512VL && xcpu.X86.HasAVX512VNNI
+
+// haveAVXVNNI reports whether the AVX-VNNI kernels can run here: the AVX2
+// ones with VEX-encoded VPDPBUSD on 256-bit registers, which Intel's
+// 12th-generation and later desktop CPUs have without AVX-512 (and
+// AMD's Zen 5 with it).
+var haveAVXVNNI = haveAVX2 && xcpu.X86.HasAVXVNNI

@@ -8,3 +8,6 @@ const haveAVX2 = false
 
 // haveVNNI is false likewise: no VNNI kernels.
 const haveVNNI = false
+
+// haveAVXVNNI is false likewise: no AVX-VNNI kernels.
+const haveAVXVNNI = false

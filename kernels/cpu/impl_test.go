@@ -7,23 +7,29 @@ import (
 )
 
 // impl is one implementation of the kernels that a test can force: the
-// assembly (AVX-512 VNNI and AVX-512 axpy kernels where the CPU has them),
-// the AVX2 assembly with AVX-512 switched off, or the pure-Go twins.
+// assembly (AVX-512 VNNI and AVX-512 axpy kernels where the CPU has them,
+// else AVX-VNNI ones where it has those), the AVX-VNNI assembly with
+// AVX-512 switched off, the AVX2 assembly with both switched off, or the
+// pure-Go twins.
 type impl struct {
-	name          string
-	generic, avx2 bool
+	name                   string
+	generic, avx2, avxvnni bool
 }
 
 // impls returns the implementations this build and CPU can run, the
-// default first: "asm" (or "asm=generic" where no assembly runs), "avx2"
-// where the CPU also has VNNI (otherwise asm is AVX2), and "generic".
+// default first: "asm" (or "asm=generic" where no assembly runs),
+// "avxvnni" where the CPU has AVX-512 VNNI and AVX-VNNI, "avx2" where it
+// has either (otherwise asm is AVX2), and "generic".
 func impls() []impl {
 	first := impl{name: "asm"}
 	if !cpu.HaveAsm() {
 		first.name = "asm=generic"
 	}
 	list := []impl{first}
-	if cpu.HaveVNNI() {
+	if cpu.HaveVNNI() && cpu.HaveAVXVNNI() {
+		list = append(list, impl{name: "avxvnni", avxvnni: true})
+	}
+	if cpu.HaveVNNI() || cpu.HaveAVXVNNI() {
 		list = append(list, impl{name: "avx2", avx2: true})
 	}
 	return append(list, impl{name: "generic", generic: true})
@@ -32,9 +38,10 @@ func impls() []impl {
 // use forces m and returns a function that restores the previous choice.
 func (m impl) use() (restore func()) {
 	r1 := cpu.SetGeneric(m.generic)
-	r2 := cpu.SetVNNI(!m.avx2)
-	r3 := cpu.SetAxpyAVX512(!m.avx2)
-	return func() { r3(); r2(); r1() }
+	r2 := cpu.SetVNNI(!m.avx2 && !m.avxvnni)
+	r3 := cpu.SetAxpyAVX512(!m.avx2 && !m.avxvnni)
+	r4 := cpu.SetAVXVNNI(!m.avx2)
+	return func() { r4(); r3(); r2(); r1() }
 }
 
 // eachImpl runs body once per implementation (impls), so one suite checks
@@ -57,8 +64,10 @@ func bothImpls[R any](f func() R) (asm, generic R) {
 	return asm, f()
 }
 
-// avx2Impl returns f's result with the AVX2 kernels (VNNI switched off).
+// avx2Impl returns f's result with the AVX2 kernels (AVX-512 VNNI and
+// AVX-VNNI switched off).
 func avx2Impl[R any](f func() R) R {
 	defer cpu.SetVNNI(false)()
+	defer cpu.SetAVXVNNI(false)()
 	return f()
 }

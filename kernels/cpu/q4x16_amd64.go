@@ -3,8 +3,9 @@
 package cpu
 
 // dotQ4x16 is dotQ4x16Generic, in assembly wherever the assembly runs:
-// the AVX-512 VNNI kernels where useVNNI allows, the AVX2 ones elsewhere
-// (the same bits either way).
+// the AVX-512 VNNI kernels where useVNNI allows, else the AVX-VNNI ones
+// where useAVXVNNI does, the AVX2 ones elsewhere (the same bits every
+// way).
 func dotQ4x16(ni int, w, x []byte, nb, stride int, dst []float32) {
 	if useAsm && haveAVX2 && (ni == 8 || ni == 4 || ni == 2 || ni == 1) {
 		_ = w[:nb*q4x16Unit]
@@ -20,6 +21,19 @@ func dotQ4x16(ni int, w, x []byte, nb, stride int, dst []float32) {
 				dotQ4x16x2VNNI(w, x, nb, stride, dst)
 			default:
 				dotQ4x16x1VNNI(w, x, nb, stride, dst)
+			}
+			return
+		}
+		if useAVXVNNI {
+			switch ni {
+			case 8:
+				dotQ4x16x8AVXVNNI(w, x, nb, stride, dst)
+			case 4:
+				dotQ4x16x4AVXVNNI(w, x, nb, stride, dst)
+			case 2:
+				dotQ4x16x2AVXVNNI(w, x, nb, stride, dst)
+			default:
+				dotQ4x16x1AVXVNNI(w, x, nb, stride, dst)
 			}
 			return
 		}
@@ -60,8 +74,9 @@ func dotQ8x16(ni int, w, x []byte, nb, stride int, dst []float32) {
 }
 
 // dotQ4Kx16 is dotQ4Kx16Generic, in assembly wherever the assembly runs:
-// the AVX-512 VNNI kernels where useVNNI allows, the AVX2 ones elsewhere
-// (the same bits either way).
+// the AVX-512 VNNI kernels where useVNNI allows, else the AVX-VNNI ones
+// where useAVXVNNI does, the AVX2 ones elsewhere (the same bits every
+// way).
 func dotQ4Kx16(ni int, w, x []byte, nb, stride int, dst []float32) {
 	if useAsm && haveAVX2 && (ni == 8 || ni == 4 || ni == 2 || ni == 1) {
 		_ = w[:nb*q4kx16Unit]

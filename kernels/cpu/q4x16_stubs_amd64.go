@@ -63,3 +63,23 @@ func dotQ4x16x4AVX2(w []byte, x []byte, nb int, stride int, dst []float32)
 //
 //go:noescape
 func dotQ4x16x8AVX2(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ4x16x1AVXVNNI is dotQ4x16Generic for 1 input(s) with AVX2 and AVX-VNNI.
+//
+//go:noescape
+func dotQ4x16x1AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ4x16x2AVXVNNI is dotQ4x16Generic for 2 input(s) with AVX2 and AVX-VNNI.
+//
+//go:noescape
+func dotQ4x16x2AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ4x16x4AVXVNNI is dotQ4x16Generic for 4 input(s) with AVX2 and AVX-VNNI.
+//
+//go:noescape
+func dotQ4x16x4AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ4x16x8AVXVNNI is dotQ4x16Generic for 8 input(s) with AVX2 and AVX-VNNI.
+//
+//go:noescape
+func dotQ4x16x8AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)

@@ -109,9 +109,11 @@ func q4x16Exact(w []byte, rows, cols int, v *cpu.QVec) (exact, scale []float64) 
 
 // TestMatMulQ4x16 checks the packed drivers against the packed arithmetic
 // done exactly, and that every way of computing a row gives the same
-// bits: n inputs at once or one at a time, assembly or pure Go, any
-// thread count.
-func TestMatMulQ4x16(t *testing.T) {
+// bits: n inputs at once or one at a time, assembly (every instruction
+// set the CPU has: impls) or pure Go, any thread count.
+func TestMatMulQ4x16(t *testing.T) { eachImpl(t, testMatMulQ4x16) }
+
+func testMatMulQ4x16(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	p1, p3 := cpu.NewPool(1), cpu.NewPool(3)
 	defer p1.Close()

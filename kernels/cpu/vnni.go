@@ -49,6 +49,20 @@ import "os"
 // between kernel calls.
 var useVNNI = haveVNNI && os.Getenv("STOKE_NOVNNI") == ""
 
+// useAVXVNNI selects the AVX-VNNI kernels where the AVX-512 VNNI ones do
+// not run (useVNNI false) and the CPU has AVX-VNNI, unless the
+// environment sets STOKE_NOAVXVNNI; tests switch it with setAVXVNNI.
+var useAVXVNNI = haveAVXVNNI && os.Getenv("STOKE_NOAVXVNNI") == ""
+
+// setAVXVNNI lets the kernels use AVX-VNNI where the CPU has it (on =
+// true) or not, and returns a function that restores the previous
+// choice; as setVNNI, never while kernels run.
+func setAVXVNNI(on bool) (restore func()) {
+	old := useAVXVNNI
+	useAVXVNNI = haveAVXVNNI && on
+	return func() { useAVXVNNI = old }
+}
+
 // setVNNI lets the kernels use VNNI where the CPU has it (on = true) or
 // makes them use AVX2, and returns a function that restores the previous
 // choice. It must not be called while kernels run, nor between building a

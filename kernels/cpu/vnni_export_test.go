@@ -7,3 +7,11 @@ var SetVNNI = setVNNI
 
 // HaveVNNI reports whether this build and CPU have the VNNI kernels.
 func HaveVNNI() bool { return haveVNNI }
+
+// SetAVXVNNI lets the kernels use AVX-VNNI where the CPU has it and the
+// AVX-512 VNNI kernels are off (SetVNNI(false)), or forces AVX2, and
+// returns a function that undoes the change.
+var SetAVXVNNI = setAVXVNNI
+
+// HaveAVXVNNI reports whether this build and CPU have the AVX-VNNI kernels.
+func HaveAVXVNNI() bool { return haveAVXVNNI }

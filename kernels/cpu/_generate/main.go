@@ -8,8 +8,10 @@
 //
 // Every kernel needs AVX2, FMA and F16C and uses only X0–X15/Y0–Y15 (no
 // EVEX encodings), except those of the vnni family (vnni.go), which need
-// AVX-512 (F, BW, VL, VNNI) and use all 32 vector registers; the Go side
-// checks the CPU before calling any of them.
+// AVX-512 (F, BW, VL, VNNI) and use all 32 vector registers, and the
+// …AVXVNNI kernels, which need AVX-VNNI too (their VEX VPDPBUSD, which
+// Go's assembler does not encode, goes out as bytes: encodeVEX); the Go
+// side checks the CPU before calling any of them.
 // The integer-activation kernels reproduce, operation for operation, the
 // lane structure their pure-Go twins document (dotq8.go, dotk.go), so the
 // two give identical bits; keep them in step.
@@ -33,6 +35,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	. "github.com/mmcloughlin/avo/build"
@@ -125,7 +128,10 @@ func main() {
 			genQ8x16VNNI(ni)
 		}
 		for _, ni := range []int{1, 2, 4, 8} {
-			genQ4x16AVX2(ni)
+			genQ4x16AVX2(ni, false)
+		}
+		for _, ni := range []int{1, 2, 4, 8} {
+			genQ4x16AVX2(ni, true)
 		}
 	case "silu":
 		genSiLU()
@@ -158,6 +164,58 @@ func main() {
 		os.Exit(2)
 	}
 	Generate()
+	if err := encodeVEX(flag.Lookup("out").Value.String()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// encodeVEX rewrites, in the assembly file at path, every VPDPBUSDVEX
+// placeholder (vpdpbusdVEX) as the bytes of AVX-VNNI's VPDPBUSD:
+//
+//	VEX.256.66.0F38.W0 50 /r: C4, [R̄ X̄ B̄ 00010], [0 v̄v̄v̄v̄ 1 01], 50, ModRM
+//
+// with Go's operand order (source, source, destination): the first, the
+// signed bytes, is ModRM.rm, the second, the unsigned ones, VEX.vvvv, and
+// the destination ModRM.reg. Only Y0–Y15 have a VEX encoding: a
+// placeholder with any other operand fails the generation.
+func encodeVEX(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(b), "\n")
+	n := 0
+	for i, l := range lines {
+		f := strings.Fields(strings.ReplaceAll(l, ",", " "))
+		if len(f) == 0 || f[0] != "VPDPBUSDVEX" {
+			continue
+		}
+		var r [3]int
+		if len(f) != 4 {
+			return fmt.Errorf("%s: %q: want three Y registers", path, l)
+		}
+		for k, op := range f[1:] {
+			v, err := strconv.Atoi(strings.TrimPrefix(op, "Y"))
+			if err != nil || !strings.HasPrefix(op, "Y") || v > 15 {
+				return fmt.Errorf("%s: %q: operand %q has no VEX encoding", path, l, op)
+			}
+			r[k] = v
+		}
+		rm, vvvv, reg := r[0], r[1], r[2]
+		inv := func(bit int) byte { return byte(1 - bit) }
+		b1 := inv(reg>>3)<<7 | 1<<6 | inv(rm>>3)<<5 | 0x02
+		b2 := byte(^vvvv&0xf)<<3 | 1<<2 | 0x01
+		modrm := 0xc0 | byte(reg&7)<<3 | byte(rm&7)
+		indent := l[:len(l)-len(strings.TrimLeft(l, "\t "))]
+		lines[i] = fmt.Sprintf("%sBYTE $0xc4; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x50; BYTE $0x%02x // VPDPBUSD %s, %s, %s (VEX)",
+			indent, b1, b2, modrm, f[1], f[2], f[3])
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	return os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644)
 }
 
 // ---- constants ----------------------------------------------------------
