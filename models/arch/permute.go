@@ -26,9 +26,10 @@ import (
 // cent fire for most tokens), so numbered hot first, by the firing counts
 // of a profile, the active rows of most tokens crowd into the front of
 // each matrix and are read as long runs. On the 2-core development
-// machine that made the sparse FFN of a 7B-shaped Q4_0 layer 15–30%
-// faster for active sets drawn from a 1/rank law (TestSparseFFNTable's
-// hot-first rows).
+// machine, with cold caches, that made the sparse FFN of a 7B-shaped Q4_0
+// layer 3–24% faster for active sets drawn from a 1/rank law
+// (TestSparseFFNTable's hot-first column), and sparse decode of a planted
+// 1B ReLU model 5–10% faster (BenchmarkSparseDecode's …/hot-first).
 
 // PermuteFFN returns a writer for f with the FFN neurons of every layer
 // renumbered: new neuron k of layer l is old neuron order[l][k], and
