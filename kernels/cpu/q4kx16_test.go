@@ -192,22 +192,17 @@ func q4kx16Exact(t dtype.Type, w []byte, rows, cols int, v *cpu.QVec) (exact, sc
 // thread count. The row layout rounds its lanes otherwise and sums them
 // after: within 1e-4 of the error scale for Q4_K and Q5_K, and for Q6_K,
 // whose row kernels round each 16-element sub-block, within 1e-6 of the
-// sub-blocks' scale (kx16RowTol). It runs the assembly twice where the
-// CPU has AVX-512 VNNI, with the VNNI kernels and with the AVX2 ones,
-// which must give the same bits.
+// sub-blocks' scale (kx16RowTol). It runs the assembly of every
+// instruction set the CPU has (impls: AVX-512 VNNI, AVX-VNNI, AVX2), which
+// must give the same bits.
 func TestMatMulQ4Kx16(t *testing.T) {
-	isas := []bool{true}
-	if cpu.HaveVNNI() {
-		isas = append(isas, false)
-	}
-	for _, vnni := range isas {
-		name := "avx2"
-		if vnni && cpu.HaveVNNI() {
-			name = "vnni"
+	for _, m := range impls() {
+		if m.generic {
+			continue // testMatMulQ4Kx16 compares the assembly with it
 		}
 		for _, typ := range []dtype.Type{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
-			t.Run(name+"/"+typ.String(), func(t *testing.T) {
-				defer cpu.SetVNNI(vnni)()
+			t.Run(m.name+"/"+typ.String(), func(t *testing.T) {
+				defer m.use()()
 				testMatMulQ4Kx16(t, typ)
 			})
 		}
@@ -288,10 +283,6 @@ func testMatMulQ4Kx16(t *testing.T, typ dtype.Type) {
 // step too many overflows here where random weights never do). The
 // packed results must still be the exact arithmetic's, on every ISA.
 func TestMatMulKx16Extreme(t *testing.T) {
-	isas := []bool{true}
-	if cpu.HaveVNNI() {
-		isas = append(isas, false)
-	}
 	const rows, cols = 16, 512
 	for _, typ := range []dtype.Type{dtype.Q4_K, dtype.Q5_K, dtype.Q6_K} {
 		bs := typ.TypeSize()
@@ -311,7 +302,7 @@ func TestMatMulKx16Extreme(t *testing.T) {
 		}
 		packed := bytes.Clone(w)
 		cpu.PackX16(typ, packed, rows, cols)
-		for _, vnni := range isas {
+		for _, m := range impls() {
 			for _, sign := range []float32{1, -1} {
 				x := make([]float32, cols)
 				for i := range x {
@@ -325,7 +316,7 @@ func TestMatMulKx16Extreme(t *testing.T) {
 				} else {
 					exact, scale = q4kx16Exact(typ, w, rows, cols, &v)
 				}
-				restore := cpu.SetVNNI(vnni)
+				restore := m.use()
 				p := cpu.NewPool(1)
 				got := make([]float32, 8*rows)
 				x8 := make([]float32, 8*cols)
@@ -338,7 +329,7 @@ func TestMatMulKx16Extreme(t *testing.T) {
 				for k, g := range got {
 					r := k % rows
 					if d := math.Abs(float64(g) - exact[r]); d > 1e-6*scale[r]+1e-30 {
-						t.Fatalf("%s vnni=%v sign %v: result %d = %v, exact %v", typ, vnni, sign, k, g, exact[r])
+						t.Fatalf("%s %s sign %v: result %d = %v, exact %v", typ, m.name, sign, k, g, exact[r])
 					}
 				}
 			}

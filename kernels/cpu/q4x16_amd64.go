@@ -95,6 +95,19 @@ func dotQ4Kx16(ni int, w, x []byte, nb, stride int, dst []float32) {
 			}
 			return
 		}
+		if useAVXVNNI {
+			switch ni {
+			case 8:
+				dotQ4Kx16x8AVXVNNI(w, x, nb, stride, dst)
+			case 4:
+				dotQ4Kx16x4AVXVNNI(w, x, nb, stride, dst)
+			case 2:
+				dotQ4Kx16x2AVXVNNI(w, x, nb, stride, dst)
+			default:
+				dotQ4Kx16x1AVXVNNI(w, x, nb, stride, dst)
+			}
+			return
+		}
 		switch ni {
 		case 8:
 			dotQ4Kx16x8AVX2(w, x, nb, stride, dst)

@@ -3,8 +3,9 @@
 package cpu
 
 // dotQ5Kx16 is dotQ5Kx16Generic, in assembly wherever the assembly runs:
-// the AVX-512 VNNI kernels where useVNNI allows, the AVX2 ones elsewhere
-// (the same bits either way).
+// the AVX-512 VNNI kernels where useVNNI allows, else the AVX-VNNI ones
+// where useAVXVNNI does, the AVX2 ones elsewhere (the same bits every
+// way).
 func dotQ5Kx16(ni int, w, x []byte, nb, stride int, dst []float32) {
 	if useAsm && haveAVX2 && (ni == 8 || ni == 4 || ni == 2 || ni == 1) {
 		_ = w[:nb*q5kx16Unit]
@@ -20,6 +21,19 @@ func dotQ5Kx16(ni int, w, x []byte, nb, stride int, dst []float32) {
 				dotQ5Kx16x2VNNI(w, x, nb, stride, dst)
 			default:
 				dotQ5Kx16x1VNNI(w, x, nb, stride, dst)
+			}
+			return
+		}
+		if useAVXVNNI {
+			switch ni {
+			case 8:
+				dotQ5Kx16x8AVXVNNI(w, x, nb, stride, dst)
+			case 4:
+				dotQ5Kx16x4AVXVNNI(w, x, nb, stride, dst)
+			case 2:
+				dotQ5Kx16x2AVXVNNI(w, x, nb, stride, dst)
+			default:
+				dotQ5Kx16x1AVXVNNI(w, x, nb, stride, dst)
 			}
 			return
 		}

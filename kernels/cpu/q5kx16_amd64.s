@@ -10812,3 +10812,6451 @@ q5kx16x8avx2done:
 	VMOVUPS Y0, 32(CX)
 	VZEROUPPER
 	RET
+
+// func dotQ5Kx16x1AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+// Requires: AVX, AVX2, AVXVNNI, F16C, MMX+
+TEXT ·dotQ5Kx16x1AVXVNNI(SB), $768-88
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   nb+48(FP), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	TESTQ  DX, DX
+	JZ     q5kx16x1avxvnnidone
+
+q5kx16x1avxvnniblock:
+	PREFETCHT0   5632(AX)
+	PREFETCHT0   5696(AX)
+	PREFETCHT0   5760(AX)
+	PREFETCHT0   5824(AX)
+	PREFETCHT0   5888(AX)
+	PREFETCHT0   5952(AX)
+	PREFETCHT0   6016(AX)
+	PREFETCHT0   6080(AX)
+	PREFETCHT0   6144(AX)
+	PREFETCHT0   6208(AX)
+	PREFETCHT0   6272(AX)
+	PREFETCHT0   6336(AX)
+	PREFETCHT0   6400(AX)
+	PREFETCHT0   6464(AX)
+	PREFETCHT0   6528(AX)
+	PREFETCHT0   6592(AX)
+	PREFETCHT0   6656(AX)
+	PREFETCHT0   6720(AX)
+	PREFETCHT0   6784(AX)
+	PREFETCHT0   6848(AX)
+	PREFETCHT0   6912(AX)
+	PREFETCHT0   6976(AX)
+	PREFETCHT0   7040(AX)
+	PREFETCHT0   7104(AX)
+	PREFETCHT0   7168(AX)
+	PREFETCHT0   7232(AX)
+	PREFETCHT0   7296(AX)
+	PREFETCHT0   7360(AX)
+	PREFETCHT0   7424(AX)
+	PREFETCHT0   7488(AX)
+	PREFETCHT0   7552(AX)
+	PREFETCHT0   7616(AX)
+	PREFETCHT0   7680(AX)
+	PREFETCHT0   7744(AX)
+	PREFETCHT0   7808(AX)
+	PREFETCHT0   7872(AX)
+	PREFETCHT0   7936(AX)
+	PREFETCHT0   8000(AX)
+	PREFETCHT0   8064(AX)
+	PREFETCHT0   8128(AX)
+	PREFETCHT0   8192(AX)
+	PREFETCHT0   8256(AX)
+	PREFETCHT0   8320(AX)
+	PREFETCHT0   8384(AX)
+	VMOVDQU      q4x16nib<>+0(SB), Y2
+	VMOVDQU      64(AX), Y3
+	VMOVDQU      96(AX), Y4
+	VMOVDQU      128(AX), Y5
+	VMOVDQU      160(AX), Y6
+	VMOVDQU      192(AX), Y7
+	VMOVDQU      224(AX), Y8
+	VPAND        b3f<>+0(SB), Y3, Y9
+	VPAND        b3f<>+0(SB), Y5, Y10
+	VPAND        b3f<>+0(SB), Y4, Y11
+	VPAND        b3f<>+0(SB), Y6, Y12
+	VPAND        Y2, Y7, Y13
+	VPSRLW       $0x02, Y3, Y3
+	VPAND        b30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y13, Y13
+	VPSRLW       $0x04, Y7, Y3
+	VPAND        Y2, Y3, Y3
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        b30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPAND        Y2, Y8, Y5
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        b30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y5, Y5
+	VPSRLW       $0x04, Y8, Y4
+	VPAND        Y2, Y4, Y4
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        b30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPERMQ       $0x00, Y9, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, (SP)
+	VPERMQ       $0x55, Y9, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 32(SP)
+	VPERMQ       $0xaa, Y9, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 64(SP)
+	VPERMQ       $0xff, Y9, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 96(SP)
+	VPERMQ       $0x00, Y11, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 128(SP)
+	VPERMQ       $0x55, Y11, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 160(SP)
+	VPERMQ       $0xaa, Y11, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 192(SP)
+	VPERMQ       $0xff, Y11, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 224(SP)
+	VPERMQ       $0x00, Y13, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 256(SP)
+	VPERMQ       $0x55, Y13, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 288(SP)
+	VPERMQ       $0xaa, Y13, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 320(SP)
+	VPERMQ       $0xff, Y13, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 352(SP)
+	VPERMQ       $0x00, Y5, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 384(SP)
+	VPERMQ       $0x55, Y5, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 416(SP)
+	VPERMQ       $0xaa, Y5, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 448(SP)
+	VPERMQ       $0xff, Y5, Y2
+	VPSHUFB      q4kx16dup<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 480(SP)
+	VPERMQ       $0x88, Y10, Y2
+	VPSHUFB      q4kx16pair<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 512(SP)
+	VPERMQ       $0xdd, Y10, Y2
+	VPSHUFB      q4kx16pair<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 544(SP)
+	VPERMQ       $0x88, Y12, Y2
+	VPSHUFB      q4kx16pair<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 576(SP)
+	VPERMQ       $0xdd, Y12, Y2
+	VPSHUFB      q4kx16pair<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 608(SP)
+	VPERMQ       $0x88, Y3, Y2
+	VPSHUFB      q4kx16pair<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 640(SP)
+	VPERMQ       $0xdd, Y3, Y2
+	VPSHUFB      q4kx16pair<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 672(SP)
+	VPERMQ       $0x88, Y4, Y2
+	VPSHUFB      q4kx16pair<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 704(SP)
+	VPERMQ       $0xdd, Y4, Y2
+	VPSHUFB      q4kx16pair<>+0(SB), Y2, Y2
+	VMOVDQU      Y2, 736(SP)
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VMOVDQU      q4x16nib<>+0(SB), Y4
+	VMOVDQU      b01<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPAND        768(AX), Y4, Y8
+	VPAND        256(AX), Y5, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        800(AX), Y4, Y9
+	VPAND        288(AX), Y5, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD (CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        832(AX), Y4, Y8
+	VPAND        320(AX), Y5, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        864(AX), Y4, Y9
+	VPAND        352(AX), Y5, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 4(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        896(AX), Y4, Y8
+	VPAND        384(AX), Y5, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        928(AX), Y4, Y9
+	VPAND        416(AX), Y5, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 8(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        960(AX), Y4, Y8
+	VPAND        448(AX), Y5, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        992(AX), Y4, Y9
+	VPAND        480(AX), Y5, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 12(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1024(AX), Y4, Y8
+	VPAND        512(AX), Y5, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1056(AX), Y4, Y9
+	VPAND        544(AX), Y5, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 16(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1088(AX), Y4, Y8
+	VPAND        576(AX), Y5, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1120(AX), Y4, Y9
+	VPAND        608(AX), Y5, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 20(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1152(AX), Y4, Y8
+	VPAND        640(AX), Y5, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1184(AX), Y4, Y9
+	VPAND        672(AX), Y5, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 24(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1216(AX), Y4, Y8
+	VPAND        704(AX), Y5, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1248(AX), Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 28(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x3d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VMOVDQU      (SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      32(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      bf0<>+0(SB), Y4
+	VMOVDQU      b02<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPAND        768(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        256(AX), Y5, Y9
+	VPSLLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        800(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        288(AX), Y5, Y10
+	VPSLLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 32(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        832(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        320(AX), Y5, Y9
+	VPSLLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        864(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        352(AX), Y5, Y10
+	VPSLLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 36(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        896(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        384(AX), Y5, Y9
+	VPSLLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        928(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        416(AX), Y5, Y10
+	VPSLLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 40(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        960(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        448(AX), Y5, Y9
+	VPSLLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        992(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        480(AX), Y5, Y10
+	VPSLLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 44(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1024(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        512(AX), Y5, Y9
+	VPSLLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1056(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        544(AX), Y5, Y10
+	VPSLLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 48(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1088(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        576(AX), Y5, Y9
+	VPSLLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1120(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        608(AX), Y5, Y10
+	VPSLLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 52(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1152(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        640(AX), Y5, Y9
+	VPSLLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1184(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        672(AX), Y5, Y10
+	VPSLLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 56(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1216(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        704(AX), Y5, Y9
+	VPSLLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1248(AX), Y4, Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSLLW       $0x03, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 60(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x3d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VMOVDQU      64(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      96(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      q4x16nib<>+0(SB), Y4
+	VMOVDQU      b04<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPAND        1280(AX), Y4, Y8
+	VPAND        256(AX), Y5, Y9
+	VPSLLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1312(AX), Y4, Y9
+	VPAND        288(AX), Y5, Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 64(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1344(AX), Y4, Y8
+	VPAND        320(AX), Y5, Y9
+	VPSLLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1376(AX), Y4, Y9
+	VPAND        352(AX), Y5, Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 68(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1408(AX), Y4, Y8
+	VPAND        384(AX), Y5, Y9
+	VPSLLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1440(AX), Y4, Y9
+	VPAND        416(AX), Y5, Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 72(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1472(AX), Y4, Y8
+	VPAND        448(AX), Y5, Y9
+	VPSLLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1504(AX), Y4, Y9
+	VPAND        480(AX), Y5, Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 76(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1536(AX), Y4, Y8
+	VPAND        512(AX), Y5, Y9
+	VPSLLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1568(AX), Y4, Y9
+	VPAND        544(AX), Y5, Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 80(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1600(AX), Y4, Y8
+	VPAND        576(AX), Y5, Y9
+	VPSLLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1632(AX), Y4, Y9
+	VPAND        608(AX), Y5, Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 84(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1664(AX), Y4, Y8
+	VPAND        640(AX), Y5, Y9
+	VPSLLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1696(AX), Y4, Y9
+	VPAND        672(AX), Y5, Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 88(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1728(AX), Y4, Y8
+	VPAND        704(AX), Y5, Y9
+	VPSLLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1760(AX), Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 92(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x3d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VMOVDQU      128(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      160(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      bf0<>+0(SB), Y4
+	VMOVDQU      b08<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPAND        1280(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        256(AX), Y5, Y9
+	VPSLLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1312(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        288(AX), Y5, Y10
+	VPSLLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 96(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1344(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        320(AX), Y5, Y9
+	VPSLLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1376(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        352(AX), Y5, Y10
+	VPSLLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 100(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1408(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        384(AX), Y5, Y9
+	VPSLLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1440(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        416(AX), Y5, Y10
+	VPSLLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 104(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1472(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        448(AX), Y5, Y9
+	VPSLLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1504(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        480(AX), Y5, Y10
+	VPSLLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 108(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1536(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        512(AX), Y5, Y9
+	VPSLLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1568(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        544(AX), Y5, Y10
+	VPSLLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 112(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1600(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        576(AX), Y5, Y9
+	VPSLLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1632(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        608(AX), Y5, Y10
+	VPSLLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 116(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1664(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        640(AX), Y5, Y9
+	VPSLLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1696(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        672(AX), Y5, Y10
+	VPSLLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 120(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1728(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        704(AX), Y5, Y9
+	VPSLLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1760(AX), Y4, Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSLLW       $0x01, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 124(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x3d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VMOVDQU      192(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      224(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      q4x16nib<>+0(SB), Y4
+	VMOVDQU      b10<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPAND        1792(AX), Y4, Y8
+	VPAND        256(AX), Y5, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1824(AX), Y4, Y9
+	VPAND        288(AX), Y5, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 128(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1856(AX), Y4, Y8
+	VPAND        320(AX), Y5, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1888(AX), Y4, Y9
+	VPAND        352(AX), Y5, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 132(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1920(AX), Y4, Y8
+	VPAND        384(AX), Y5, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1952(AX), Y4, Y9
+	VPAND        416(AX), Y5, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 136(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1984(AX), Y4, Y8
+	VPAND        448(AX), Y5, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2016(AX), Y4, Y9
+	VPAND        480(AX), Y5, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 140(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2048(AX), Y4, Y8
+	VPAND        512(AX), Y5, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2080(AX), Y4, Y9
+	VPAND        544(AX), Y5, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 144(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2112(AX), Y4, Y8
+	VPAND        576(AX), Y5, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2144(AX), Y4, Y9
+	VPAND        608(AX), Y5, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 148(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2176(AX), Y4, Y8
+	VPAND        640(AX), Y5, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2208(AX), Y4, Y9
+	VPAND        672(AX), Y5, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 152(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2240(AX), Y4, Y8
+	VPAND        704(AX), Y5, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2272(AX), Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 156(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x3d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VMOVDQU      256(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      288(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      bf0<>+0(SB), Y4
+	VMOVDQU      b20<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPAND        1792(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        256(AX), Y5, Y9
+	VPSRLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1824(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        288(AX), Y5, Y10
+	VPSRLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 160(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1856(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        320(AX), Y5, Y9
+	VPSRLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1888(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        352(AX), Y5, Y10
+	VPSRLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 164(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1920(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        384(AX), Y5, Y9
+	VPSRLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        1952(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        416(AX), Y5, Y10
+	VPSRLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 168(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        1984(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        448(AX), Y5, Y9
+	VPSRLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2016(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        480(AX), Y5, Y10
+	VPSRLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 172(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2048(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        512(AX), Y5, Y9
+	VPSRLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2080(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        544(AX), Y5, Y10
+	VPSRLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 176(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2112(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        576(AX), Y5, Y9
+	VPSRLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2144(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        608(AX), Y5, Y10
+	VPSRLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 180(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2176(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        640(AX), Y5, Y9
+	VPSRLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2208(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        672(AX), Y5, Y10
+	VPSRLW       $0x01, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 184(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2240(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        704(AX), Y5, Y9
+	VPSRLW       $0x01, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2272(AX), Y4, Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSRLW       $0x01, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 188(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x3d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VMOVDQU      320(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      352(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      q4x16nib<>+0(SB), Y4
+	VMOVDQU      b40<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPAND        2304(AX), Y4, Y8
+	VPAND        256(AX), Y5, Y9
+	VPSRLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2336(AX), Y4, Y9
+	VPAND        288(AX), Y5, Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 192(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2368(AX), Y4, Y8
+	VPAND        320(AX), Y5, Y9
+	VPSRLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2400(AX), Y4, Y9
+	VPAND        352(AX), Y5, Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 196(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2432(AX), Y4, Y8
+	VPAND        384(AX), Y5, Y9
+	VPSRLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2464(AX), Y4, Y9
+	VPAND        416(AX), Y5, Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 200(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2496(AX), Y4, Y8
+	VPAND        448(AX), Y5, Y9
+	VPSRLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2528(AX), Y4, Y9
+	VPAND        480(AX), Y5, Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 204(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2560(AX), Y4, Y8
+	VPAND        512(AX), Y5, Y9
+	VPSRLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2592(AX), Y4, Y9
+	VPAND        544(AX), Y5, Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 208(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2624(AX), Y4, Y8
+	VPAND        576(AX), Y5, Y9
+	VPSRLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2656(AX), Y4, Y9
+	VPAND        608(AX), Y5, Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 212(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2688(AX), Y4, Y8
+	VPAND        640(AX), Y5, Y9
+	VPSRLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2720(AX), Y4, Y9
+	VPAND        672(AX), Y5, Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 216(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2752(AX), Y4, Y8
+	VPAND        704(AX), Y5, Y9
+	VPSRLW       $0x02, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2784(AX), Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 220(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x3d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VMOVDQU      384(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      416(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VMOVDQU      bf0<>+0(SB), Y4
+	VMOVDQU      b80<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPAND        2304(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        256(AX), Y5, Y9
+	VPSRLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2336(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        288(AX), Y5, Y10
+	VPSRLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 224(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2368(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        320(AX), Y5, Y9
+	VPSRLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2400(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        352(AX), Y5, Y10
+	VPSRLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 228(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2432(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        384(AX), Y5, Y9
+	VPSRLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2464(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        416(AX), Y5, Y10
+	VPSRLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 232(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2496(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        448(AX), Y5, Y9
+	VPSRLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2528(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        480(AX), Y5, Y10
+	VPSRLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 236(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2560(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        512(AX), Y5, Y9
+	VPSRLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2592(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        544(AX), Y5, Y10
+	VPSRLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 240(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2624(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        576(AX), Y5, Y9
+	VPSRLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2656(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        608(AX), Y5, Y10
+	VPSRLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 244(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2688(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        640(AX), Y5, Y9
+	VPSRLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2720(AX), Y4, Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        672(AX), Y5, Y10
+	VPSRLW       $0x03, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTD 248(CX), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf2 // VPDPBUSD Y10, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xfa // VPDPBUSD Y10, Y9, Y7 (VEX)
+	VPAND        2752(AX), Y4, Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        704(AX), Y5, Y9
+	VPSRLW       $0x03, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPAND        2784(AX), Y4, Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSRLW       $0x03, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 252(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x3d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y8, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VMOVDQU      448(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      480(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	VCVTPH2PS    (AX), Y4
+	VCVTPH2PS    32(AX), Y5
+	VCVTPH2PS    16(AX), Y6
+	VCVTPH2PS    48(AX), Y7
+	VPBROADCASTD 256(CX), Y8
+	VPMADDWD     512(SP), Y8, Y9
+	VPMADDWD     544(SP), Y8, Y8
+	VPBROADCASTD 260(CX), Y10
+	VPMADDWD     576(SP), Y10, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDWD     608(SP), Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPBROADCASTD 264(CX), Y10
+	VPMADDWD     640(SP), Y10, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDWD     672(SP), Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPBROADCASTD 268(CX), Y10
+	VPMADDWD     704(SP), Y10, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDWD     736(SP), Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VBROADCASTSS 272(CX), Y10
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y10, Y4
+	VMULPS       Y4, Y2, Y2
+	VMULPS       Y5, Y10, Y4
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y4, Y9, Y9
+	VSUBPS       Y9, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VCVTDQ2PS    Y3, Y2
+	VMULPS       Y6, Y10, Y3
+	VMULPS       Y3, Y2, Y2
+	VMULPS       Y7, Y10, Y3
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y3, Y8, Y8
+	VSUBPS       Y8, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	ADDQ         $0x00000b00, AX
+	ADDQ         $0x00000114, CX
+	DECQ         DX
+	JNZ          q5kx16x1avxvnniblock
+
+q5kx16x1avxvnnidone:
+	MOVQ    stride+56(FP), AX
+	MOVQ    dst_base+64(FP), CX
+	SHLQ    $0x02, AX
+	VMOVUPS Y0, (CX)
+	VMOVUPS Y1, 32(CX)
+	VZEROUPPER
+	RET
+
+DATA d0000ffff<>+0(SB)/8, $0x0000ffff0000ffff
+DATA d0000ffff<>+8(SB)/8, $0x0000ffff0000ffff
+DATA d0000ffff<>+16(SB)/8, $0x0000ffff0000ffff
+DATA d0000ffff<>+24(SB)/8, $0x0000ffff0000ffff
+GLOBL d0000ffff<>(SB), RODATA|NOPTR, $32
+
+// func dotQ5Kx16x2AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+// Requires: AVX, AVX2, AVXVNNI, F16C, MMX+
+TEXT ·dotQ5Kx16x2AVXVNNI(SB), $896-88
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+48(FP), DX
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 768(SP)
+	VMOVUPS Y0, 800(SP)
+	VMOVUPS Y0, 832(SP)
+	VMOVUPS Y0, 864(SP)
+	TESTQ   DX, DX
+	JZ      q5kx16x2avxvnnidone
+
+q5kx16x2avxvnniblock:
+	PREFETCHT0   5632(AX)
+	PREFETCHT0   5696(AX)
+	PREFETCHT0   5760(AX)
+	PREFETCHT0   5824(AX)
+	PREFETCHT0   5888(AX)
+	PREFETCHT0   5952(AX)
+	PREFETCHT0   6016(AX)
+	PREFETCHT0   6080(AX)
+	PREFETCHT0   6144(AX)
+	PREFETCHT0   6208(AX)
+	PREFETCHT0   6272(AX)
+	PREFETCHT0   6336(AX)
+	PREFETCHT0   6400(AX)
+	PREFETCHT0   6464(AX)
+	PREFETCHT0   6528(AX)
+	PREFETCHT0   6592(AX)
+	PREFETCHT0   6656(AX)
+	PREFETCHT0   6720(AX)
+	PREFETCHT0   6784(AX)
+	PREFETCHT0   6848(AX)
+	PREFETCHT0   6912(AX)
+	PREFETCHT0   6976(AX)
+	PREFETCHT0   7040(AX)
+	PREFETCHT0   7104(AX)
+	PREFETCHT0   7168(AX)
+	PREFETCHT0   7232(AX)
+	PREFETCHT0   7296(AX)
+	PREFETCHT0   7360(AX)
+	PREFETCHT0   7424(AX)
+	PREFETCHT0   7488(AX)
+	PREFETCHT0   7552(AX)
+	PREFETCHT0   7616(AX)
+	PREFETCHT0   7680(AX)
+	PREFETCHT0   7744(AX)
+	PREFETCHT0   7808(AX)
+	PREFETCHT0   7872(AX)
+	PREFETCHT0   7936(AX)
+	PREFETCHT0   8000(AX)
+	PREFETCHT0   8064(AX)
+	PREFETCHT0   8128(AX)
+	PREFETCHT0   8192(AX)
+	PREFETCHT0   8256(AX)
+	PREFETCHT0   8320(AX)
+	PREFETCHT0   8384(AX)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      64(AX), Y1
+	VMOVDQU      96(AX), Y2
+	VMOVDQU      128(AX), Y3
+	VMOVDQU      160(AX), Y4
+	VMOVDQU      192(AX), Y5
+	VMOVDQU      224(AX), Y6
+	VPAND        b3f<>+0(SB), Y1, Y7
+	VPAND        b3f<>+0(SB), Y3, Y8
+	VPAND        b3f<>+0(SB), Y2, Y9
+	VPAND        b3f<>+0(SB), Y4, Y10
+	VPAND        Y0, Y5, Y11
+	VPSRLW       $0x02, Y1, Y1
+	VPAND        b30<>+0(SB), Y1, Y1
+	VPOR         Y1, Y11, Y11
+	VPSRLW       $0x04, Y5, Y1
+	VPAND        Y0, Y1, Y1
+	VPSRLW       $0x02, Y3, Y3
+	VPAND        b30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y1, Y1
+	VPAND        Y0, Y6, Y3
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        b30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y3, Y3
+	VPSRLW       $0x04, Y6, Y2
+	VPAND        Y0, Y2, Y2
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        b30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPERMQ       $0x00, Y7, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, (SP)
+	VPERMQ       $0x55, Y7, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 32(SP)
+	VPERMQ       $0xaa, Y7, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 64(SP)
+	VPERMQ       $0xff, Y7, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 96(SP)
+	VPERMQ       $0x00, Y9, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 128(SP)
+	VPERMQ       $0x55, Y9, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 160(SP)
+	VPERMQ       $0xaa, Y9, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 192(SP)
+	VPERMQ       $0xff, Y9, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 224(SP)
+	VPERMQ       $0x00, Y11, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 256(SP)
+	VPERMQ       $0x55, Y11, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 288(SP)
+	VPERMQ       $0xaa, Y11, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 320(SP)
+	VPERMQ       $0xff, Y11, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 352(SP)
+	VPERMQ       $0x00, Y3, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 384(SP)
+	VPERMQ       $0x55, Y3, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 416(SP)
+	VPERMQ       $0xaa, Y3, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 448(SP)
+	VPERMQ       $0xff, Y3, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 480(SP)
+	VPERMQ       $0x88, Y8, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 512(SP)
+	VPERMQ       $0xdd, Y8, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 544(SP)
+	VPERMQ       $0x88, Y10, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 576(SP)
+	VPERMQ       $0xdd, Y10, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 608(SP)
+	VPERMQ       $0x88, Y1, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 640(SP)
+	VPERMQ       $0xdd, Y1, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 672(SP)
+	VPERMQ       $0x88, Y2, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 704(SP)
+	VPERMQ       $0xdd, Y2, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(SP)
+	VPXOR        Y0, Y0, Y0
+	VPXOR        Y1, Y1, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VMOVDQU      q4x16nib<>+0(SB), Y4
+	VMOVDQU      b01<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        768(AX), Y4, Y10
+	VPAND        256(AX), Y5, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        800(AX), Y4, Y11
+	VPAND        288(AX), Y5, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD (CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 256(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        832(AX), Y4, Y10
+	VPAND        320(AX), Y5, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        864(AX), Y4, Y11
+	VPAND        352(AX), Y5, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 4(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 260(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        896(AX), Y4, Y10
+	VPAND        384(AX), Y5, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        928(AX), Y4, Y11
+	VPAND        416(AX), Y5, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 8(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 264(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        960(AX), Y4, Y10
+	VPAND        448(AX), Y5, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        992(AX), Y4, Y11
+	VPAND        480(AX), Y5, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 12(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 268(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1024(AX), Y4, Y10
+	VPAND        512(AX), Y5, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1056(AX), Y4, Y11
+	VPAND        544(AX), Y5, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 16(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 272(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1088(AX), Y4, Y10
+	VPAND        576(AX), Y5, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1120(AX), Y4, Y11
+	VPAND        608(AX), Y5, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 20(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 276(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1152(AX), Y4, Y10
+	VPAND        640(AX), Y5, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1184(AX), Y4, Y11
+	VPAND        672(AX), Y5, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 24(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 280(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1216(AX), Y4, Y10
+	VPAND        704(AX), Y5, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1248(AX), Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 28(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VPBROADCASTD 284(CX), Y5
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc5 // VPDPBUSD Y5, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x5d; BYTE $0x50; BYTE $0xcd // VPDPBUSD Y5, Y4, Y9 (VEX)
+	VMOVDQU      (SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      32(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y0, Y0
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMULLD      Y4, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMULLD      Y5, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      bf0<>+0(SB), Y4
+	VMOVDQU      b02<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        768(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y5, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        800(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y5, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 32(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 288(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        832(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y5, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        864(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y5, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 36(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 292(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        896(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y5, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        928(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y5, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 40(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 296(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        960(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y5, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        992(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y5, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 44(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 300(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1024(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y5, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1056(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y5, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 48(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 304(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1088(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y5, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1120(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y5, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 52(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 308(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1152(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y5, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1184(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y5, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 56(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 312(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1216(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y5, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1248(AX), Y4, Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSLLW       $0x03, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 60(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VPBROADCASTD 316(CX), Y5
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc5 // VPDPBUSD Y5, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x5d; BYTE $0x50; BYTE $0xcd // VPDPBUSD Y5, Y4, Y9 (VEX)
+	VMOVDQU      64(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      96(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y0, Y0
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMULLD      Y4, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMULLD      Y5, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      q4x16nib<>+0(SB), Y4
+	VMOVDQU      b04<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1280(AX), Y4, Y10
+	VPAND        256(AX), Y5, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1312(AX), Y4, Y11
+	VPAND        288(AX), Y5, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 64(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 320(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1344(AX), Y4, Y10
+	VPAND        320(AX), Y5, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1376(AX), Y4, Y11
+	VPAND        352(AX), Y5, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 68(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 324(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1408(AX), Y4, Y10
+	VPAND        384(AX), Y5, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1440(AX), Y4, Y11
+	VPAND        416(AX), Y5, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 72(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 328(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1472(AX), Y4, Y10
+	VPAND        448(AX), Y5, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1504(AX), Y4, Y11
+	VPAND        480(AX), Y5, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 76(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 332(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1536(AX), Y4, Y10
+	VPAND        512(AX), Y5, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1568(AX), Y4, Y11
+	VPAND        544(AX), Y5, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 80(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 336(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1600(AX), Y4, Y10
+	VPAND        576(AX), Y5, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1632(AX), Y4, Y11
+	VPAND        608(AX), Y5, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 84(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 340(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1664(AX), Y4, Y10
+	VPAND        640(AX), Y5, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1696(AX), Y4, Y11
+	VPAND        672(AX), Y5, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 88(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 344(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1728(AX), Y4, Y10
+	VPAND        704(AX), Y5, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1760(AX), Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 92(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VPBROADCASTD 348(CX), Y5
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc5 // VPDPBUSD Y5, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x5d; BYTE $0x50; BYTE $0xcd // VPDPBUSD Y5, Y4, Y9 (VEX)
+	VMOVDQU      128(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      160(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y0, Y0
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMULLD      Y4, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMULLD      Y5, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      bf0<>+0(SB), Y4
+	VMOVDQU      b08<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1280(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y5, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1312(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y5, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 96(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 352(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1344(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y5, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1376(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y5, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 100(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 356(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1408(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y5, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1440(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y5, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 104(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 360(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1472(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y5, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1504(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y5, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 108(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 364(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1536(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y5, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1568(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y5, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 112(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 368(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1600(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y5, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1632(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y5, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 116(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 372(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1664(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y5, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1696(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y5, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 120(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 376(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1728(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y5, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1760(AX), Y4, Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSLLW       $0x01, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 124(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VPBROADCASTD 380(CX), Y5
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc5 // VPDPBUSD Y5, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x5d; BYTE $0x50; BYTE $0xcd // VPDPBUSD Y5, Y4, Y9 (VEX)
+	VMOVDQU      192(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      224(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y0, Y0
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMULLD      Y4, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMULLD      Y5, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      q4x16nib<>+0(SB), Y4
+	VMOVDQU      b10<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1792(AX), Y4, Y10
+	VPAND        256(AX), Y5, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1824(AX), Y4, Y11
+	VPAND        288(AX), Y5, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 128(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 384(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1856(AX), Y4, Y10
+	VPAND        320(AX), Y5, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1888(AX), Y4, Y11
+	VPAND        352(AX), Y5, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 132(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 388(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1920(AX), Y4, Y10
+	VPAND        384(AX), Y5, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1952(AX), Y4, Y11
+	VPAND        416(AX), Y5, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 136(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 392(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1984(AX), Y4, Y10
+	VPAND        448(AX), Y5, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2016(AX), Y4, Y11
+	VPAND        480(AX), Y5, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 140(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 396(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2048(AX), Y4, Y10
+	VPAND        512(AX), Y5, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2080(AX), Y4, Y11
+	VPAND        544(AX), Y5, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 144(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 400(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2112(AX), Y4, Y10
+	VPAND        576(AX), Y5, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2144(AX), Y4, Y11
+	VPAND        608(AX), Y5, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 148(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 404(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2176(AX), Y4, Y10
+	VPAND        640(AX), Y5, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2208(AX), Y4, Y11
+	VPAND        672(AX), Y5, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 152(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 408(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2240(AX), Y4, Y10
+	VPAND        704(AX), Y5, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2272(AX), Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 156(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VPBROADCASTD 412(CX), Y5
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc5 // VPDPBUSD Y5, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x5d; BYTE $0x50; BYTE $0xcd // VPDPBUSD Y5, Y4, Y9 (VEX)
+	VMOVDQU      256(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      288(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y0, Y0
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMULLD      Y4, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMULLD      Y5, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      bf0<>+0(SB), Y4
+	VMOVDQU      b20<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1792(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y5, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1824(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y5, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 160(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 416(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1856(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y5, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1888(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y5, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 164(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 420(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1920(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y5, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1952(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y5, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 168(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 424(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1984(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y5, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2016(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y5, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 172(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 428(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2048(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y5, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2080(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y5, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 176(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 432(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2112(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y5, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2144(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y5, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 180(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 436(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2176(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y5, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2208(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y5, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 184(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 440(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2240(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y5, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2272(AX), Y4, Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSRLW       $0x01, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 188(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VPBROADCASTD 444(CX), Y5
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc5 // VPDPBUSD Y5, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x5d; BYTE $0x50; BYTE $0xcd // VPDPBUSD Y5, Y4, Y9 (VEX)
+	VMOVDQU      320(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      352(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y0, Y0
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMULLD      Y4, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMULLD      Y5, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      q4x16nib<>+0(SB), Y4
+	VMOVDQU      b40<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        2304(AX), Y4, Y10
+	VPAND        256(AX), Y5, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2336(AX), Y4, Y11
+	VPAND        288(AX), Y5, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 192(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 448(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2368(AX), Y4, Y10
+	VPAND        320(AX), Y5, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2400(AX), Y4, Y11
+	VPAND        352(AX), Y5, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 196(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 452(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2432(AX), Y4, Y10
+	VPAND        384(AX), Y5, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2464(AX), Y4, Y11
+	VPAND        416(AX), Y5, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 200(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 456(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2496(AX), Y4, Y10
+	VPAND        448(AX), Y5, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2528(AX), Y4, Y11
+	VPAND        480(AX), Y5, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 204(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 460(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2560(AX), Y4, Y10
+	VPAND        512(AX), Y5, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2592(AX), Y4, Y11
+	VPAND        544(AX), Y5, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 208(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 464(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2624(AX), Y4, Y10
+	VPAND        576(AX), Y5, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2656(AX), Y4, Y11
+	VPAND        608(AX), Y5, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 212(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 468(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2688(AX), Y4, Y10
+	VPAND        640(AX), Y5, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2720(AX), Y4, Y11
+	VPAND        672(AX), Y5, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 216(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 472(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2752(AX), Y4, Y10
+	VPAND        704(AX), Y5, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2784(AX), Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 220(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VPBROADCASTD 476(CX), Y5
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc5 // VPDPBUSD Y5, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x5d; BYTE $0x50; BYTE $0xcd // VPDPBUSD Y5, Y4, Y9 (VEX)
+	VMOVDQU      384(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      416(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y0, Y0
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMULLD      Y4, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMULLD      Y5, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      bf0<>+0(SB), Y4
+	VMOVDQU      b80<>+0(SB), Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        2304(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y5, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2336(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y5, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 224(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 480(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2368(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y5, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2400(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y5, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 228(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 484(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2432(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y5, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2464(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y5, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 232(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 488(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2496(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y5, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2528(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y5, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 236(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 492(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2560(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y5, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2592(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y5, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 240(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 496(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2624(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y5, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2656(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y5, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 244(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 500(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2688(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y5, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2720(AX), Y4, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y5, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 248(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 504(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2752(AX), Y4, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y5, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2784(AX), Y4, Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        736(AX), Y5, Y5
+	VPSRLW       $0x03, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTD 252(CX), Y5
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf5 // VPDPBUSD Y5, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x5d; BYTE $0x50; BYTE $0xfd // VPDPBUSD Y5, Y4, Y7 (VEX)
+	VPBROADCASTD 508(CX), Y5
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc5 // VPDPBUSD Y5, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x5d; BYTE $0x50; BYTE $0xcd // VPDPBUSD Y5, Y4, Y9 (VEX)
+	VMOVDQU      448(SP), Y4
+	VPAND        d0000ffff<>+0(SB), Y4, Y4
+	VMOVDQU      480(SP), Y5
+	VPAND        d0000ffff<>+0(SB), Y5, Y5
+	VPMULLD      Y4, Y6, Y6
+	VPADDD       Y6, Y0, Y0
+	VPMULLD      Y5, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPMULLD      Y4, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMULLD      Y5, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VCVTPH2PS    (AX), Y4
+	VCVTPH2PS    32(AX), Y5
+	VCVTPH2PS    16(AX), Y6
+	VCVTPH2PS    48(AX), Y7
+	VPBROADCASTD 512(CX), Y8
+	VPMADDWD     512(SP), Y8, Y9
+	VPMADDWD     544(SP), Y8, Y8
+	VPBROADCASTD 516(CX), Y10
+	VPMADDWD     576(SP), Y10, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDWD     608(SP), Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPBROADCASTD 520(CX), Y10
+	VPMADDWD     640(SP), Y10, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDWD     672(SP), Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPBROADCASTD 524(CX), Y10
+	VPMADDWD     704(SP), Y10, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDWD     736(SP), Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VBROADCASTSS 544(CX), Y10
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y4, Y10, Y11
+	VMULPS       Y11, Y0, Y0
+	VMULPS       Y5, Y10, Y11
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y11, Y9, Y9
+	VSUBPS       Y9, Y0, Y0
+	VADDPS       768(SP), Y0, Y0
+	VMOVUPS      Y0, 768(SP)
+	VCVTDQ2PS    Y1, Y0
+	VMULPS       Y6, Y10, Y1
+	VMULPS       Y1, Y0, Y0
+	VMULPS       Y7, Y10, Y1
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y1, Y8, Y8
+	VSUBPS       Y8, Y0, Y0
+	VADDPS       800(SP), Y0, Y0
+	VMOVUPS      Y0, 800(SP)
+	VPBROADCASTD 528(CX), Y0
+	VPMADDWD     512(SP), Y0, Y1
+	VPMADDWD     544(SP), Y0, Y0
+	VPBROADCASTD 532(CX), Y8
+	VPMADDWD     576(SP), Y8, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDWD     608(SP), Y8, Y8
+	VPADDD       Y8, Y0, Y0
+	VPBROADCASTD 536(CX), Y8
+	VPMADDWD     640(SP), Y8, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDWD     672(SP), Y8, Y8
+	VPADDD       Y8, Y0, Y0
+	VPBROADCASTD 540(CX), Y8
+	VPMADDWD     704(SP), Y8, Y9
+	VPADDD       Y9, Y1, Y1
+	VPMADDWD     736(SP), Y8, Y8
+	VPADDD       Y8, Y0, Y0
+	VBROADCASTSS 548(CX), Y8
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y8, Y4
+	VMULPS       Y4, Y2, Y2
+	VMULPS       Y5, Y8, Y4
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y4, Y1, Y1
+	VSUBPS       Y1, Y2, Y2
+	VADDPS       832(SP), Y2, Y2
+	VMOVUPS      Y2, 832(SP)
+	VCVTDQ2PS    Y3, Y1
+	VMULPS       Y6, Y8, Y2
+	VMULPS       Y2, Y1, Y1
+	VMULPS       Y7, Y8, Y2
+	VCVTDQ2PS    Y0, Y0
+	VMULPS       Y2, Y0, Y0
+	VSUBPS       Y0, Y1, Y1
+	VADDPS       864(SP), Y1, Y1
+	VMOVUPS      Y1, 864(SP)
+	ADDQ         $0x00000b00, AX
+	ADDQ         $0x00000228, CX
+	DECQ         DX
+	JNZ          q5kx16x2avxvnniblock
+
+q5kx16x2avxvnnidone:
+	MOVQ    stride+56(FP), AX
+	MOVQ    dst_base+64(FP), CX
+	SHLQ    $0x02, AX
+	VMOVUPS 768(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 800(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 832(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 864(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	VZEROUPPER
+	RET
+
+// func dotQ5Kx16x4AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+// Requires: AVX, AVX2, AVXVNNI, F16C, MMX+
+TEXT ·dotQ5Kx16x4AVXVNNI(SB), $1280-88
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+48(FP), DX
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 1024(SP)
+	VMOVUPS Y0, 1056(SP)
+	VMOVUPS Y0, 1088(SP)
+	VMOVUPS Y0, 1120(SP)
+	VMOVUPS Y0, 1152(SP)
+	VMOVUPS Y0, 1184(SP)
+	VMOVUPS Y0, 1216(SP)
+	VMOVUPS Y0, 1248(SP)
+	TESTQ   DX, DX
+	JZ      q5kx16x4avxvnnidone
+
+q5kx16x4avxvnniblock:
+	PREFETCHT0   5632(AX)
+	PREFETCHT0   5696(AX)
+	PREFETCHT0   5760(AX)
+	PREFETCHT0   5824(AX)
+	PREFETCHT0   5888(AX)
+	PREFETCHT0   5952(AX)
+	PREFETCHT0   6016(AX)
+	PREFETCHT0   6080(AX)
+	PREFETCHT0   6144(AX)
+	PREFETCHT0   6208(AX)
+	PREFETCHT0   6272(AX)
+	PREFETCHT0   6336(AX)
+	PREFETCHT0   6400(AX)
+	PREFETCHT0   6464(AX)
+	PREFETCHT0   6528(AX)
+	PREFETCHT0   6592(AX)
+	PREFETCHT0   6656(AX)
+	PREFETCHT0   6720(AX)
+	PREFETCHT0   6784(AX)
+	PREFETCHT0   6848(AX)
+	PREFETCHT0   6912(AX)
+	PREFETCHT0   6976(AX)
+	PREFETCHT0   7040(AX)
+	PREFETCHT0   7104(AX)
+	PREFETCHT0   7168(AX)
+	PREFETCHT0   7232(AX)
+	PREFETCHT0   7296(AX)
+	PREFETCHT0   7360(AX)
+	PREFETCHT0   7424(AX)
+	PREFETCHT0   7488(AX)
+	PREFETCHT0   7552(AX)
+	PREFETCHT0   7616(AX)
+	PREFETCHT0   7680(AX)
+	PREFETCHT0   7744(AX)
+	PREFETCHT0   7808(AX)
+	PREFETCHT0   7872(AX)
+	PREFETCHT0   7936(AX)
+	PREFETCHT0   8000(AX)
+	PREFETCHT0   8064(AX)
+	PREFETCHT0   8128(AX)
+	PREFETCHT0   8192(AX)
+	PREFETCHT0   8256(AX)
+	PREFETCHT0   8320(AX)
+	PREFETCHT0   8384(AX)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      64(AX), Y1
+	VMOVDQU      96(AX), Y2
+	VMOVDQU      128(AX), Y3
+	VMOVDQU      160(AX), Y4
+	VMOVDQU      192(AX), Y5
+	VMOVDQU      224(AX), Y6
+	VPAND        b3f<>+0(SB), Y1, Y7
+	VPAND        b3f<>+0(SB), Y3, Y8
+	VPAND        b3f<>+0(SB), Y2, Y9
+	VPAND        b3f<>+0(SB), Y4, Y10
+	VPAND        Y0, Y5, Y11
+	VPSRLW       $0x02, Y1, Y1
+	VPAND        b30<>+0(SB), Y1, Y1
+	VPOR         Y1, Y11, Y11
+	VPSRLW       $0x04, Y5, Y1
+	VPAND        Y0, Y1, Y1
+	VPSRLW       $0x02, Y3, Y3
+	VPAND        b30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y1, Y1
+	VPAND        Y0, Y6, Y3
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        b30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y3, Y3
+	VPSRLW       $0x04, Y6, Y2
+	VPAND        Y0, Y2, Y2
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        b30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPERMQ       $0x00, Y7, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, (SP)
+	VPERMQ       $0x55, Y7, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 32(SP)
+	VPERMQ       $0xaa, Y7, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 64(SP)
+	VPERMQ       $0xff, Y7, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 96(SP)
+	VPERMQ       $0x00, Y9, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 128(SP)
+	VPERMQ       $0x55, Y9, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 160(SP)
+	VPERMQ       $0xaa, Y9, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 192(SP)
+	VPERMQ       $0xff, Y9, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 224(SP)
+	VPERMQ       $0x00, Y11, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 256(SP)
+	VPERMQ       $0x55, Y11, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 288(SP)
+	VPERMQ       $0xaa, Y11, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 320(SP)
+	VPERMQ       $0xff, Y11, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 352(SP)
+	VPERMQ       $0x00, Y3, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 384(SP)
+	VPERMQ       $0x55, Y3, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 416(SP)
+	VPERMQ       $0xaa, Y3, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 448(SP)
+	VPERMQ       $0xff, Y3, Y0
+	VPSHUFB      q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 480(SP)
+	VPERMQ       $0x88, Y8, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 512(SP)
+	VPERMQ       $0xdd, Y8, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 544(SP)
+	VPERMQ       $0x88, Y10, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 576(SP)
+	VPERMQ       $0xdd, Y10, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 608(SP)
+	VPERMQ       $0x88, Y1, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 640(SP)
+	VPERMQ       $0xdd, Y1, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 672(SP)
+	VPERMQ       $0x88, Y2, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 704(SP)
+	VPERMQ       $0xdd, Y2, Y0
+	VPSHUFB      q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU      Y0, 736(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 768(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 800(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 832(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 864(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 896(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 928(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 960(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 992(SP)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      b01<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        768(AX), Y0, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        800(AX), Y0, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD (CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 256(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 512(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 768(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        832(AX), Y0, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        864(AX), Y0, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 4(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 260(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 516(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 772(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        896(AX), Y0, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        928(AX), Y0, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 8(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 264(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 520(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 776(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        960(AX), Y0, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        992(AX), Y0, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 12(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 268(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 524(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 780(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1024(AX), Y0, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1056(AX), Y0, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 16(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 272(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 528(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 784(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1088(AX), Y0, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1120(AX), Y0, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 20(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 276(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 532(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 788(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1152(AX), Y0, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1184(AX), Y0, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 24(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 280(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 536(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 792(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1216(AX), Y0, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1248(AX), Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSLLW       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 28(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 284(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 540(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 796(CX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      (SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      32(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      bf0<>+0(SB), Y0
+	VMOVDQU      b02<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        768(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        800(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 32(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 288(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 544(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 800(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        832(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        864(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 36(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 292(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 548(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 804(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        896(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        928(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 40(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 296(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 552(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 808(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        960(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        992(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 44(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 300(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 556(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 812(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1024(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1056(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 48(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 304(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 560(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 816(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1088(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1120(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 52(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 308(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 564(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 820(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1152(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1184(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 56(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 312(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 568(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 824(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1216(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1248(AX), Y0, Y0
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSLLW       $0x03, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 60(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 316(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 572(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 828(CX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      64(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      96(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      b04<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1280(AX), Y0, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1312(AX), Y0, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 64(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 320(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 576(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 832(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1344(AX), Y0, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1376(AX), Y0, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 68(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 324(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 580(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 836(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1408(AX), Y0, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1440(AX), Y0, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 72(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 328(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 584(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 840(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1472(AX), Y0, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1504(AX), Y0, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 76(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 332(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 588(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 844(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1536(AX), Y0, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1568(AX), Y0, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 80(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 336(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 592(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 848(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1600(AX), Y0, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1632(AX), Y0, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 84(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 340(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 596(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 852(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1664(AX), Y0, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1696(AX), Y0, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 88(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 344(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 600(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 856(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1728(AX), Y0, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1760(AX), Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSLLW       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 92(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 348(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 604(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 860(CX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      128(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      160(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      bf0<>+0(SB), Y0
+	VMOVDQU      b08<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1280(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1312(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 96(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 352(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 608(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 864(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1344(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1376(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 100(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 356(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 612(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 868(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1408(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1440(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 104(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 360(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 616(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 872(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1472(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1504(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 108(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 364(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 620(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 876(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1536(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1568(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 112(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 368(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 624(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 880(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1600(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1632(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 116(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 372(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 628(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 884(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1664(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1696(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 120(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 376(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 632(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 888(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1728(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1760(AX), Y0, Y0
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSLLW       $0x01, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 124(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 380(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 636(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 892(CX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      192(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      224(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      b10<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1792(AX), Y0, Y10
+	VPAND        256(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1824(AX), Y0, Y11
+	VPAND        288(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 128(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 384(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 640(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 896(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1856(AX), Y0, Y10
+	VPAND        320(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1888(AX), Y0, Y11
+	VPAND        352(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 132(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 388(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 644(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 900(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1920(AX), Y0, Y10
+	VPAND        384(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1952(AX), Y0, Y11
+	VPAND        416(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 136(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 392(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 648(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 904(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1984(AX), Y0, Y10
+	VPAND        448(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2016(AX), Y0, Y11
+	VPAND        480(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 140(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 396(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 652(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 908(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2048(AX), Y0, Y10
+	VPAND        512(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2080(AX), Y0, Y11
+	VPAND        544(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 144(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 400(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 656(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 912(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2112(AX), Y0, Y10
+	VPAND        576(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2144(AX), Y0, Y11
+	VPAND        608(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 148(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 404(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 660(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 916(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2176(AX), Y0, Y10
+	VPAND        640(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2208(AX), Y0, Y11
+	VPAND        672(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 152(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 408(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 664(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 920(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2240(AX), Y0, Y10
+	VPAND        704(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2272(AX), Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 156(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 412(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 668(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 924(CX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      256(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      288(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      bf0<>+0(SB), Y0
+	VMOVDQU      b20<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1792(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1824(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 160(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 416(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 672(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 928(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1856(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1888(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 164(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 420(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 676(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 932(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1920(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1952(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 168(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 424(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 680(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 936(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1984(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2016(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 172(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 428(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 684(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 940(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2048(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2080(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 176(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 432(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 688(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 944(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2112(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2144(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 180(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 436(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 692(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 948(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2176(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2208(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 184(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 440(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 696(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 952(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2240(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2272(AX), Y0, Y0
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSRLW       $0x01, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 188(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 444(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 700(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 956(CX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      320(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      352(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      b40<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        2304(AX), Y0, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2336(AX), Y0, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 192(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 448(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 704(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 960(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2368(AX), Y0, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2400(AX), Y0, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 196(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 452(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 708(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 964(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2432(AX), Y0, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2464(AX), Y0, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 200(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 456(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 712(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 968(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2496(AX), Y0, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2528(AX), Y0, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 204(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 460(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 716(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 972(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2560(AX), Y0, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2592(AX), Y0, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 208(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 464(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 720(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 976(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2624(AX), Y0, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2656(AX), Y0, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 212(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 468(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 724(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 980(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2688(AX), Y0, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2720(AX), Y0, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 216(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 472(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 728(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 984(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2752(AX), Y0, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2784(AX), Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSRLW       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 220(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 476(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 732(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 988(CX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      384(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      416(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      bf0<>+0(SB), Y0
+	VMOVDQU      b80<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        2304(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2336(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 224(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 480(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 736(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 992(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2368(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2400(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 228(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 484(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 740(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 996(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2432(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2464(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 232(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 488(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 744(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1000(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2496(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2528(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 236(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 492(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 748(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1004(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2560(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2592(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 240(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 496(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 752(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1008(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2624(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2656(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 244(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 500(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 756(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1012(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2688(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2720(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 248(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 504(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 760(CX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1016(CX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2752(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2784(AX), Y0, Y0
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSRLW       $0x03, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 252(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 508(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 764(CX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 1020(CX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      448(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      480(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VCVTPH2PS    (AX), Y0
+	VCVTPH2PS    32(AX), Y1
+	VCVTPH2PS    16(AX), Y2
+	VCVTPH2PS    48(AX), Y3
+	VPBROADCASTD 1024(CX), Y4
+	VPMADDWD     512(SP), Y4, Y5
+	VPMADDWD     544(SP), Y4, Y4
+	VPBROADCASTD 1028(CX), Y6
+	VPMADDWD     576(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     608(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 1032(CX), Y6
+	VPMADDWD     640(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     672(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 1036(CX), Y6
+	VPMADDWD     704(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     736(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VBROADCASTSS 1088(CX), Y6
+	VCVTDQ2PS    768(SP), Y7
+	VMULPS       Y0, Y6, Y8
+	VMULPS       Y8, Y7, Y7
+	VMULPS       Y1, Y6, Y8
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y8, Y5, Y5
+	VSUBPS       Y5, Y7, Y7
+	VADDPS       1024(SP), Y7, Y7
+	VMOVUPS      Y7, 1024(SP)
+	VCVTDQ2PS    800(SP), Y5
+	VMULPS       Y2, Y6, Y7
+	VMULPS       Y7, Y5, Y5
+	VMULPS       Y3, Y6, Y6
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VSUBPS       Y4, Y5, Y5
+	VADDPS       1056(SP), Y5, Y5
+	VMOVUPS      Y5, 1056(SP)
+	VPBROADCASTD 1040(CX), Y4
+	VPMADDWD     512(SP), Y4, Y5
+	VPMADDWD     544(SP), Y4, Y4
+	VPBROADCASTD 1044(CX), Y6
+	VPMADDWD     576(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     608(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 1048(CX), Y6
+	VPMADDWD     640(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     672(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 1052(CX), Y6
+	VPMADDWD     704(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     736(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VBROADCASTSS 1092(CX), Y6
+	VCVTDQ2PS    832(SP), Y7
+	VMULPS       Y0, Y6, Y8
+	VMULPS       Y8, Y7, Y7
+	VMULPS       Y1, Y6, Y8
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y8, Y5, Y5
+	VSUBPS       Y5, Y7, Y7
+	VADDPS       1088(SP), Y7, Y7
+	VMOVUPS      Y7, 1088(SP)
+	VCVTDQ2PS    864(SP), Y5
+	VMULPS       Y2, Y6, Y7
+	VMULPS       Y7, Y5, Y5
+	VMULPS       Y3, Y6, Y6
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VSUBPS       Y4, Y5, Y5
+	VADDPS       1120(SP), Y5, Y5
+	VMOVUPS      Y5, 1120(SP)
+	VPBROADCASTD 1056(CX), Y4
+	VPMADDWD     512(SP), Y4, Y5
+	VPMADDWD     544(SP), Y4, Y4
+	VPBROADCASTD 1060(CX), Y6
+	VPMADDWD     576(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     608(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 1064(CX), Y6
+	VPMADDWD     640(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     672(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 1068(CX), Y6
+	VPMADDWD     704(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     736(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VBROADCASTSS 1096(CX), Y6
+	VCVTDQ2PS    896(SP), Y7
+	VMULPS       Y0, Y6, Y8
+	VMULPS       Y8, Y7, Y7
+	VMULPS       Y1, Y6, Y8
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y8, Y5, Y5
+	VSUBPS       Y5, Y7, Y7
+	VADDPS       1152(SP), Y7, Y7
+	VMOVUPS      Y7, 1152(SP)
+	VCVTDQ2PS    928(SP), Y5
+	VMULPS       Y2, Y6, Y7
+	VMULPS       Y7, Y5, Y5
+	VMULPS       Y3, Y6, Y6
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VSUBPS       Y4, Y5, Y5
+	VADDPS       1184(SP), Y5, Y5
+	VMOVUPS      Y5, 1184(SP)
+	VPBROADCASTD 1072(CX), Y4
+	VPMADDWD     512(SP), Y4, Y5
+	VPMADDWD     544(SP), Y4, Y4
+	VPBROADCASTD 1076(CX), Y6
+	VPMADDWD     576(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     608(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 1080(CX), Y6
+	VPMADDWD     640(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     672(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 1084(CX), Y6
+	VPMADDWD     704(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     736(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VBROADCASTSS 1100(CX), Y6
+	VCVTDQ2PS    960(SP), Y7
+	VMULPS       Y0, Y6, Y0
+	VMULPS       Y0, Y7, Y7
+	VMULPS       Y1, Y6, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y5, Y7, Y7
+	VADDPS       1216(SP), Y7, Y7
+	VMOVUPS      Y7, 1216(SP)
+	VCVTDQ2PS    992(SP), Y0
+	VMULPS       Y2, Y6, Y1
+	VMULPS       Y1, Y0, Y0
+	VMULPS       Y3, Y6, Y1
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VSUBPS       Y4, Y0, Y0
+	VADDPS       1248(SP), Y0, Y0
+	VMOVUPS      Y0, 1248(SP)
+	ADDQ         $0x00000b00, AX
+	ADDQ         $0x00000450, CX
+	DECQ         DX
+	JNZ          q5kx16x4avxvnniblock
+
+q5kx16x4avxvnnidone:
+	MOVQ    stride+56(FP), AX
+	MOVQ    dst_base+64(FP), CX
+	SHLQ    $0x02, AX
+	VMOVUPS 1024(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1056(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1088(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1120(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1152(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1184(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1216(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1248(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	VZEROUPPER
+	RET
+
+// func dotQ5Kx16x8AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+// Requires: AVX, AVX2, AVXVNNI, F16C, MMX+
+TEXT ·dotQ5Kx16x8AVXVNNI(SB), $1536-88
+	MOVQ    w_base+0(FP), AX
+	MOVQ    x_base+24(FP), CX
+	MOVQ    nb+48(FP), DX
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 1024(SP)
+	VMOVUPS Y0, 1056(SP)
+	VMOVUPS Y0, 1088(SP)
+	VMOVUPS Y0, 1120(SP)
+	VMOVUPS Y0, 1152(SP)
+	VMOVUPS Y0, 1184(SP)
+	VMOVUPS Y0, 1216(SP)
+	VMOVUPS Y0, 1248(SP)
+	VMOVUPS Y0, 1280(SP)
+	VMOVUPS Y0, 1312(SP)
+	VMOVUPS Y0, 1344(SP)
+	VMOVUPS Y0, 1376(SP)
+	VMOVUPS Y0, 1408(SP)
+	VMOVUPS Y0, 1440(SP)
+	VMOVUPS Y0, 1472(SP)
+	VMOVUPS Y0, 1504(SP)
+	TESTQ   DX, DX
+	JZ      q5kx16x8avxvnnidone
+
+q5kx16x8avxvnniblock:
+	PREFETCHT0 5632(AX)
+	PREFETCHT0 5696(AX)
+	PREFETCHT0 5760(AX)
+	PREFETCHT0 5824(AX)
+	PREFETCHT0 5888(AX)
+	PREFETCHT0 5952(AX)
+	PREFETCHT0 6016(AX)
+	PREFETCHT0 6080(AX)
+	PREFETCHT0 6144(AX)
+	PREFETCHT0 6208(AX)
+	PREFETCHT0 6272(AX)
+	PREFETCHT0 6336(AX)
+	PREFETCHT0 6400(AX)
+	PREFETCHT0 6464(AX)
+	PREFETCHT0 6528(AX)
+	PREFETCHT0 6592(AX)
+	PREFETCHT0 6656(AX)
+	PREFETCHT0 6720(AX)
+	PREFETCHT0 6784(AX)
+	PREFETCHT0 6848(AX)
+	PREFETCHT0 6912(AX)
+	PREFETCHT0 6976(AX)
+	PREFETCHT0 7040(AX)
+	PREFETCHT0 7104(AX)
+	PREFETCHT0 7168(AX)
+	PREFETCHT0 7232(AX)
+	PREFETCHT0 7296(AX)
+	PREFETCHT0 7360(AX)
+	PREFETCHT0 7424(AX)
+	PREFETCHT0 7488(AX)
+	PREFETCHT0 7552(AX)
+	PREFETCHT0 7616(AX)
+	PREFETCHT0 7680(AX)
+	PREFETCHT0 7744(AX)
+	PREFETCHT0 7808(AX)
+	PREFETCHT0 7872(AX)
+	PREFETCHT0 7936(AX)
+	PREFETCHT0 8000(AX)
+	PREFETCHT0 8064(AX)
+	PREFETCHT0 8128(AX)
+	PREFETCHT0 8192(AX)
+	PREFETCHT0 8256(AX)
+	PREFETCHT0 8320(AX)
+	PREFETCHT0 8384(AX)
+	VMOVDQU    q4x16nib<>+0(SB), Y0
+	VMOVDQU    64(AX), Y1
+	VMOVDQU    96(AX), Y2
+	VMOVDQU    128(AX), Y3
+	VMOVDQU    160(AX), Y4
+	VMOVDQU    192(AX), Y5
+	VMOVDQU    224(AX), Y6
+	VPAND      b3f<>+0(SB), Y1, Y7
+	VPAND      b3f<>+0(SB), Y3, Y8
+	VPAND      b3f<>+0(SB), Y2, Y9
+	VPAND      b3f<>+0(SB), Y4, Y10
+	VPAND      Y0, Y5, Y11
+	VPSRLW     $0x02, Y1, Y1
+	VPAND      b30<>+0(SB), Y1, Y1
+	VPOR       Y1, Y11, Y11
+	VPSRLW     $0x04, Y5, Y1
+	VPAND      Y0, Y1, Y1
+	VPSRLW     $0x02, Y3, Y3
+	VPAND      b30<>+0(SB), Y3, Y3
+	VPOR       Y3, Y1, Y1
+	VPAND      Y0, Y6, Y3
+	VPSRLW     $0x02, Y2, Y2
+	VPAND      b30<>+0(SB), Y2, Y2
+	VPOR       Y2, Y3, Y3
+	VPSRLW     $0x04, Y6, Y2
+	VPAND      Y0, Y2, Y2
+	VPSRLW     $0x02, Y4, Y4
+	VPAND      b30<>+0(SB), Y4, Y4
+	VPOR       Y4, Y2, Y2
+	VPERMQ     $0x00, Y7, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, (SP)
+	VPERMQ     $0x55, Y7, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 32(SP)
+	VPERMQ     $0xaa, Y7, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 64(SP)
+	VPERMQ     $0xff, Y7, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 96(SP)
+	VPERMQ     $0x00, Y9, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 128(SP)
+	VPERMQ     $0x55, Y9, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 160(SP)
+	VPERMQ     $0xaa, Y9, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 192(SP)
+	VPERMQ     $0xff, Y9, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 224(SP)
+	VPERMQ     $0x00, Y11, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 256(SP)
+	VPERMQ     $0x55, Y11, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 288(SP)
+	VPERMQ     $0xaa, Y11, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 320(SP)
+	VPERMQ     $0xff, Y11, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 352(SP)
+	VPERMQ     $0x00, Y3, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 384(SP)
+	VPERMQ     $0x55, Y3, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 416(SP)
+	VPERMQ     $0xaa, Y3, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 448(SP)
+	VPERMQ     $0xff, Y3, Y0
+	VPSHUFB    q4kx16dup<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 480(SP)
+	VPERMQ     $0x88, Y8, Y0
+	VPSHUFB    q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 512(SP)
+	VPERMQ     $0xdd, Y8, Y0
+	VPSHUFB    q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 544(SP)
+	VPERMQ     $0x88, Y10, Y0
+	VPSHUFB    q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 576(SP)
+	VPERMQ     $0xdd, Y10, Y0
+	VPSHUFB    q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 608(SP)
+	VPERMQ     $0x88, Y1, Y0
+	VPSHUFB    q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 640(SP)
+	VPERMQ     $0xdd, Y1, Y0
+	VPSHUFB    q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 672(SP)
+	VPERMQ     $0x88, Y2, Y0
+	VPSHUFB    q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 704(SP)
+	VPERMQ     $0xdd, Y2, Y0
+	VPSHUFB    q4kx16pair<>+0(SB), Y0, Y0
+	VMOVDQU    Y0, 736(SP)
+	MOVQ       CX, BX
+	LEAQ       2048(CX), SI
+	LEAQ       2176(CX), DI
+	LEAQ       1024(SP), R8
+	MOVQ       $0x00000002, R9
+
+q5kx16x8avxvnnipass:
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 768(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 800(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 832(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 864(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 896(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 928(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 960(SP)
+	VPXOR        Y0, Y0, Y0
+	VMOVDQU      Y0, 992(SP)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      b01<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        768(AX), Y0, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        800(AX), Y0, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD (BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 256(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 512(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 768(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        832(AX), Y0, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        864(AX), Y0, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 4(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 260(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 516(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 772(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        896(AX), Y0, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        928(AX), Y0, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 8(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 264(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 520(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 776(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        960(AX), Y0, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        992(AX), Y0, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 12(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 268(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 524(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 780(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1024(AX), Y0, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1056(AX), Y0, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 16(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 272(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 528(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 784(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1088(AX), Y0, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1120(AX), Y0, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 20(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 276(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 532(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 788(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1152(AX), Y0, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1184(AX), Y0, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSLLW       $0x04, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 24(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 280(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 536(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 792(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1216(AX), Y0, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1248(AX), Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSLLW       $0x04, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 28(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 284(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 540(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 796(BX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      (SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      32(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      bf0<>+0(SB), Y0
+	VMOVDQU      b02<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        768(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        800(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 32(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 288(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 544(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 800(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        832(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        864(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 36(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 292(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 548(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 804(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        896(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        928(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 40(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 296(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 552(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 808(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        960(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        992(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 44(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 300(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 556(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 812(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1024(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1056(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 48(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 304(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 560(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 816(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1088(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1120(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 52(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 308(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 564(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 820(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1152(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1184(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSLLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 56(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 312(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 568(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 824(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1216(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1248(AX), Y0, Y0
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSLLW       $0x03, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 60(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 316(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 572(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 828(BX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      64(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      96(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      b04<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1280(AX), Y0, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1312(AX), Y0, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 64(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 320(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 576(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 832(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1344(AX), Y0, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1376(AX), Y0, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 68(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 324(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 580(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 836(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1408(AX), Y0, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1440(AX), Y0, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 72(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 328(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 584(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 840(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1472(AX), Y0, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1504(AX), Y0, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 76(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 332(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 588(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 844(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1536(AX), Y0, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1568(AX), Y0, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 80(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 336(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 592(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 848(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1600(AX), Y0, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1632(AX), Y0, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 84(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 340(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 596(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 852(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1664(AX), Y0, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1696(AX), Y0, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 88(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 344(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 600(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 856(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1728(AX), Y0, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1760(AX), Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSLLW       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 92(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 348(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 604(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 860(BX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      128(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      160(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      bf0<>+0(SB), Y0
+	VMOVDQU      b08<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1280(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1312(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 96(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 352(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 608(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 864(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1344(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1376(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 100(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 356(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 612(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 868(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1408(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1440(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 104(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 360(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 616(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 872(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1472(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1504(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 108(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 364(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 620(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 876(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1536(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1568(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 112(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 368(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 624(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 880(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1600(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1632(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 116(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 372(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 628(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 884(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1664(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1696(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSLLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 120(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 376(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 632(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 888(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1728(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1760(AX), Y0, Y0
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSLLW       $0x01, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 124(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 380(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 636(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 892(BX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      192(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      224(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      b10<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1792(AX), Y0, Y10
+	VPAND        256(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1824(AX), Y0, Y11
+	VPAND        288(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 128(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 384(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 640(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 896(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1856(AX), Y0, Y10
+	VPAND        320(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1888(AX), Y0, Y11
+	VPAND        352(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 132(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 388(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 644(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 900(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1920(AX), Y0, Y10
+	VPAND        384(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1952(AX), Y0, Y11
+	VPAND        416(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 136(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 392(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 648(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 904(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1984(AX), Y0, Y10
+	VPAND        448(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2016(AX), Y0, Y11
+	VPAND        480(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 140(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 396(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 652(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 908(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2048(AX), Y0, Y10
+	VPAND        512(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2080(AX), Y0, Y11
+	VPAND        544(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 144(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 400(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 656(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 912(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2112(AX), Y0, Y10
+	VPAND        576(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2144(AX), Y0, Y11
+	VPAND        608(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 148(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 404(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 660(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 916(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2176(AX), Y0, Y10
+	VPAND        640(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2208(AX), Y0, Y11
+	VPAND        672(AX), Y1, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 152(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 408(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 664(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 920(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2240(AX), Y0, Y10
+	VPAND        704(AX), Y1, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2272(AX), Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 156(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 412(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 668(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 924(BX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      256(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      288(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      bf0<>+0(SB), Y0
+	VMOVDQU      b20<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        1792(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1824(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 160(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 416(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 672(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 928(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1856(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1888(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 164(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 420(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 676(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 932(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1920(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        1952(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 168(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 424(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 680(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 936(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        1984(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2016(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 172(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 428(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 684(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 940(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2048(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2080(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 176(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 432(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 688(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 944(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2112(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2144(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 180(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 436(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 692(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 948(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2176(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2208(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSRLW       $0x01, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 184(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 440(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 696(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 952(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2240(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2272(AX), Y0, Y0
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSRLW       $0x01, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 188(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 444(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 700(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 956(BX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      320(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      352(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      q4x16nib<>+0(SB), Y0
+	VMOVDQU      b40<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        2304(AX), Y0, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2336(AX), Y0, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 192(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 448(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 704(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 960(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2368(AX), Y0, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2400(AX), Y0, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 196(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 452(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 708(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 964(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2432(AX), Y0, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2464(AX), Y0, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 200(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 456(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 712(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 968(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2496(AX), Y0, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2528(AX), Y0, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 204(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 460(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 716(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 972(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2560(AX), Y0, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2592(AX), Y0, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 208(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 464(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 720(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 976(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2624(AX), Y0, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2656(AX), Y0, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 212(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 468(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 724(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 980(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2688(AX), Y0, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2720(AX), Y0, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSRLW       $0x02, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 216(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 472(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 728(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 984(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2752(AX), Y0, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2784(AX), Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSRLW       $0x02, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 220(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 476(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 732(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 988(BX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      384(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      416(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VMOVDQU      bf0<>+0(SB), Y0
+	VMOVDQU      b80<>+0(SB), Y1
+	VPSUBD       Y2, Y2, Y2
+	VPSUBD       Y3, Y3, Y3
+	VPSUBD       Y4, Y4, Y4
+	VPSUBD       Y5, Y5, Y5
+	VPSUBD       Y6, Y6, Y6
+	VPSUBD       Y7, Y7, Y7
+	VPSUBD       Y8, Y8, Y8
+	VPSUBD       Y9, Y9, Y9
+	VPAND        2304(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        256(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2336(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        288(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 224(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 480(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 736(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 992(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2368(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        320(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2400(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        352(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 228(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 484(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 740(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 996(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2432(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        384(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2464(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        416(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 232(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 488(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 744(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1000(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2496(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        448(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2528(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        480(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 236(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 492(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 748(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1004(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2560(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        512(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2592(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        544(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 240(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 496(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 752(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1008(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2624(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        576(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2656(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        608(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 244(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 500(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 756(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1012(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2688(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        640(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2720(AX), Y0, Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        672(AX), Y1, Y12
+	VPSRLW       $0x03, Y12, Y12
+	VPOR         Y12, Y11, Y11
+	VPBROADCASTD 248(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd4 // VPDPBUSD Y12, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdc // VPDPBUSD Y12, Y11, Y3 (VEX)
+	VPBROADCASTD 504(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xe4 // VPDPBUSD Y12, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xec // VPDPBUSD Y12, Y11, Y5 (VEX)
+	VPBROADCASTD 760(BX), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xf4 // VPDPBUSD Y12, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xfc // VPDPBUSD Y12, Y11, Y7 (VEX)
+	VPBROADCASTD 1016(BX), Y12
+	BYTE $0xc4; BYTE $0x42; BYTE $0x2d; BYTE $0x50; BYTE $0xc4 // VPDPBUSD Y12, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x25; BYTE $0x50; BYTE $0xcc // VPDPBUSD Y12, Y11, Y9 (VEX)
+	VPAND        2752(AX), Y0, Y10
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        704(AX), Y1, Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPAND        2784(AX), Y0, Y0
+	VPSRLW       $0x04, Y0, Y0
+	VPAND        736(AX), Y1, Y1
+	VPSRLW       $0x03, Y1, Y1
+	VPOR         Y1, Y0, Y0
+	VPBROADCASTD 252(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xd1 // VPDPBUSD Y1, Y10, Y2 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xd9 // VPDPBUSD Y1, Y0, Y3 (VEX)
+	VPBROADCASTD 508(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xe1 // VPDPBUSD Y1, Y10, Y4 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xe9 // VPDPBUSD Y1, Y0, Y5 (VEX)
+	VPBROADCASTD 764(BX), Y1
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x2d; BYTE $0x50; BYTE $0xf1 // VPDPBUSD Y1, Y10, Y6 (VEX)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7d; BYTE $0x50; BYTE $0xf9 // VPDPBUSD Y1, Y0, Y7 (VEX)
+	VPBROADCASTD 1020(BX), Y1
+	BYTE $0xc4; BYTE $0x62; BYTE $0x2d; BYTE $0x50; BYTE $0xc1 // VPDPBUSD Y1, Y10, Y8 (VEX)
+	BYTE $0xc4; BYTE $0x62; BYTE $0x7d; BYTE $0x50; BYTE $0xc9 // VPDPBUSD Y1, Y0, Y9 (VEX)
+	VMOVDQU      448(SP), Y0
+	VPAND        d0000ffff<>+0(SB), Y0, Y0
+	VMOVDQU      480(SP), Y1
+	VPAND        d0000ffff<>+0(SB), Y1, Y1
+	VPMULLD      Y0, Y2, Y2
+	VPADDD       768(SP), Y2, Y2
+	VMOVDQU      Y2, 768(SP)
+	VPMULLD      Y1, Y3, Y3
+	VPADDD       800(SP), Y3, Y3
+	VMOVDQU      Y3, 800(SP)
+	VPMULLD      Y0, Y4, Y4
+	VPADDD       832(SP), Y4, Y4
+	VMOVDQU      Y4, 832(SP)
+	VPMULLD      Y1, Y5, Y5
+	VPADDD       864(SP), Y5, Y5
+	VMOVDQU      Y5, 864(SP)
+	VPMULLD      Y0, Y6, Y6
+	VPADDD       896(SP), Y6, Y6
+	VMOVDQU      Y6, 896(SP)
+	VPMULLD      Y1, Y7, Y7
+	VPADDD       928(SP), Y7, Y7
+	VMOVDQU      Y7, 928(SP)
+	VPMULLD      Y0, Y8, Y8
+	VPADDD       960(SP), Y8, Y8
+	VMOVDQU      Y8, 960(SP)
+	VPMULLD      Y1, Y9, Y9
+	VPADDD       992(SP), Y9, Y9
+	VMOVDQU      Y9, 992(SP)
+	VCVTPH2PS    (AX), Y0
+	VCVTPH2PS    32(AX), Y1
+	VCVTPH2PS    16(AX), Y2
+	VCVTPH2PS    48(AX), Y3
+	VPBROADCASTD (SI), Y4
+	VPMADDWD     512(SP), Y4, Y5
+	VPMADDWD     544(SP), Y4, Y4
+	VPBROADCASTD 4(SI), Y6
+	VPMADDWD     576(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     608(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 8(SI), Y6
+	VPMADDWD     640(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     672(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 12(SI), Y6
+	VPMADDWD     704(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     736(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VBROADCASTSS (DI), Y6
+	VCVTDQ2PS    768(SP), Y7
+	VMULPS       Y0, Y6, Y8
+	VMULPS       Y8, Y7, Y7
+	VMULPS       Y1, Y6, Y8
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y8, Y5, Y5
+	VSUBPS       Y5, Y7, Y7
+	VADDPS       (R8), Y7, Y7
+	VMOVUPS      Y7, (R8)
+	VCVTDQ2PS    800(SP), Y5
+	VMULPS       Y2, Y6, Y7
+	VMULPS       Y7, Y5, Y5
+	VMULPS       Y3, Y6, Y6
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VSUBPS       Y4, Y5, Y5
+	VADDPS       32(R8), Y5, Y5
+	VMOVUPS      Y5, 32(R8)
+	VPBROADCASTD 16(SI), Y4
+	VPMADDWD     512(SP), Y4, Y5
+	VPMADDWD     544(SP), Y4, Y4
+	VPBROADCASTD 20(SI), Y6
+	VPMADDWD     576(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     608(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 24(SI), Y6
+	VPMADDWD     640(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     672(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 28(SI), Y6
+	VPMADDWD     704(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     736(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VBROADCASTSS 4(DI), Y6
+	VCVTDQ2PS    832(SP), Y7
+	VMULPS       Y0, Y6, Y8
+	VMULPS       Y8, Y7, Y7
+	VMULPS       Y1, Y6, Y8
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y8, Y5, Y5
+	VSUBPS       Y5, Y7, Y7
+	VADDPS       64(R8), Y7, Y7
+	VMOVUPS      Y7, 64(R8)
+	VCVTDQ2PS    864(SP), Y5
+	VMULPS       Y2, Y6, Y7
+	VMULPS       Y7, Y5, Y5
+	VMULPS       Y3, Y6, Y6
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VSUBPS       Y4, Y5, Y5
+	VADDPS       96(R8), Y5, Y5
+	VMOVUPS      Y5, 96(R8)
+	VPBROADCASTD 32(SI), Y4
+	VPMADDWD     512(SP), Y4, Y5
+	VPMADDWD     544(SP), Y4, Y4
+	VPBROADCASTD 36(SI), Y6
+	VPMADDWD     576(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     608(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 40(SI), Y6
+	VPMADDWD     640(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     672(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 44(SI), Y6
+	VPMADDWD     704(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     736(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VBROADCASTSS 8(DI), Y6
+	VCVTDQ2PS    896(SP), Y7
+	VMULPS       Y0, Y6, Y8
+	VMULPS       Y8, Y7, Y7
+	VMULPS       Y1, Y6, Y8
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y8, Y5, Y5
+	VSUBPS       Y5, Y7, Y7
+	VADDPS       128(R8), Y7, Y7
+	VMOVUPS      Y7, 128(R8)
+	VCVTDQ2PS    928(SP), Y5
+	VMULPS       Y2, Y6, Y7
+	VMULPS       Y7, Y5, Y5
+	VMULPS       Y3, Y6, Y6
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VSUBPS       Y4, Y5, Y5
+	VADDPS       160(R8), Y5, Y5
+	VMOVUPS      Y5, 160(R8)
+	VPBROADCASTD 48(SI), Y4
+	VPMADDWD     512(SP), Y4, Y5
+	VPMADDWD     544(SP), Y4, Y4
+	VPBROADCASTD 52(SI), Y6
+	VPMADDWD     576(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     608(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 56(SI), Y6
+	VPMADDWD     640(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     672(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPBROADCASTD 60(SI), Y6
+	VPMADDWD     704(SP), Y6, Y7
+	VPADDD       Y7, Y5, Y5
+	VPMADDWD     736(SP), Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VBROADCASTSS 12(DI), Y6
+	VCVTDQ2PS    960(SP), Y7
+	VMULPS       Y0, Y6, Y0
+	VMULPS       Y0, Y7, Y7
+	VMULPS       Y1, Y6, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y0, Y5, Y5
+	VSUBPS       Y5, Y7, Y7
+	VADDPS       192(R8), Y7, Y7
+	VMOVUPS      Y7, 192(R8)
+	VCVTDQ2PS    992(SP), Y0
+	VMULPS       Y2, Y6, Y1
+	VMULPS       Y1, Y0, Y0
+	VMULPS       Y3, Y6, Y1
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VSUBPS       Y4, Y0, Y0
+	VADDPS       224(R8), Y0, Y0
+	VMOVUPS      Y0, 224(R8)
+	ADDQ         $0x00000400, BX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x00000010, DI
+	ADDQ         $0x00000100, R8
+	DECQ         R9
+	JNZ          q5kx16x8avxvnnipass
+	ADDQ         $0x00000b00, AX
+	ADDQ         $0x000008a0, CX
+	DECQ         DX
+	JNZ          q5kx16x8avxvnniblock
+
+q5kx16x8avxvnnidone:
+	MOVQ    stride+56(FP), AX
+	MOVQ    dst_base+64(FP), CX
+	SHLQ    $0x02, AX
+	VMOVUPS 1024(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1056(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1088(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1120(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1152(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1184(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1216(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1248(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1280(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1312(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1344(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1376(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1408(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1440(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	ADDQ    AX, CX
+	VMOVUPS 1472(SP), Y0
+	VMOVUPS Y0, (CX)
+	VMOVUPS 1504(SP), Y0
+	VMOVUPS Y0, 32(CX)
+	VZEROUPPER
+	RET

@@ -43,3 +43,23 @@ func dotQ5Kx16x4AVX2(w []byte, x []byte, nb int, stride int, dst []float32)
 //
 //go:noescape
 func dotQ5Kx16x8AVX2(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ5Kx16x1AVXVNNI is dotQ5Kx16Generic for 1 input(s) with AVXVNNI.
+//
+//go:noescape
+func dotQ5Kx16x1AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ5Kx16x2AVXVNNI is dotQ5Kx16Generic for 2 input(s) with AVXVNNI.
+//
+//go:noescape
+func dotQ5Kx16x2AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ5Kx16x4AVXVNNI is dotQ5Kx16Generic for 4 input(s) with AVXVNNI.
+//
+//go:noescape
+func dotQ5Kx16x4AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)
+
+// dotQ5Kx16x8AVXVNNI is dotQ5Kx16Generic for 8 input(s) with AVXVNNI.
+//
+//go:noescape
+func dotQ5Kx16x8AVXVNNI(w []byte, x []byte, nb int, stride int, dst []float32)

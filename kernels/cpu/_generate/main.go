@@ -106,12 +106,18 @@ func main() {
 		for _, ni := range []int{1, 2, 4, 8} {
 			genQ4Kx16AVX2(ni)
 		}
+		for _, ni := range []int{1, 2, 4, 8} {
+			genK45x16AVX2(false, ni, true)
+		}
 	case "q5kx16":
 		for _, ni := range []int{1, 2, 4, 8} {
 			genQ5Kx16VNNI(ni)
 		}
 		for _, ni := range []int{1, 2, 4, 8} {
 			genQ5Kx16AVX2(ni)
+		}
+		for _, ni := range []int{1, 2, 4, 8} {
+			genK45x16AVX2(true, ni, true)
 		}
 	case "q6kx16":
 		for _, ni := range []int{1, 2, 4, 8} {
