@@ -248,11 +248,25 @@ func genQ4x16AVX2(ni int, vex bool) {
 	for j0 := 0; j0 < ni; j0 += pass {
 		g := min(ni-j0, pass)
 		s := make([][2]VecVirtual, g) // input j's int16 sums (int32 with vex), by half
+		// vex: chains[j][h][c] takes the steps 2k+part ≡ c (mod len),
+		// so that one input has two independent VPDPBUSD chains a half
+		// (as genK45x16AVX2; the registers allow no more here).
+		nc := max(1, 2/g)
+		var chains [][2][]VecVirtual
 		if vex {
+			chains = make([][2][]VecVirtual, g)
 			for j := range g {
 				for h := range 2 {
-					s[j][h] = YMM()
-					VPBROADCASTD(Mem{Base: xp, Disp: 32*ni + 4*(j0+j)}, s[j][h])
+					for c := range nc {
+						z := YMM()
+						if c == 0 {
+							VPBROADCASTD(Mem{Base: xp, Disp: 32*ni + 4*(j0+j)}, z)
+						} else {
+							VPSUBD(z, z, z)
+						}
+						chains[j][h] = append(chains[j][h], z)
+					}
+					s[j][h] = chains[j][h][0]
 				}
 			}
 		}
@@ -274,7 +288,7 @@ func genQ4x16AVX2(ni int, vex bool) {
 					VPBROADCASTD(Mem{Base: xp, Disp: 32*(j0+j) + 16*part + 4*k}, y)
 					for h := range 2 {
 						if vex {
-							vpdpbusdVEX(y, q[part][h], s[j][h])
+							vpdpbusdVEX(y, q[part][h], chains[j][h][(2*k+part)%nc])
 							continue
 						}
 						p := y
@@ -288,6 +302,13 @@ func genQ4x16AVX2(ni int, vex bool) {
 							VPADDW(p, s[j][h], s[j][h])
 						}
 					}
+				}
+			}
+		}
+		for j := range chains {
+			for h := range 2 {
+				for _, c := range chains[j][h][1:] {
+					VPADDD(c, s[j][h], s[j][h])
 				}
 			}
 		}
