@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,8 +19,65 @@ import (
 )
 
 // keyNeuronOrder records in a reordered model which profile numbered its
-// FFN neurons hot first.
-const keyNeuronOrder = "stoke.ffn.neuron_order"
+// FFN neurons hot first; keyNeuronOrderID identifies the numbering (a hash
+// of the permutations, and of the source's own, if it was renumbered
+// before), and keyPredOrderID, in a predictor sidecar, the numbering of
+// the model it predicts for. A predictor that predicts for another
+// numbering picks the wrong neurons, so the sparse commands refuse one
+// (checkPredictorOrder).
+const (
+	keyNeuronOrder   = "stoke.ffn.neuron_order"
+	keyNeuronOrderID = "stoke.ffn.neuron_order_id"
+	keyPredOrderID   = "stoke.predictor.neuron_order_id"
+)
+
+// orderID identifies the numbering order gives a model numbered src ("":
+// as converted).
+func orderID(src string, order [][]int32) string {
+	h := sha256.New()
+	h.Write([]byte(src))
+	var b [4]byte
+	for _, o := range order {
+		binary.LittleEndian.PutUint32(b[:], uint32(len(o)))
+		h.Write(b[:])
+		for _, v := range o {
+			binary.LittleEndian.PutUint32(b[:], uint32(v))
+			h.Write(b[:])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// predictorOrderID returns the numbering the predictor sidecar at path
+// predicts for ("" when it records none: trained on a model as
+// converted, or by another tool).
+func predictorOrderID(path string) (string, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	id, _ := f.String(keyPredOrderID)
+	return id, nil
+}
+
+// checkPredictorOrder fails unless the predictor sidecar at predPath
+// predicts for the numbering of the model m.
+func checkPredictorOrder(m *gguf.File, model, predPath string) error {
+	pid, err := predictorOrderID(predPath)
+	if err != nil {
+		return err
+	}
+	mid, _ := m.String(keyNeuronOrderID)
+	switch {
+	case pid == mid:
+		return nil
+	case pid == "":
+		return fmt.Errorf("predictor %s was trained before %s had its FFN neurons renumbered (stoke reorder), so it would pick the wrong neurons: renumber it with stoke reorder --predictor, or train one on this model", predPath, model)
+	default:
+		return fmt.Errorf("predictor %s predicts for another numbering of the FFN neurons than %s has (stoke reorder): use the predictor written with this model, or train one on it", predPath, model)
+	}
+}
 
 // cmdReorder writes a model whose FFN neurons are numbered hot first by a
 // profile's firing counts (arch.PermuteFFN): the same model, whose sparse
@@ -72,6 +132,9 @@ func cmdReorder(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	var pred *predictor.Predictor
 	if *predIn != "" { // read before writing anything
+		if err := checkPredictorOrder(f, *model, *predIn); err != nil {
+			return err
+		}
 		if pred, err = predictor.ReadPredictorGGUF(*predIn); err != nil {
 			return err
 		}
@@ -97,7 +160,10 @@ func cmdReorder(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	src, _ := f.String(keyNeuronOrderID)
+	id := orderID(src, order)
 	w.AddKV(keyNeuronOrder, gguf.String("hot first by the firing counts of "+filepath.Base(*profPath)))
+	w.AddKV(keyNeuronOrderID, gguf.String(id))
 	if err := gguf.WriteFile(*out, w); err != nil {
 		return err
 	}
@@ -111,7 +177,7 @@ func cmdReorder(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		if err := q.WriteGGUF(*predOut, map[string]string{"stoke.predictor.model": *out}); err != nil {
+		if err := q.WriteGGUF(*predOut, map[string]string{"stoke.predictor.model": *out, keyPredOrderID: id}); err != nil {
 			return err
 		}
 	}

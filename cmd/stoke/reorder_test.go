@@ -98,6 +98,35 @@ func TestReorder(t *testing.T) {
 	if a, b := gen(model, "--sparse", "--predictor", side), gen(hot2, "--sparse", "--predictor", sideHot); a != b {
 		t.Errorf("sidecar predictor: renumbered generates %q, original %q", b, a)
 	}
+	// a predictor meets only the numbering it predicts for
+	if _, e, code := stoke(t, "run", "-m", hot2, "--sparse", "--predictor", side, "-p", "x", "-n", "1"); code != 1 || !strings.Contains(e, "stoke reorder --predictor") {
+		t.Errorf("renumbered model, original predictor: exit %d, %s", code, e)
+	}
+	if _, e, code := stoke(t, "run", "-m", model, "--sparse", "--predictor", sideHot, "-p", "x", "-n", "1"); code != 1 || !strings.Contains(e, "another numbering") {
+		t.Errorf("original model, renumbered predictor: exit %d, %s", code, e)
+	}
+	if _, e, code := stoke(t, "reorder", "-m", model, "--profile", prof, "--out", filepath.Join(dir, "z.gguf"), "--predictor", sideHot, "--predictor-out", filepath.Join(dir, "z-pred.gguf")); code != 1 || !strings.Contains(e, "another numbering") {
+		t.Errorf("reorder with a predictor of another numbering: exit %d, %s", code, e)
+	}
+	// a predictor trained on the renumbered model predicts for its numbering
+	trained := filepath.Join(dir, "trained-hot.gguf")
+	if out, e, code := stoke(t, "train-predictor", "-m", hot2, "--profile", profHot, "--out", trained); code != 0 {
+		t.Fatalf("train-predictor on the renumbered model: exit %d: %s%s", code, out, e)
+	}
+	if _, e, code := stoke(t, "run", "-m", hot2, "--sparse", "--predictor", trained, "-p", "x", "-n", "1"); code != 0 {
+		t.Errorf("renumbered model, predictor trained on it: exit %d, %s", code, e)
+	}
+	if _, e, code := stoke(t, "run", "-m", model, "--sparse", "--predictor", trained, "-p", "x", "-n", "1"); code != 1 || !strings.Contains(e, "another numbering") {
+		t.Errorf("original model, predictor trained on the renumbered one: exit %d, %s", code, e)
+	}
+	// renumbering a renumbered model gives a numbering of its own
+	hot3 := filepath.Join(dir, "hot3.gguf")
+	if _, e, code := stoke(t, "reorder", "-m", hot2, "--profile", profHot, "--out", hot3); code != 0 {
+		t.Fatalf("reorder of a renumbered model: %s", e)
+	}
+	if _, e, code := stoke(t, "run", "-m", hot3, "--sparse", "--predictor", sideHot, "-p", "x", "-n", "1"); code != 1 || !strings.Contains(e, "another numbering") {
+		t.Errorf("twice-renumbered model, once-renumbered predictor: exit %d, %s", code, e)
+	}
 	// refusals
 	if _, e, code := stoke(t, "reorder", "-m", model, "--profile", prof); code != 2 || !strings.Contains(e, "--out") {
 		t.Errorf("no --out: exit %d, %s", code, e)

@@ -20,6 +20,9 @@ import (
 // mode (exact for ReLU models).
 func sparsityFor(m *engine.Model, predPath string) (engine.Sparsity, string, error) {
 	if predPath != "" {
+		if err := checkPredictorOrder(m.File, "the model", predPath); err != nil {
+			return engine.Sparsity{}, "", err
+		}
 		p, err := predictor.ReadPredictorGGUF(predPath)
 		if err != nil {
 			return engine.Sparsity{}, "", err
@@ -157,7 +160,11 @@ func cmdTrainPredictor(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	if err := p.WriteGGUF(*out, map[string]string{"stoke.predictor.model": *model}); err != nil {
+	meta := map[string]string{"stoke.predictor.model": *model}
+	if id, ok := m.File.String(keyNeuronOrderID); ok {
+		meta[keyPredOrderID] = id // it predicts for this numbering
+	}
+	if err := p.WriteGGUF(*out, meta); err != nil {
 		return err
 	}
 	enc := json.NewEncoder(stdout)
