@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/stokehq/stoke/models/arch"
 )
 
 // Renumbering neurons (arch.PermuteFFN). A model whose FFN neurons were
@@ -35,16 +37,8 @@ func checkOrders(order [][]int32, layers int, ffn func(l int) int) error {
 		return fmt.Errorf("predictor: %d neuron orders for %d layers", len(order), layers)
 	}
 	for l, o := range order {
-		n := ffn(l)
-		if len(o) != n {
-			return fmt.Errorf("predictor: layer %d: neuron order of %d entries for %d neurons", l, len(o), n)
-		}
-		seen := make([]bool, n)
-		for _, v := range o {
-			if v < 0 || int(v) >= n || seen[v] {
-				return fmt.Errorf("predictor: layer %d: neuron order is not a permutation of 0…%d (entry %d)", l, n-1, v)
-			}
-			seen[v] = true
+		if err := arch.CheckNeuronOrder(o, ffn(l)); err != nil {
+			return fmt.Errorf("predictor: layer %d: %w", l, err)
 		}
 	}
 	return nil

@@ -61,7 +61,7 @@ func PermuteFFN(f *gguf.File, order [][]int32, downT []*Tensor) (w *gguf.Writer,
 		return nil, nil, fmt.Errorf("arch: %d neuron orders for %d layers", len(order), c.Layers)
 	}
 	for l, o := range order {
-		if err := checkPermutation(o, c.FFN); err != nil {
+		if err := CheckNeuronOrder(o, c.FFN); err != nil {
 			return nil, nil, fmt.Errorf("arch: layer %d: %w", l, err)
 		}
 	}
@@ -154,8 +154,9 @@ type permuteJob struct {
 // down to use instead.
 var ErrDownNotPermutable = errors.New("a neuron-major down is needed")
 
-// checkPermutation checks that o holds each of 0 … n−1 once.
-func checkPermutation(o []int32, n int) error {
+// CheckNeuronOrder checks that o, a layer's neuron order (PermuteFFN,
+// predictor.Predictor.Permute), holds each of 0 … n−1 once.
+func CheckNeuronOrder(o []int32, n int) error {
 	if len(o) != n {
 		return fmt.Errorf("neuron order of %d entries for %d neurons", len(o), n)
 	}
