@@ -266,7 +266,7 @@ func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int) bool {
 			if st.cfg.OnResidual {
 				in = resid[:dim]
 			}
-			active = st.cfg.Predictor.Layers[l].Predict(r.pool, in, st.h, st.s, st.idx)
+			active = st.cfg.Predictor.Layers[l].Predict(r.pool, in, st.pred)
 			st.active += int64(len(active))
 			st.possible += int64(c.FFN)
 		}

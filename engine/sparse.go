@@ -52,7 +52,8 @@ type sparseState struct {
 	cfg      Sparsity
 	idx      []int32   // active neuron ids
 	gate, up []float32 // active neurons' projections (or full gate in oracle mode)
-	h, s     []float32 // predictor scratch
+	s        []float32 // oracle mode's full activations
+	pred     *predictor.Scratch
 	axpy     cpu.AxpyRows
 	downT    []*arch.Tensor
 	active   int64 // neurons computed, for statistics
@@ -92,11 +93,19 @@ func (r *Runner) EnableSparse(sp Sparsity) error {
 		idx: make([]int32, c.FFN), gate: make([]float32, c.FFN), up: make([]float32, c.FFN),
 		s: make([]float32, c.FFN)}
 	if sp.Predictor != nil {
+		// FC2 rank-major: Predict then reads about half of it (the rows
+		// whose ReLU input is positive), in long rows. The caller's
+		// predictor is unchanged.
+		p, err := sp.Predictor.RankMajor()
+		if err != nil {
+			return err
+		}
+		st.cfg.Predictor = p
 		rank := 0
-		for _, lp := range sp.Predictor.Layers {
+		for _, lp := range p.Layers {
 			rank = max(rank, lp.Rank)
 		}
-		st.h = make([]float32, rank)
+		st.pred = predictor.NewScratch(rank, c.FFN)
 	}
 	r.sparse = st
 	r.actThreshold = sp.ActThreshold
@@ -200,7 +209,7 @@ func (r *Runner) sparseFFN(l int, resid, x, out []float32) {
 		if st.cfg.OnResidual {
 			in = resid
 		}
-		idx = p.Layers[l].Predict(r.pool, in, st.h, st.s, st.idx)
+		idx = p.Layers[l].Predict(r.pool, in, st.pred)
 		r.pool.MatVecRows(st.gate[:len(idx)], sel.Data, sel.Type, c.Dim, idx, x)
 		if selB != nil {
 			for k, i := range idx {

@@ -87,7 +87,7 @@ func FuzzReadPredictor(f *testing.F) {
 			if err := lp.Check(); err != nil {
 				t.Fatalf("layer %d accepted but fails its checks: %v", l, err)
 			}
-			lp.Predict(nil, make([]float32, lp.Dim), make([]float32, lp.Rank), make([]float32, lp.FFN), make([]int32, lp.FFN))
+			lp.Predict(nil, make([]float32, lp.Dim), NewScratch(lp.Rank, lp.FFN))
 		}
 	})
 }

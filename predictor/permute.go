@@ -86,7 +86,8 @@ func (p *Profile) Permute(order [][]int32) (*Profile, error) {
 
 // Permute returns the predictor of the model with its neurons renumbered
 // by order: each neuron's fc2 row (and bias) moves with it, fc1 stays.
-// The predictor computes the same scores, renumbered.
+// The predictor computes the same scores, renumbered. A rank-major FC2
+// (W2T) is dropped; RankMajor builds it again.
 func (p *Predictor) Permute(order [][]int32) (*Predictor, error) {
 	if err := checkOrders(order, len(p.Layers), func(l int) int { return p.Layers[l].FFN }); err != nil {
 		return nil, err
@@ -99,6 +100,9 @@ func (p *Predictor) Permute(order [][]int32) (*Predictor, error) {
 		lp.FC2 = gatherRows(lp.FC2, o)
 		lp.B2 = gatherRows(lp.B2, o)
 		lp.W2 = gatherRows(lp.W2, o) // whole rows of Rank elements: whole blocks
+		// W2T's columns would move, inside its blocks: RankMajor builds
+		// it again from W2.
+		lp.W2T = nil
 		q.Layers[l] = lp
 	}
 	return q, nil

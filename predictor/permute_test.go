@@ -57,10 +57,10 @@ func TestPermutePredictor(t *testing.T) {
 			if err := q.Layers[l].Check(); err != nil {
 				t.Fatal(err)
 			}
-			h, s, idx := make([]float32, rank), make([]float32, ffn), make([]int32, ffn)
-			hq, sq, idxq := make([]float32, rank), make([]float32, ffn), make([]int32, ffn)
-			act := p.Layers[l].Predict(nil, x, h, s, idx)
-			actq := q.Layers[l].Predict(nil, x, hq, sq, idxq)
+			sc, scq := predictor.NewScratch(rank, ffn), predictor.NewScratch(rank, ffn)
+			act := p.Layers[l].Predict(nil, x, sc)
+			actq := q.Layers[l].Predict(nil, x, scq)
+			s, sq := sc.S, scq.S
 			if len(act) != len(actq) || len(act) == 0 || len(act) == ffn {
 				t.Fatalf("stored %v layer %d: %d active renumbered, %d before (want equal, and some of each)", stored, l, len(actq), len(act))
 			}

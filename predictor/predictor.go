@@ -21,6 +21,13 @@ import (
 // file's blk.N.fc1.weight and fc2.weight): Predict then reads them, and FC1
 // and FC2 may be nil. B1 and B2 are optional (PowerInfer's predictors have
 // none).
+//
+// W2T, when non-nil, is FC2 rank-major: Rank rows of FFN elements of
+// Type, which Predict reads instead of W2 (see RankMajor). s is then
+// Σ_j h_j·W2T[j] over the j with h_j ≠ 0: ReLU zeroes about half of h, so
+// the product reads about half of FC2, in long rows the sparse FFN's
+// row-accumulating kernels stream, where W2's short rows (a few hundred
+// elements) cost a call each.
 type LayerPredictor struct {
 	Dim, Rank, FFN int
 	FC1            []float32 // [Rank][Dim]
@@ -28,8 +35,9 @@ type LayerPredictor struct {
 	B1, B2         []float32 // optional: len Rank and FFN, or nil
 	Threshold      float32
 
-	Type   dtype.Type // type of W1 and W2
+	Type   dtype.Type // type of W1, W2 and W2T
 	W1, W2 []byte     // optional stored form: Rank rows of Dim, FFN rows of Rank
+	W2T    []byte     // optional, with W1: FC2 as Rank rows of FFN
 
 	// Measured holds the held-out metrics Train measured (or a sidecar
 	// recorded); zero when unknown.
@@ -71,6 +79,14 @@ func (lp *LayerPredictor) Check() error {
 		if uint64(len(lp.W1)) != rb1*uint64(lp.Rank) || uint64(len(lp.W2)) != rb2*uint64(lp.FFN) {
 			return fmt.Errorf("predictor: %d and %d weight bytes for %s %d×%d and %d×%d", len(lp.W1), len(lp.W2), lp.Type, lp.Rank, lp.Dim, lp.FFN, lp.Rank)
 		}
+		if lp.W2T != nil {
+			rbT, err := lp.Type.RowBytes(uint64(lp.FFN))
+			if err != nil || uint64(len(lp.W2T)) != rbT*uint64(lp.Rank) {
+				return fmt.Errorf("predictor: %d rank-major weight bytes for %s %d×%d", len(lp.W2T), lp.Type, lp.Rank, lp.FFN)
+			}
+		}
+	} else if lp.W2T != nil {
+		return fmt.Errorf("predictor: a rank-major FC2 without the stored weights")
 	} else if len(lp.FC1) != lp.Rank*lp.Dim || len(lp.FC2) != lp.FFN*lp.Rank {
 		return fmt.Errorf("predictor: FC1 has %d values, FC2 %d; want %d×%d and %d×%d", len(lp.FC1), len(lp.FC2), lp.Rank, lp.Dim, lp.FFN, lp.Rank)
 	}
@@ -80,31 +96,58 @@ func (lp *LayerPredictor) Check() error {
 	return nil
 }
 
-// Predict writes the neurons predicted active for input x into idx, in
-// ascending order, and returns idx[:k]. h is scratch of at least Rank
-// values and s of at least FFN; on return s[:FFN] holds the scores. idx
-// must hold FFN entries. The two mat-vecs run on pool (nil: on the calling
-// goroutine). Predict allocates nothing; wrong lengths panic.
-func (lp *LayerPredictor) Predict(pool *cpu.Pool, x []float32, h, s []float32, idx []int32) []int32 {
-	if len(x) != lp.Dim || len(h) < lp.Rank || len(s) < lp.FFN || len(idx) < lp.FFN {
-		panic(fmt.Sprintf("predictor: Predict with x %d, h %d, s %d, idx %d for dim %d, rank %d, ffn %d",
-			len(x), len(h), len(s), len(idx), lp.Dim, lp.Rank, lp.FFN))
+// Scratch is Predict's working memory for one caller (not safe for
+// concurrent use). Sized for a rank and an FFN width, it serves every
+// layer no wider.
+type Scratch struct {
+	H    []float32 // ReLU(FC1·x + B1), Rank values
+	S    []float32 // the scores, FFN values, after Predict
+	Idx  []int32   // the predicted neurons: Predict returns Idx[:k]
+	rows []int32   // 0, 1, …, Rank−1: the rows of W2T
+	axpy cpu.AxpyRows
+}
+
+// NewScratch returns scratch for layers of at most rank and ffn.
+func NewScratch(rank, ffn int) *Scratch {
+	sc := &Scratch{H: make([]float32, rank), S: make([]float32, ffn), Idx: make([]int32, ffn), rows: make([]int32, rank)}
+	for i := range sc.rows {
+		sc.rows[i] = int32(i)
 	}
-	h, s = h[:lp.Rank], s[:lp.FFN]
-	lp.scores(pool, x, h, s)
-	thr := lp.Threshold
+	return sc
+}
+
+// Predict returns the neurons predicted active for input x, in ascending
+// order, as sc.Idx[:k]; sc.S[:FFN] then holds the scores. The products
+// run on pool (nil: on the calling goroutine). Predict allocates nothing;
+// a wrong length or a scratch too small panics.
+func (lp *LayerPredictor) Predict(pool *cpu.Pool, x []float32, sc *Scratch) []int32 {
+	if len(x) != lp.Dim || len(sc.H) < lp.Rank || len(sc.S) < lp.FFN || len(sc.Idx) < lp.FFN || len(sc.rows) < lp.Rank {
+		panic(fmt.Sprintf("predictor: Predict with x %d, scratch %d/%d/%d for dim %d, rank %d, ffn %d",
+			len(x), len(sc.H), len(sc.S), len(sc.Idx), lp.Dim, lp.Rank, lp.FFN))
+	}
+	s := sc.S[:lp.FFN]
+	lp.scores(pool, x, sc.H[:lp.Rank], s, sc)
+	return threshold(sc.Idx, s, lp.Threshold)
+}
+
+// threshold writes the i with s[i] ≥ thr into idx, in order, and returns
+// them. Every i is written and the count advanced by the comparison, with
+// no branch to mispredict: scores fall on both sides at random.
+func threshold(idx []int32, s []float32, thr float32) []int32 {
+	idx = idx[:len(s)]
 	k := 0
 	for i, v := range s {
+		idx[k] = int32(i)
 		if v >= thr {
-			idx[k] = int32(i)
 			k++
 		}
 	}
 	return idx[:k]
 }
 
-// scores computes h = ReLU(FC1·x + B1) and s = FC2·h + B2.
-func (lp *LayerPredictor) scores(pool *cpu.Pool, x, h, s []float32) {
+// scores computes h = ReLU(FC1·x + B1) and s = FC2·h + B2, the second
+// from W2T when held (sc, with rows, must then be given).
+func (lp *LayerPredictor) scores(pool *cpu.Pool, x, h, s []float32, sc *Scratch) {
 	if lp.W1 != nil {
 		matVec(pool, h, lp.W1, lp.Type, lp.Rank, lp.Dim, x)
 	} else {
@@ -114,9 +157,13 @@ func (lp *LayerPredictor) scores(pool *cpu.Pool, x, h, s []float32) {
 		cpu.AddInPlace(h, lp.B1)
 	}
 	cpu.ReLU(h)
-	if lp.W1 != nil {
+	switch {
+	case lp.W2T != nil && sc != nil:
+		// AxpyRows leaves out the rows whose h_j is 0.
+		sc.axpy.Do(pool, s, lp.W2T, lp.Type, lp.FFN, sc.rows[:lp.Rank], h)
+	case lp.W1 != nil:
 		matVec(pool, s, lp.W2, lp.Type, lp.FFN, lp.Rank, h)
-	} else {
+	default:
 		matVecF32(pool, s, lp.FC2, lp.FFN, lp.Rank, h)
 	}
 	if lp.B2 != nil {
@@ -134,12 +181,10 @@ func Evaluate(lp *LayerPredictor, x []float32, a []uint16, n int, actThreshold f
 	if n < 0 || len(x) < n*lp.Dim || len(a) < n*lp.FFN {
 		panic(fmt.Sprintf("predictor: Evaluate of %d samples with %d inputs and %d activations", n, len(x), len(a)))
 	}
-	h := make([]float32, lp.Rank)
-	s := make([]float32, lp.FFN)
-	idx := make([]int32, lp.FFN)
+	sc := NewScratch(lp.Rank, lp.FFN)
 	var c confusion
 	for j := range n {
-		act := lp.Predict(nil, x[j*lp.Dim:(j+1)*lp.Dim], h, s, idx)
+		act := lp.Predict(nil, x[j*lp.Dim:(j+1)*lp.Dim], sc)
 		row := a[j*lp.FFN : (j+1)*lp.FFN]
 		k := 0
 		for i, v := range row {

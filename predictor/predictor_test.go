@@ -68,14 +68,13 @@ func checkPredict(t *testing.T, lp *predictor.LayerPredictor, fc1, fc2 []float32
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 6))
 	x := make([]float32, lp.Dim)
-	h := make([]float32, lp.Rank+3)
-	s := make([]float32, lp.FFN+3)
-	idx := make([]int32, lp.FFN)
+	sc := predictor.NewScratch(lp.Rank+3, lp.FFN+3)
+	s := sc.S
 	for trial := range 20 {
 		for i := range x {
 			x[i] = float32(rng.NormFloat64())
 		}
-		got := lp.Predict(pool, x, h, s, idx)
+		got := lp.Predict(pool, x, sc)
 		if !slices.IsSorted(got) {
 			t.Fatalf("trial %d: indices not ascending", trial)
 		}
@@ -158,7 +157,7 @@ func TestPredictAllocs(t *testing.T) {
 	for i := range x {
 		x[i] = float32(i%5) - 2
 	}
-	h, s, idx := make([]float32, lp.Rank), make([]float32, lp.FFN), make([]int32, lp.FFN)
+	sc := predictor.NewScratch(lp.Rank, lp.FFN)
 	// The stored Q4_0 form too (a PowerInfer file's predictor).
 	w1 := make([]byte, lp.Rank*rowBytes(dtype.Q4_0, lp.Dim))
 	w2 := make([]byte, lp.FFN*rowBytes(dtype.Q4_0, lp.Rank))
@@ -172,8 +171,8 @@ func TestPredictAllocs(t *testing.T) {
 	}
 	for _, l := range []*predictor.LayerPredictor{lp, &lq} {
 		for _, p := range []*cpu.Pool{nil, pool} {
-			l.Predict(p, x, h, s, idx) // warm: the pool sizes its scratch once
-			if a := testing.AllocsPerRun(50, func() { l.Predict(p, x, h, s, idx) }); a != 0 {
+			l.Predict(p, x, sc) // warm: the pool sizes its scratch once
+			if a := testing.AllocsPerRun(50, func() { l.Predict(p, x, sc) }); a != 0 {
 				t.Errorf("%s weights, pool %v: Predict allocates %v times", l.Type, p != nil, a)
 			}
 		}

@@ -614,7 +614,7 @@ func (t *trainer) threshold(s []float32, hs *sampleSet, target float64) (recall0
 func (t *trainer) storedScores(lp *LayerPredictor, hs *sampleSet) []float32 {
 	d, f := lp.Dim, lp.FFN
 	for i := range hs.n {
-		lp.scores(t.pool, hs.x[i*d:(i+1)*d], t.hh[:lp.Rank], t.sh[i*f:(i+1)*f])
+		lp.scores(t.pool, hs.x[i*d:(i+1)*d], t.hh[:lp.Rank], t.sh[i*f:(i+1)*f], nil)
 	}
 	return t.sh[:hs.n*f]
 }

@@ -46,15 +46,15 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	llama := fs.String("llama-cpp", "", "llama.cpp source `dir`: build its llama-bench and compare on the same file")
 	asJSON := fs.Bool("json", false, "print JSON")
 	sparse := fs.Bool("sparse", false, "decode (tg) with the sparse FFN, as stoke run --sparse does; prefill stays dense")
-	predPath := fs.String("predictor", "", "predictor GGUF `file` for --sparse (default: the model's own, else oracle mode)")
+	pf := addPredictorFlags(fs, "predictor GGUF `file` for --sparse (default: the model's own, else oracle mode)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := lf.check(); err != nil {
 		return err
 	}
-	if *predPath != "" && !*sparse {
-		return usagef("--predictor needs --sparse")
+	if pf.given() && !*sparse {
+		return usagef("--predictor and --predictor-type need --sparse")
 	}
 	var threads []int
 	for _, f := range strings.Split(*threadList, ",") {
@@ -81,7 +81,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	engineName := "stoke"
 	var sp *engine.Sparsity
 	if *sparse {
-		s, how, err := sparsityFor(m, *predPath)
+		s, how, err := sparsityFor(m, pf)
 		if err != nil {
 			return err
 		}

@@ -86,7 +86,7 @@ func cmdBenchRoofline(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "stoke bench roofline: measuring this machine's CPU read bandwidth...")
 		bw = offload.MeasureReadBandwidth(256<<20, 3)
 	}
-	sp, _, err := sweepSparsity(m, "")
+	sp, _, err := sweepSparsity(m, &predictorFlags{})
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ func cmdBenchSweep(ctx context.Context, args []string, stdout, stderr io.Writer)
 	repeat := fs.Int("repeat", 3, "measured repetitions (with --interleave: rounds) after one warm-up")
 	interleave := fs.Bool("interleave", true, "measure in --repeat rounds over every mode and point (each with its own warm-up), so a burst of other work on the machine costs one sample of several points instead of all samples of one")
 	profile := fs.String("profile", "", "profile `file` from stoke profile: firing frequencies the hybrid planner ranks neurons by")
-	predPath := fs.String("predictor", "", "predictor GGUF `file` for the sparse modes (default: the file's own, else oracle for ReLU models)")
+	pf := addPredictorFlags(fs, "predictor GGUF `file` for the sparse modes (default: the file's own, else oracle for ReLU models)")
 	device := fs.String("device", "auto", "device: auto (cuda when present, else cpu-capped), cuda, or cpu-capped (a capped CPU backend standing in for a GPU)")
 	devBW := fs.Float64("device-bandwidth", 0, "device read bandwidth in GB/s for the roofline (0: the matching GPU profile; the CPU's for cpu-capped)")
 	cpuBW := fs.Float64("cpu-bandwidth", 0, "CPU read bandwidth in GB/s (0: measure it)")
@@ -79,7 +79,7 @@ func cmdBenchSweep(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if o.Batch == 0 {
 		o.Batch = max(*pl, 1)
 	}
-	sp, how, err := sweepSparsity(m, *predPath)
+	sp, how, err := sweepSparsity(m, pf)
 	if err != nil {
 		return err
 	}
@@ -208,8 +208,8 @@ func profileFreq(m *engine.Model, path string) ([][]float64, error) {
 // predictor (given or the file's own), else oracle for ReLU-family
 // models (exact), else none: a SwiGLU model without a predictor runs the
 // sparse modes dense.
-func sweepSparsity(m *engine.Model, predPath string) (*engine.Sparsity, string, error) {
-	sp, how, err := sparsityFor(m, predPath)
+func sweepSparsity(m *engine.Model, pf *predictorFlags) (*engine.Sparsity, string, error) {
+	sp, how, err := sparsityFor(m, pf)
 	if err != nil {
 		return nil, "", err
 	}

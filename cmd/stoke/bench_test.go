@@ -214,8 +214,9 @@ func TestBenchReportsCLI(t *testing.T) {
 }
 
 // TestBenchSparse: stoke bench --sparse decodes with the model's own
-// predictor and reports the share of FFN neurons computed; --predictor
-// without --sparse is a usage error.
+// predictor (as stored, or re-encoded by --predictor-type) and reports
+// the share of FFN neurons computed; --predictor or --predictor-type
+// without --sparse, or a type it does not take, is a usage error.
 func TestBenchSparse(t *testing.T) {
 	model, _ := benchModel(t)
 	out, e, code := stoke(t, "bench", "-m", model, "--sparse", "-p", "4", "-n", "8", "-r", "1", "--threads", "1", "--json")
@@ -249,5 +250,16 @@ func TestBenchSparse(t *testing.T) {
 	}
 	if _, e, code := stoke(t, "bench", "-m", model, "--predictor", model, "-n", "4"); code != 2 || !strings.Contains(e, "--sparse") {
 		t.Errorf("--predictor without --sparse: exit %d, %s", code, e)
+	}
+	// the file's F16 predictor re-encoded at load
+	if out, e, code := stoke(t, "bench", "-m", model, "--sparse", "--predictor-type", "q8_0", "-p", "0", "-n", "4", "-r", "1", "--threads", "1"); code != 0 ||
+		!strings.Contains(e, "the file's PowerInfer predictor in Q8_0") || !strings.Contains(out, "of FFN neurons computed") {
+		t.Errorf("bench --sparse --predictor-type q8_0: exit %d: %s%s", code, out, e)
+	}
+	if _, e, code := stoke(t, "bench", "-m", model, "--predictor-type", "q8_0", "-n", "4"); code != 2 || !strings.Contains(e, "--sparse") {
+		t.Errorf("--predictor-type without --sparse: exit %d, %s", code, e)
+	}
+	if _, e, code := stoke(t, "bench", "-m", model, "--sparse", "--predictor-type", "q4_k", "-n", "4"); code != 2 || !strings.Contains(e, "predictor-type") {
+		t.Errorf("--predictor-type q4_k: exit %d, %s", code, e)
 	}
 }

@@ -48,7 +48,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	noBOS := fs.Bool("no-special", false, "do not add BOS/EOS or parse special tokens in the prompt")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of streaming text")
 	sparse := fs.Bool("sparse", false, "compute only the FFN neurons predicted active")
-	predPath := fs.String("predictor", "", "predictor GGUF `file` for --sparse (default: the model's own, else oracle mode)")
+	pf := addPredictorFlags(fs, "predictor GGUF `file` for --sparse (default: the model's own, else oracle mode)")
 	off := addOffloadFlags(fs)
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -108,7 +108,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		defer s.Runner().DisableOffload()
 	}
 	if *sparse {
-		sp, how, err := sparsityFor(m, *predPath)
+		sp, how, err := sparsityFor(m, pf)
 		if err != nil {
 			return err
 		}

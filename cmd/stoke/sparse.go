@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,28 +16,72 @@ import (
 	"github.com/stokehq/stoke/predictor"
 )
 
+// predictorFlags are the flags that pick a sparse run's predictor:
+// --predictor and --predictor-type.
+type predictorFlags struct {
+	path string
+	typ  dtype.Type // re-encode the weights in this type at load; see quant
+	// quant reports whether --predictor-type was given (typ's zero value,
+	// F32, is not a type it takes).
+	quant bool
+}
+
+// addPredictorFlags registers --predictor (with the command's usage) and
+// --predictor-type on fs.
+func addPredictorFlags(fs *flag.FlagSet, usage string) *predictorFlags {
+	pf := &predictorFlags{}
+	fs.StringVar(&pf.path, "predictor", "", usage)
+	fs.Func("predictor-type", "re-encode the predictor's weights at load in `type` q8_0 (half the bytes of F16 a token reads), q4_0 (about a quarter) or f16; thresholds are kept, so measure the recall with stoke eval-predictor --predictor-type (default: as stored)", func(s string) error {
+		t, err := predictor.ParseType(s)
+		pf.typ, pf.quant = t, err == nil
+		return err
+	})
+	return pf
+}
+
+// given reports whether either flag was set.
+func (pf *predictorFlags) given() bool { return pf.path != "" || pf.quant }
+
 // sparsityFor builds the sparse-FFN settings for a model: the predictor
 // file if given, else the one embedded in a PowerInfer file, else oracle
-// mode (exact for ReLU models).
-func sparsityFor(m *engine.Model, predPath string) (engine.Sparsity, string, error) {
-	if predPath != "" {
-		if err := checkPredictorOrder(m.File, "the model", predPath); err != nil {
+// mode (exact for ReLU models); the predictor re-encoded as
+// --predictor-type asks.
+func sparsityFor(m *engine.Model, pf *predictorFlags) (engine.Sparsity, string, error) {
+	var (
+		sp  engine.Sparsity
+		how string
+	)
+	if pf.path != "" {
+		if err := checkPredictorOrder(m.File, "the model", pf.path); err != nil {
 			return engine.Sparsity{}, "", err
 		}
-		p, err := predictor.ReadPredictorGGUF(predPath)
+		p, err := predictor.ReadPredictorGGUF(pf.path)
 		if err != nil {
 			return engine.Sparsity{}, "", err
 		}
-		return engine.Sparsity{Predictor: p, ActThreshold: p.ActThreshold}, "predictor " + predPath, nil
+		sp, how = engine.Sparsity{Predictor: p, ActThreshold: p.ActThreshold}, "predictor "+pf.path
+	} else {
+		p, err := m.FilePredictor()
+		if err != nil {
+			return engine.Sparsity{}, "", err
+		}
+		if p == nil {
+			if pf.quant {
+				return engine.Sparsity{}, "", usagef("--predictor-type: the model has no predictor of its own; give --predictor")
+			}
+			return engine.Sparsity{}, "oracle (no predictor: full gate projection, sparse up/down)", nil
+		}
+		sp, how = engine.Sparsity{Predictor: p, OnResidual: true}, "the file's PowerInfer predictor"
 	}
-	p, err := m.FilePredictor()
-	if err != nil {
-		return engine.Sparsity{}, "", err
+	if pf.quant {
+		q, err := sp.Predictor.Quantized(pf.typ)
+		if err != nil {
+			return engine.Sparsity{}, "", err
+		}
+		sp.Predictor = q
+		how += " in " + pf.typ.String()
 	}
-	if p != nil {
-		return engine.Sparsity{Predictor: p, OnResidual: true}, "the file's PowerInfer predictor", nil
-	}
-	return engine.Sparsity{}, "oracle (no predictor: full gate projection, sparse up/down)", nil
+	return sp, how, nil
 }
 
 func cmdProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -179,7 +224,7 @@ func cmdTrainPredictor(ctx context.Context, args []string, stdout, stderr io.Wri
 func cmdEvalPredictor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("eval-predictor", stderr)
 	model := fs.String("m", "", "GGUF model `file` (required)")
-	predPath := fs.String("predictor", "", "predictor GGUF `file` (default: the model's own PowerInfer predictor)")
+	pf := addPredictorFlags(fs, "predictor GGUF `file` (default: the model's own PowerInfer predictor)")
 	text := fs.String("text", "", "held-out text `file` (required)")
 	nctx := fs.Int("ctx", 512, "tokens per chunk")
 	maxTok := fs.Int("max-tokens", 4096, "evaluate at most this many tokens")
@@ -200,7 +245,7 @@ func cmdEvalPredictor(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	defer m.Close()
-	sp, how, err := sparsityFor(m, *predPath)
+	sp, how, err := sparsityFor(m, pf)
 	if err != nil {
 		return err
 	}
@@ -239,20 +284,25 @@ func cmdEvalPredictor(ctx context.Context, args []string, stdout, stderr io.Writ
 		Recall float64    `json:"recall"`
 		Layers []layerOut `json:"layers"`
 	}{Recall: 1}
+	// The form the engine computes (EnableSparse): FC2 rank-major.
+	rm, err := sp.Predictor.RankMajor()
+	if err != nil {
+		return err
+	}
 	pool := s.Runner().Pool()
 	for l, lp := range prof.Layers {
 		tau := float32(0)
 		if sp.ActThreshold != nil {
 			tau = sp.ActThreshold[l]
 		}
-		pl := &sp.Predictor.Layers[l]
+		pl := &rm.Layers[l]
 		mt := predictor.Evaluate(pl, lp.X, lp.A, lp.N, tau)
 		x := lp.X[:c.Dim]
-		h, sc, idx := make([]float32, pl.Rank), make([]float32, c.FFN), make([]int32, c.FFN)
+		sc := predictor.NewScratch(pl.Rank, c.FFN)
 		share := predictorShare(func(reps int) time.Duration {
 			t0 := time.Now()
 			for range reps {
-				pl.Predict(pool, x, h, sc, idx)
+				pl.Predict(pool, x, sc)
 			}
 			return time.Since(t0) / time.Duration(reps)
 		}, func(reps int) time.Duration { return s.Runner().TimeDenseFFN(l, x, reps) })

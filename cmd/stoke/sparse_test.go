@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,26 @@ func TestSparsePipeline(t *testing.T) {
 	t.Logf("eval: %+v", ev)
 	if len(ev.Layers) != 2 || ev.Recall < 0.9 || ev.Layers[0].Sparsity < 0.5 || !(ev.Layers[0].PredictorShare > 0) {
 		t.Errorf("eval-predictor: %+v", ev)
+	}
+	// the same predictor re-encoded in Q8_0 at load: about the same recall
+	out, e, code = stoke(t, "eval-predictor", "-m", model, "--predictor", pred, "--predictor-type", "q8_0", "--text", textPath, "--max-tokens", "300", "--ctx", "128", "--json")
+	if code != 0 {
+		t.Fatalf("eval-predictor --predictor-type q8_0: exit %d: %s", code, e)
+	}
+	var evq struct {
+		Recall float64 `json:"recall"`
+	}
+	if err := json.Unmarshal([]byte(out), &evq); err != nil {
+		t.Fatalf("eval-predictor --json: %v\n%s", err, out)
+	}
+	if math.Abs(evq.Recall-ev.Recall) > 0.02 {
+		t.Errorf("recall %.4f in Q8_0, %.4f as trained (F16)", evq.Recall, ev.Recall)
+	}
+	if out, e, code := stoke(t, "run", "-m", model, "--sparse", "--predictor", pred, "--predictor-type", "q4_0", "-p", "The little fox", "-n", "8", "--temp", "0"); code != 0 || !strings.Contains(e, "in Q4_0") {
+		t.Fatalf("run --sparse --predictor-type q4_0: exit %d: %s%s", code, out, e)
+	}
+	if _, e, code := stoke(t, "run", "-m", model, "--sparse", "--predictor-type", "q8_0", "-p", "x", "-n", "1"); code != 2 || !strings.Contains(e, "no predictor of its own") {
+		t.Errorf("--predictor-type without a predictor: exit %d, %s", code, e)
 	}
 	out, e, code = stoke(t, "run", "-m", model, "--sparse", "--predictor", pred, "-p", "The little fox", "-n", "8", "--temp", "0", "--json")
 	if code != 0 || !strings.Contains(e, "sparse FFN with predictor") {

@@ -49,6 +49,8 @@ const axpyAhead = axpyGroup
 // types are split by column chunks aligned to their blocks, each worker
 // decoding its chunk of every listed row and adding the rows in order.
 //
+// A nil pool computes on the calling goroutine.
+//
 // An AxpyRows value holds the call's state, and the partial vectors, so
 // that a call allocates nothing once the value has served a call as
 // large; keep one per caller (it is not safe for concurrent calls).
@@ -94,7 +96,7 @@ func (a *AxpyRows) Do(p *Pool, dst []float32, w []byte, t dtype.Type, cols int, 
 			a.part = make([]float32, n)
 		}
 		a.per = per
-		p.Parallel(groups, 1, (*axpyRowsTask)(a))
+		parallel(p, groups, (*axpyRowsTask)(a))
 		for g := 1; g < groups; g++ {
 			axpyF32(dst, 1, a.part[(g-1)*cols:g*cols]) // dst + 1·P_g, exactly dst + P_g
 		}
@@ -105,7 +107,17 @@ func (a *AxpyRows) Do(p *Pool, dst []float32, w []byte, t dtype.Type, cols int, 
 	a.chunk = chunk
 	a.chunkBytes = chunk / bs * t.TypeSize()
 	n := (cols + chunk - 1) / chunk
-	p.Parallel(n, 1, a)
+	parallel(p, n, a)
+}
+
+// parallel runs task over [0, n) on p, or whole on the calling goroutine
+// when p is nil.
+func parallel(p *Pool, n int, task Task) {
+	if p == nil {
+		task.Run(0, n)
+		return
+	}
+	p.Parallel(n, 1, task)
 }
 
 // dropZeros leaves out of a.idx and a.coef the rows whose coefficient is

@@ -36,7 +36,8 @@ import (
 // uses of this one's.
 //
 // The predictor, fc2·ReLU(fc1·x) with fc1 rank×4096 and fc2 11008×rank,
-// plus the scan for scores ≥ threshold, is timed at the ranks Train tries.
+// plus the scan for scores ≥ threshold, is timed at the ranks Train tries,
+// in the forms the engine computes (predictor7B).
 //
 //	go test ./kernels/cpu -run '^$' -bench 'SparseFFN|Predictor7B'
 //	go test ./kernels/cpu -run TestSparseFFNTable -sparse-table -v
@@ -265,78 +266,91 @@ func (l *ffnLayer) sparseDown(p *cpu.Pool, idx []int32) {
 	l.axpy.Do(p, l.out, l.downNeuronMajor, l.downT, ffn7BDim, idx, l.h[:len(idx)])
 }
 
-// predictor7B is a predictor for the 7B layer: fc1 rank×dim and fc2
-// ffn×rank in type t.
+// predictor7B is a predictor for the 7B layer: fc1 rank×4096 and fc2
+// 11008×rank in type t, computed as predictor.LayerPredictor.Predict
+// computes it: fc2 rank-major (fc2T, rank rows of 11008, the rows whose
+// ReLU output is 0 left out by AxpyRows: predictor.RankMajor, or
+// Quantized for the block types), or, with rows set, fc2 in its stored
+// layout (a block-quantized sidecar from train-predictor --type).
 type predictor7B struct {
-	t        dtype.Type
-	rank     int
-	fc1, fc2 []byte
-	h, s     []float32
-	idx      []int32
+	t          dtype.Type
+	rank       int
+	rows       bool
+	fc1, fc2   []byte // fc2: 11008×rank, or rank×11008 (rank-major)
+	h, s       []float32
+	idx, ranks []int32
+	axpy       cpu.AxpyRows
 }
 
-func newPredictor7B(t dtype.Type, rank int) *predictor7B {
+func newPredictor7B(t dtype.Type, rank int, rows bool) *predictor7B {
 	rng := rand.New(rand.NewPCG(uint64(rank), uint64(t)))
-	return &predictor7B{t: t, rank: rank,
-		fc1: randomRows(rng, t, rank, ffn7BDim), fc2: randomRows(rng, t, ffn7BFFN, rank),
-		h: make([]float32, rank), s: make([]float32, ffn7BFFN), idx: make([]int32, ffn7BFFN)}
+	pr := &predictor7B{t: t, rank: rank, rows: rows,
+		fc1: randomRows(rng, t, rank, ffn7BDim), h: make([]float32, rank), s: make([]float32, ffn7BFFN),
+		idx: make([]int32, ffn7BFFN), ranks: make([]int32, rank)}
+	if rows {
+		pr.fc2 = randomRows(rng, t, ffn7BFFN, rank)
+	} else {
+		pr.fc2 = randomRows(rng, t, rank, ffn7BFFN)
+	}
+	for i := range pr.ranks {
+		pr.ranks[i] = int32(i)
+	}
+	return pr
 }
 
-// run is LayerPredictor.Predict on the stored form: two mat-vecs, the
-// ReLU between them and the scan for scores ≥ 0.
+func (pr *predictor7B) String() string {
+	if pr.rows {
+		return fmt.Sprintf("pred %s r%d rows", pr.t, pr.rank)
+	}
+	return fmt.Sprintf("pred %s r%d", pr.t, pr.rank)
+}
+
+// run is LayerPredictor.Predict on the stored form: fc1's mat-vec, the
+// ReLU (about half of h is 0 here, as in a trained predictor), fc2's
+// product and the scan for scores ≥ 0, branch-free as Predict's.
 func (pr *predictor7B) run(p *cpu.Pool, x []float32) int {
 	p.MatVec(pr.h, pr.fc1, pr.t, pr.rank, ffn7BDim, x)
 	cpu.ReLU(pr.h)
-	p.MatVec(pr.s, pr.fc2, pr.t, ffn7BFFN, pr.rank, pr.h)
+	if pr.rows {
+		p.MatVec(pr.s, pr.fc2, pr.t, ffn7BFFN, pr.rank, pr.h)
+	} else {
+		pr.axpy.Do(p, pr.s, pr.fc2, pr.t, ffn7BFFN, pr.ranks, pr.h)
+	}
 	k := 0
 	for i, v := range pr.s {
+		pr.idx[k] = int32(i)
 		if v >= 0 {
-			pr.idx[k] = int32(i)
 			k++
 		}
 	}
 	return k
 }
 
-func BenchmarkSparseFFN(b *testing.B) {
-	p := cpu.NewPool(2)
-	defer p.Close()
-	for _, c := range sparseBenchLayers {
-		l := layer7B(c)
-		b.Run(c.String()+"/dense", func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				b.StopTimer()
-				coldCaches(p)
-				b.StartTimer()
-				l.dense(p)
-			}
-		})
-		for _, f := range sparseFractions {
-			sets := l.fracSets[f]
-			b.Run(fmt.Sprintf("%s/active=%g%%", c, 100*f), func(b *testing.B) {
-				b.ReportAllocs()
-				i := 0
-				for b.Loop() {
-					b.StopTimer()
-					coldCaches(p)
-					b.StartTimer()
-					l.sparse(p, sets[i%len(sets)])
-					i++
-				}
-			})
+// predictorForms are the predictors timed: every type rank-major, as the
+// engine computes the F32 and F16 ones and those re-encoded by
+// --predictor-type, and the block types in their stored layout too.
+func predictorForms(r int) []*predictor7B {
+	var out []*predictor7B
+	for _, t := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
+		out = append(out, newPredictor7B(t, r, false))
+		if t.BlockSize() > 1 {
+			out = append(out, newPredictor7B(t, r, true))
 		}
 	}
+	return out
 }
 
 func BenchmarkPredictor7B(b *testing.B) {
 	p := cpu.NewPool(2)
 	defer p.Close()
 	x := layer7B(sparseBenchLayers[1]).x
-	for _, t := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
-		for _, r := range predictorRanks {
-			pr := newPredictor7B(t, r)
-			b.Run(fmt.Sprintf("%s/rank=%d", t, r), func(b *testing.B) {
+	for _, r := range predictorRanks {
+		for _, pr := range predictorForms(r) {
+			name := fmt.Sprintf("%s/rank=%d", pr.t, r)
+			if pr.rows {
+				name += "/rows"
+			}
+			b.Run(name, func(b *testing.B) {
 				for b.Loop() {
 					b.StopTimer()
 					coldCaches(p)
@@ -394,13 +408,12 @@ func TestSparseFFNTable(t *testing.T) {
 		if l.packed[0] != nil {
 			jobs = append(jobs, job{"dense packed", func(int) { l.densePacked(p) }})
 		}
-		for _, pt := range []dtype.Type{dtype.F32, dtype.F16, dtype.Q8_0, dtype.Q4_0} {
+		for _, r := range predictorRanks {
 			if li >= 2 {
 				break // the same dense FFN as the first layer
 			}
-			for _, r := range predictorRanks {
-				pr := newPredictor7B(pt, r)
-				jobs = append(jobs, job{fmt.Sprintf("pred %s r%d", pt, r), func(int) { pr.run(p, l.x) }})
+			for _, pr := range predictorForms(r) {
+				jobs = append(jobs, job{pr.String(), func(int) { pr.run(p, l.x) }})
 			}
 		}
 		times := make([][]time.Duration, len(jobs))
@@ -448,11 +461,11 @@ func TestSparseFFNTable(t *testing.T) {
 			pj++
 		}
 		if len(jobs) > pj {
-			fmt.Fprintf(&sb, "  %-16s %9s %12s\n", "predictor", "ms", "of dense FFN")
+			fmt.Fprintf(&sb, "  %-22s %9s %12s\n", "predictor", "ms", "of dense FFN")
 		}
 		for j := pj; j < len(jobs); j++ {
 			m := median(times[j])
-			fmt.Fprintf(&sb, "  %-16s %9.3f %11.1f%%\n", jobs[j].name, float64(m)/1e6, 100*float64(m)/float64(dense))
+			fmt.Fprintf(&sb, "  %-22s %9.3f %11.1f%%\n", jobs[j].name, float64(m)/1e6, 100*float64(m)/float64(dense))
 		}
 	}
 	t.Log("\n" + sb.String())
