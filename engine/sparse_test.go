@@ -274,6 +274,9 @@ var strictGreedy = flag.Bool("strict-greedy", false, "TestTrainedPredictor: also
 // predictor. F16 keeps ffn_down exact in the neuron-major form, so every
 // disagreement is the predictor's.
 //
+// The predictor re-encoded in Q8_0 (stoke run --predictor-type q8_0)
+// must pass the same check; Q4_0's figures are reported.
+//
 // To show that the check can fail, the same predictor with its scores
 // lowered (a raised threshold) until it misses over 4% of the firing
 // neurons must fail it, and lowered further, the greedy agreement alone
@@ -309,6 +312,21 @@ func TestTrainedPredictor(t *testing.T) {
 				q.recall, q.sparsity, q.forced, q.n, q.agree, q.n, 100*q.computed, t1.Sub(t0).Round(time.Millisecond), t2.Sub(t1).Round(time.Millisecond))
 			if !q.pass(*strictGreedy) {
 				t.Errorf("held-out recall %.4f (want ≥ 0.99), greedy agreement teacher-forced %d/%d, free-running %d/%d (want ≥ 95%%)", q.recall, q.forced, q.n, q.agree, q.n)
+			}
+
+			// Re-encoded at load (stoke run --predictor-type): Q8_0 must
+			// pass the same check; Q4_0 is reported.
+			for _, typ := range []dtype.Type{dtype.Q8_0, dtype.Q4_0} {
+				pq, err := pred.Quantized(typ)
+				if err != nil {
+					t.Fatal(err)
+				}
+				qq := measurePredictor(t, m, pq, held, prompt, want)
+				t.Logf("re-encoded in %s: held-out recall %.4f, sparsity %.4f; greedy agreement teacher-forced %d/%d, free-running %d/%d; %.1f%% of neurons computed",
+					typ, qq.recall, qq.sparsity, qq.forced, qq.n, qq.agree, qq.n, 100*qq.computed)
+				if typ == dtype.Q8_0 && !qq.pass(*strictGreedy) {
+					t.Errorf("re-encoded in Q8_0: held-out recall %.4f, greedy agreement teacher-forced %d/%d", qq.recall, qq.forced, qq.n)
+				}
 			}
 
 			// Worse predictors: every score lowered, first until held-out
