@@ -19,9 +19,11 @@ import (
 // RankMajor returns p with each stored layer's FC2 also held rank-major
 // (W2T), which Predict then reads, skipping the rows ReLU zeroed. For F16,
 // BF16 and F32 weights this moves the same values; block-quantized ones
-// (Q8_0, Q4_0, …) cannot be transposed without re-encoding, so those
-// layers keep W2 alone unless Quantized built their W2T from the original
-// values. Layers already rank-major, or held as floats only (FC1/FC2, as
+// (Q8_0, Q4_0, …) cannot be transposed without re-encoding, which would
+// round W2's values a second time (on a random Q4_0 layer it moved scores
+// by a tenth of the largest, enough to change a PowerInfer predictor's
+// choices at its threshold 0), so those layers keep W2 alone unless
+// Quantized built their W2T from the original values. Layers already rank-major, or held as floats only (FC1/FC2, as
 // Train works), are left as they are. W1 and W2 are shared with p, which
 // is unchanged; W2T adds FC2's bytes again.
 func (p *Predictor) RankMajor() (*Predictor, error) {

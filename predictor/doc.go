@@ -25,6 +25,12 @@
 // ones Train produces do (blk.N.fc1.bias, blk.N.fc2.bias) unless
 // TrainOptions.NoBias asks for PowerInfer's exact form.
 //
+// Predict reads FC2 rank-major (W2T, built by RankMajor, which the
+// engine calls) where it can: s = Σ_j h_j·FC2[:, j] over the j that ReLU
+// left nonzero, about half, in long rows. Quantized re-encodes a
+// predictor in Q8_0 or Q4_0 (stoke run --predictor-type), for a half or
+// about a quarter of F16's bytes per token.
+//
 // For SwiGLU models, whose activations are never exactly zero, Calibrate
 // picks a per-layer threshold on |a| that makes a target fraction of neurons
 // inactive (TEAL-style); the predictor is then trained to predict which
