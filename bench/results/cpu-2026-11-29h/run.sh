@@ -35,3 +35,9 @@ for round in 1 2 3; do
 done
 rm -rf "$base"
 cat "$out"
+
+# The 7B-layer table, with the predictor in the forms the engine computes
+# (rank-major; "rows": a block-quantized sidecar's stored layout), three times.
+for i in 1 2 3; do
+	go test ./kernels/cpu -count=1 -run TestSparseFFNTable -sparse-table -v > bench/results/cpu-2026-11-29h/sparse-table-$i.txt
+done
