@@ -39,6 +39,10 @@ type SchedulerStats struct {
 	PromptTokens, GenTokens int64 // totals since start
 	Steps                   int64 // forward passes run
 	Cancelled               int64 // requests cancelled by their client
+	// FFN neurons the sparse FFN computed and could have (Runner.
+	// SparseStats), both 0 without one: their ratio is the share of the
+	// FFN a single-sequence decode reads.
+	SparseActive, SparsePossible int64
 }
 
 // Scheduler runs many generations at once with continuous batching:
@@ -63,6 +67,7 @@ type Scheduler struct {
 	stopped chan struct{}
 
 	promptTokens, genTokens, steps, cancelled atomic.Int64
+	sparseActive, sparsePossible              atomic.Int64
 	active, kvUsed                            atomic.Int64
 
 	seqs []Seq // reused per step
@@ -239,6 +244,7 @@ func (s *Scheduler) Stats() SchedulerStats {
 		KVUsedTokens: int(s.kvUsed.Load()), KVTokens: len(s.slots) * s.ctx,
 		PromptTokens: s.promptTokens.Load(), GenTokens: s.genTokens.Load(),
 		Steps: s.steps.Load(), Cancelled: s.cancelled.Load(),
+		SparseActive: s.sparseActive.Load(), SparsePossible: s.sparsePossible.Load(),
 	}
 }
 
@@ -419,6 +425,11 @@ func (s *Scheduler) step() bool {
 		return true
 	}
 	s.steps.Add(1)
+	if a, p := s.r.SparseStats(); p > 0 {
+		// copied for Stats, which other goroutines call mid-pass
+		s.sparseActive.Store(a)
+		s.sparsePossible.Store(p)
+	}
 	for _, sl := range s.slots {
 		j := sl.job
 		if j == nil {

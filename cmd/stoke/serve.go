@@ -38,6 +38,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tmplFlag := fs.String("chat-template", "", "chat template: a Jinja `file`, a template, or a built-in name ("+strings.Join(chat.BuiltinNames(), ", ")+"); default: the model's own")
 	name := fs.String("name", "", "model id clients send as \"model\" (default: the file name without .gguf)")
 	off := addOffloadFlags(fs)
+	sparse := fs.Bool("sparse", false, "decode with the sparse FFN when one sequence decodes alone (a pass of several sequences, and prefill, stay dense, with the same thresholds)")
+	pf := addPredictorFlags(fs, "predictor GGUF `file` for --sparse (default: the model's own, else oracle mode)")
 	grace := fs.Duration("grace", openai.DefaultGrace, "on SIGTERM, how long in-flight requests may finish before they are cancelled")
 	quiet := fs.Bool("quiet", false, "log warnings only, not one line per request")
 	pos, err := parseFlags(fs, args)
@@ -56,6 +58,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--parallel %d: need at least one slot", *parallel)
 	case *ctxLen < 0 || *queue < 0 || *threads < 0 || *batch < 0:
 		return usagef("--ctx, --queue, --threads and --batch must be ≥ 0")
+	case pf.given() && !*sparse:
+		return usagef("--predictor and --predictor-type need --sparse")
 	}
 	kvt, err := dtype.Parse(*kvType)
 	if err != nil || (kvt != dtype.F32 && kvt != dtype.F16) {
@@ -74,7 +78,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	defer off.release()
-	m, err := loadModel(path, lf.options(path, off.usesDevice(), stderr), stderr)
+	lo := lf.options(path, off.usesDevice(), stderr)
+	lo.KeepFFNRows = *sparse // the sparse FFN reads rows
+	m, err := loadModel(path, lo, stderr)
 	if err != nil {
 		return err
 	}
@@ -107,6 +113,23 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeDev()
+	sparseWith := "off"
+	if *sparse {
+		sp, how, err := sparsityFor(m, pf)
+		if err != nil {
+			return err
+		}
+		sparseWith = how
+		offload := setup
+		setup = func(r *engine.Runner) error {
+			if offload != nil {
+				if err := offload(r); err != nil {
+					return err
+				}
+			}
+			return r.EnableSparse(sp)
+		}
+	}
 	sched, err := engine.NewScheduler(m, engine.SchedulerOptions{
 		Parallel: *parallel, Context: slotCtx, Queue: *queue, Threads: *threads, KVType: kvt, Batch: *batch, Setup: setup,
 	})
@@ -143,7 +166,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	log.Info("model loaded", "model", served, "path", path, "arch", m.Config.Family.Name, "params", m.ParamCount(),
-		"slots", *parallel, "ctx_per_slot", sched.Context(), "kv_type", kvt, "threads", *threads, "chat_template", tmplSource)
+		"slots", *parallel, "ctx_per_slot", sched.Context(), "kv_type", kvt, "threads", *threads, "chat_template", tmplSource, "sparse_ffn", sparseWith)
 	addr := net.JoinHostPort(*host, strconv.Itoa(*port))
 	err = openai.Serve(ctx, addr, srv, openai.ServeOptions{Grace: *grace, Logger: log})
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -60,6 +60,7 @@ type fakeBackend struct {
 	mu       sync.Mutex
 	lastSeen engine.GenerateParams
 	lastIDs  []int32
+	sparse   [2]int64 // SparseActive, SparsePossible to report
 }
 
 func (f *fakeBackend) Generate(ctx context.Context, prompt []int32, p engine.GenerateParams, emit func(engine.Token) error) (*engine.Result, error) {
@@ -131,7 +132,8 @@ func (f *fakeBackend) Generate(ctx context.Context, prompt []int32, p engine.Gen
 }
 
 func (f *fakeBackend) Stats() engine.SchedulerStats {
-	return engine.SchedulerStats{Slots: 4, Active: int(f.active.Load()), KVTokens: 4 * f.ctx, Cancelled: f.cancels.Load()}
+	return engine.SchedulerStats{Slots: 4, Active: int(f.active.Load()), KVTokens: 4 * f.ctx, Cancelled: f.cancels.Load(),
+		SparseActive: f.sparse[0], SparsePossible: f.sparse[1]}
 }
 
 // readSSE parses a text/event-stream body: events separated by blank

@@ -574,6 +574,17 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s missing", k)
 		}
 	}
+	// the sparse FFN's counters: only from a backend that runs one
+	for _, k := range []string{"stoke_sparse_ffn_neurons_total", "stoke_sparse_ffn_neurons_computed_total"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("%s without a sparse FFN", k)
+		}
+	}
+	ts = newTestServer(t, &fakeBackend{ctx: 256, sparse: [2]int64{85, 1000}}, nil)
+	m = getMetrics(t, ts.URL)
+	if m["stoke_sparse_ffn_neurons_total"] != 1000 || m["stoke_sparse_ffn_neurons_computed_total"] != 85 {
+		t.Errorf("sparse FFN counters %v and %v, want 85 of 1000", m["stoke_sparse_ffn_neurons_computed_total"], m["stoke_sparse_ffn_neurons_total"])
+	}
 }
 
 // TestDisconnect drops a streaming client mid-answer: the backend must see
