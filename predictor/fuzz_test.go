@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/models/gguf"
 )
 
@@ -73,6 +74,18 @@ func FuzzReadPredictor(f *testing.F) {
 		f.Add(seed)
 		p.Layers[0].FC1[0] = 0.1 // not a half: the second seed stores F32
 	}
+	// a layer of whole Q8_0 blocks, for the re-encoding below
+	wide := LayerPredictor{Dim: 32, Rank: 3, FFN: 32, FC1: make([]float32, 96), FC2: make([]float32, 96), Threshold: 0.5}
+	for i := range wide.FC1 {
+		wide.FC1[i], wide.FC2[i] = float32(i%5)-2, float32(i%3)-1
+	}
+	path := filepath.Join(dir, "wide.gguf")
+	if err := (&Predictor{Layers: []LayerPredictor{wide}}).WriteGGUF(path, nil); err != nil {
+		f.Fatal(err)
+	}
+	if seed, err := os.ReadFile(path); err == nil {
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		gf, err := gguf.Parse(data)
 		if err != nil {
@@ -88,6 +101,26 @@ func FuzzReadPredictor(f *testing.F) {
 				t.Fatalf("layer %d accepted but fails its checks: %v", l, err)
 			}
 			lp.Predict(nil, make([]float32, lp.Dim), NewScratch(lp.Rank, lp.FFN))
+		}
+		// The forms the engine computes: built or refused, never a
+		// panic, and every layer built passes its checks and predicts.
+		for _, form := range []func() (*Predictor, error){
+			p.RankMajor,
+			func() (*Predictor, error) { return p.Quantized(dtype.Q8_0) },
+			func() (*Predictor, error) { return p.Quantized(dtype.Q4_0) },
+			func() (*Predictor, error) { return p.Quantized(dtype.F16) },
+		} {
+			q, err := form()
+			if err != nil {
+				continue
+			}
+			for l := range q.Layers {
+				lp := &q.Layers[l]
+				if err := lp.Check(); err != nil {
+					t.Fatalf("layer %d built but fails its checks: %v", l, err)
+				}
+				lp.Predict(nil, make([]float32, lp.Dim), NewScratch(lp.Rank, lp.FFN))
+			}
 		}
 	})
 }
