@@ -41,3 +41,7 @@ cat "$out"
 for i in 1 2 3; do
 	go test ./kernels/cpu -count=1 -run TestSparseFFNTable -sparse-table -v > bench/results/cpu-2026-11-29h/sparse-table-$i.txt
 done
+
+# Engine-level decode, dense against sparse (the file's predictor, which
+# the engine now computes rank-major), three runs.
+go test ./engine -count=3 -run '^$' -bench SparseDecode -benchtime 64x > bench/results/cpu-2026-11-29h/sparse-decode.txt
