@@ -9,6 +9,7 @@ import (
 	"github.com/stokehq/stoke/kernels"
 	"github.com/stokehq/stoke/models/arch"
 	"github.com/stokehq/stoke/offload"
+	"github.com/stokehq/stoke/predictor"
 )
 
 // deviceState is a runner's share of a device: the plan's arena, the
@@ -34,6 +35,19 @@ type deviceState struct {
 	rope                *kernels.RoPE
 	slots               map[*KVCache]int
 	segs                []segment
+
+	// the file's predictor, per layer, where the plan put it (nil: on the
+	// host), the hidden-layer scratch, and how many predictions ran here
+	pred        []*devPred
+	predH       kernels.Buffer
+	predictions int64
+}
+
+// devPred is one layer's predictor (a PowerInfer file's blk.N.fc1 and
+// fc2) resident on the device.
+type devPred struct {
+	fc1, fc2 *arch.Tensor
+	w1, w2   kernels.Buffer
 }
 
 // devAttn is one layer's attention on the device.
@@ -120,6 +134,9 @@ func (r *Runner) EnableOffload(dev kernels.Backend, plan *offload.Plan) error {
 			}
 		}
 	}
+	if err := d.setupPredictors(m, resident, region); err != nil {
+		return fail(err)
+	}
 	if plan.Output {
 		if err := resident(m.W.Output); err != nil {
 			return fail(err)
@@ -153,6 +170,35 @@ func (r *Runner) EnableOffload(dev kernels.Backend, plan *offload.Plan) error {
 	}
 	r.dev = d
 	return nil
+}
+
+// setupPredictors uploads the predictors the plan puts on the device
+// (a layer's fc1 and fc2 both, in types the device multiplies, or
+// neither) and takes the scratch their hidden layer uses.
+func (d *deviceState) setupPredictors(m *Model, resident func(*arch.Tensor) error, region func(string) (kernels.Buffer, error)) error {
+	d.pred = make([]*devPred, len(m.W.Layers))
+	placed := false
+	for l, lp := range d.plan.Layers {
+		lw := &m.W.Layers[l]
+		if !lp.Predictor || lw.FC1 == nil || lw.FC2 == nil || !d.dev.Supports(lw.FC1.Type) || !d.dev.Supports(lw.FC2.Type) {
+			continue
+		}
+		if err := resident(lw.FC1); err != nil {
+			return err
+		}
+		if err := resident(lw.FC2); err != nil {
+			return err
+		}
+		d.pred[l] = &devPred{fc1: lw.FC1, fc2: lw.FC2, w1: d.weights[lw.FC1], w2: d.weights[lw.FC2]}
+		placed = true
+	}
+	if !placed {
+		d.pred = nil
+		return nil
+	}
+	var err error
+	d.predH, err = region("scratch.pred")
+	return err
 }
 
 // DisableOffload frees the device arena and runs everything on the host.
@@ -266,7 +312,7 @@ func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int) bool {
 			if st.cfg.OnResidual {
 				in = resid[:dim]
 			}
-			active = st.cfg.Predictor.Layers[l].Predict(r.pool, in, st.pred)
+			active = r.predict(l, in)
 			st.active += int64(len(active))
 			st.possible += int64(c.FFN)
 		}
@@ -275,6 +321,61 @@ func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int) bool {
 		}
 	}
 	return true
+}
+
+// predict returns layer l's predicted active neurons for input in: on
+// the device when the plan put the file's predictor there and the
+// runner's predictor is that one (the same weights, not a sidecar's or a
+// re-encoded copy), else on the host.
+func (r *Runner) predict(l int, in []float32) []int32 {
+	st := r.sparse
+	lp := &st.cfg.Predictor.Layers[l]
+	if d := r.dev; d != nil && d.pred != nil && d.pred[l] != nil && d.pred[l].computes(lp) {
+		if idx, ok := r.devicePredict(d.pred[l], lp, in); ok {
+			return idx
+		}
+	}
+	return lp.Predict(r.pool, in, st.pred)
+}
+
+// computes reports whether lp is the predictor dp holds: its stored
+// weights are dp's tensors' bytes, and it has no biases (a file's
+// predictor has none).
+func (dp *devPred) computes(lp *predictor.LayerPredictor) bool {
+	same := func(a, b []byte) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }
+	return lp.B1 == nil && lp.B2 == nil && lp.Type == dp.fc1.Type && lp.Type == dp.fc2.Type &&
+		same(lp.W1, dp.fc1.Data) && same(lp.W2, dp.fc2.Data)
+}
+
+// devicePredict computes lp's scores on the device (x up, fc1, ReLU,
+// fc2, the scores down) and selects the active neurons on the host; it
+// reports false, for the host to predict, when the scratch is too small
+// or the device fails.
+func (r *Runner) devicePredict(dp *devPred, lp *predictor.LayerPredictor, in []float32) ([]int32, bool) {
+	d, sc := r.dev, r.sparse.pred
+	if lp.Dim > d.inCap || lp.FFN > d.outCap || int64(lp.Rank)*4 > d.predH.Len() || lp.FFN > len(sc.S) {
+		return nil, false
+	}
+	s := sc.S[:lp.FFN]
+	d.dev.Upload(d.in, f32Bytes(in))
+	d.dev.MatMul(d.predH, dp.w1, dp.fc1.Type, lp.Rank, lp.Dim, d.in, 1)
+	d.dev.Activate(d.predH, lp.Rank, kernels.ActReLU)
+	d.dev.MatMul(d.out, dp.w2, dp.fc2.Type, lp.FFN, lp.Rank, d.predH, 1)
+	d.dev.Download(f32Bytes(s), d.out)
+	if err := d.dev.Sync(); err != nil {
+		r.devErr = errors.Join(r.devErr, fmt.Errorf("engine: %s on the device: %w", dp.fc1.Name, err))
+		return nil, false
+	}
+	d.predictions++
+	return lp.Select(s, sc.Idx), true
+}
+
+// DevicePredictions reports how many layer predictions ran on the device.
+func (r *Runner) DevicePredictions() int64 {
+	if r.dev == nil {
+		return 0
+	}
+	return r.dev.predictions
 }
 
 func f32Bytes(x []float32) []byte {
@@ -309,7 +410,7 @@ func (d *deviceState) setupAttention(m *Model, region func(string) (kernels.Buff
 		d.dev.Upload(b, f32Bytes(v))
 		return b, nil
 	}
-	any := false
+	placed := false
 	for l, lp := range p.Layers {
 		if !lp.Attn || p.Context <= 0 || p.Seqs <= 0 {
 			continue
@@ -346,9 +447,9 @@ func (d *deviceState) setupAttention(m *Model, region func(string) (kernels.Buff
 			return err
 		}
 		d.attn[l] = a
-		any = true
+		placed = true
 	}
-	if !any {
+	if !placed {
 		return nil
 	}
 	var err error

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/stokehq/stoke/engine"
@@ -9,6 +10,7 @@ import (
 	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/models/synth"
 	"github.com/stokehq/stoke/offload"
+	"github.com/stokehq/stoke/predictor"
 )
 
 // offloadLogits runs a prompt as one prefill (batched device trips) and
@@ -114,5 +116,97 @@ func TestHybridEqualsDense(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDevicePredictor: with the plan holding a PowerInfer file's
+// predictor on the device (a capped CPU backend standing in), the runner
+// computes it there for every layer of every decode step, and decodes
+// what the host predictor decodes: the same greedy tokens, within a few
+// neurons of the same active share (scores summed in another order may
+// fall on the other side of the threshold). A predictor that is not the
+// file's (here the file's re-encoded in Q8_0) runs on the host, and a plan
+// made without the predictor holds none of its bytes.
+func TestDevicePredictor(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q4_0, Params: 2e6, Seed: 5}))
+	fp, err := m.FilePredictor()
+	if err != nil || fp == nil {
+		t.Fatalf("the file's predictor: %v", err)
+	}
+	prompt := m.Tok.Encode("The device predicts the active neurons.", true, true)
+	const steps = 24
+	c := &m.Config
+	var sparseSteps int64 // single-token steps (sparse), per run
+	run := func(p *predictor.Predictor, plan *offload.Plan) ([]int32, float64, int64) {
+		s := session(t, m, engine.Options{Context: 128, Batch: 8})
+		r := s.Runner()
+		if plan != nil {
+			if err := r.EnableOffload(cpu.NewBackend(r.Pool(), plan.TotalBytes), plan); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.EnableSparse(engine.Sparsity{Predictor: p, OnResidual: true}); err != nil {
+			t.Fatal(err)
+		}
+		toks := greedy(t, s, prompt, steps)
+		a, n := r.SparseStats()
+		sparseSteps = n / int64(c.Layers*c.FFN)
+		return toks, float64(a) / float64(n), r.DevicePredictions()
+	}
+	host, hostShare, none := run(fp, nil)
+	if none != 0 {
+		t.Fatalf("%d device predictions without a device", none)
+	}
+
+	desc, err := m.OffloadDesc(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, share := range []float64{0.6, 3} { // some layers' attention and predictor, then all of it
+		budget := int64(share * float64(desc.WeightBytes()))
+		plan, err := offload.Solve(desc, offload.Options{Mode: offload.ModeHybrid, Budget: budget, Context: 128, Seqs: 1, Batch: 8, Layers: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers := 0
+		for _, lp := range plan.Layers {
+			if lp.Predictor {
+				layers++
+			}
+		}
+		if layers == 0 || share < 1 && layers == len(plan.Layers) {
+			t.Fatalf("budget %.0f%%: the plan holds %d of %d layers' predictors", 100*share, layers, len(plan.Layers))
+		}
+		toks, devShare, preds := run(fp, plan)
+		// one prediction per single-token step and layer the plan holds
+		if want := sparseSteps * int64(layers); preds != want || sparseSteps < steps-1 {
+			t.Errorf("budget %.0f%%: %d device predictions, want %d (%d steps × %d layers)", 100*share, preds, want, sparseSteps, layers)
+		}
+		if !slices.Equal(toks, host) {
+			t.Errorf("budget %.0f%%: device predictor decodes %v, host %v", 100*share, toks, host)
+		}
+		if d := devShare - hostShare; d > 0.002 || d < -0.002 {
+			t.Errorf("budget %.0f%%: %.4f of neurons computed, %.4f with the host predictor", 100*share, devShare, hostShare)
+		}
+
+		q, err := fp.Quantized(dtype.Q8_0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, preds := run(q, plan); preds != 0 {
+			t.Errorf("budget %.0f%%: a re-encoded predictor ran %d times on the device, which holds the file's", 100*share, preds)
+		}
+	}
+
+	// without the predictor in the description, the plan holds none
+	for l := range desc.Layers {
+		desc.Layers[l].Predictor = nil
+	}
+	plan, err := offload.Solve(desc, offload.Options{Mode: offload.ModeHybrid, Budget: 3 * desc.WeightBytes(), Context: 128, Seqs: 1, Batch: 8, Layers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, preds := run(fp, plan); preds != 0 {
+		t.Errorf("%d device predictions with no predictor in the plan", preds)
 	}
 }

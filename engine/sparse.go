@@ -209,7 +209,7 @@ func (r *Runner) sparseFFN(l int, resid, x, out []float32) {
 		if st.cfg.OnResidual {
 			in = resid
 		}
-		idx = p.Layers[l].Predict(r.pool, in, st.pred)
+		idx = r.predict(l, in)
 		r.pool.MatVecRows(st.gate[:len(idx)], sel.Data, sel.Type, c.Dim, idx, x)
 		if selB != nil {
 			for k, i := range idx {

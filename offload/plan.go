@@ -21,9 +21,8 @@ const (
 	// ModeLayerSplit places whole layers (attention, every FFN neuron, KV
 	// cache) on the device, first layers first, as llama.cpp's -ngl does.
 	ModeLayerSplit
-	// ModeHybrid places attention, norms and the output head first, then
-	// the hottest FFN neurons by firing frequency per byte. Predictors
-	// stay on the host, which computes them.
+	// ModeHybrid places attention, norms, predictors and the output head
+	// first, then the hottest FFN neurons by firing frequency per byte.
 	ModeHybrid
 )
 
@@ -105,11 +104,8 @@ const Align = 256
 
 // LayerPlan is what one layer keeps on the device.
 type LayerPlan struct {
-	Attn bool // attention weights and this layer's KV cache
-	// Predictor: the predictor's weights are on the device. No solver
-	// sets it today: the engine computes predictors on the host, which
-	// needs the active set first to split it between the two halves.
-	Predictor bool
+	Attn      bool    // attention weights and this layer's KV cache
+	Predictor bool    // predictor weights
 	Hot       []int32 // neurons on the device, ascending
 	Bytes     int64   // device bytes this layer's regions take (aligned)
 	HitRate   float64 // expected share of this layer's active neurons that are hot

@@ -28,11 +28,9 @@ type Estimate struct {
 // bytes/s of read bandwidth. Decoding reads every weight it uses once, so
 // per token and layer:
 //
-//	device = attention + FFN-fixed bytes if the layer's attention is on the device
+//	device = attention + FFN-fixed (+ predictor) bytes if the layer's attention is on the device
 //	         + Σ_{i hot} f_i · NeuronBytes
 //	cpu    = the same tensors if not
-//	         + predictor bytes (sparse modes; on the device if a plan put it there;
-//	           whole, though Predict reads about half of a rank-major FC2)
 //	         + Σ_{i cold} f_i · NeuronBytes
 //	time   = max(device / devBW, cpu / cpuBW)        the halves overlap
 //

@@ -80,10 +80,8 @@ func (o Options) normalize(d *Desc) (Options, error) {
 // ModeHybrid places in two phases.
 //
 // Phase 1, per layer, first layers first: attention tensors with the
-// layer's KV cache and the FFN-fixed tensors; then the output head. The
-// predictor stays on the host, where the engine computes it (the active
-// set is needed there first, to split it); its bytes count on the CPU
-// side of the balance and the roofline. Each of these bytes is read for every token, while a
+// layer's KV cache, the FFN-fixed tensors and the predictor; then the
+// output head. Each of these bytes is read for every token, while a
 // neuron's bytes are read only when it fires (frequency f ≤ 1), so under
 // the bandwidth model a device byte spent here saves at least as much CPU
 // traffic as one spent on neurons. When not every layer fits, the first k
@@ -167,10 +165,10 @@ func Solve(d *Desc, o Options) (*Plan, error) {
 }
 
 // baseBytes is layer l's phase-1 footprint in hybrid mode at positions
-// KV positions: attention and FFN-fixed tensors and KV cache.
+// KV positions: attention, FFN-fixed and predictor tensors and KV cache.
 func baseBytes(d *Desc, l, positions int) int64 {
 	ld := &d.Layers[l]
-	return tensorsBytes(ld.Attn) + tensorsBytes(ld.FFNFixed) + kvBytes(d, positions)
+	return tensorsBytes(ld.Attn) + tensorsBytes(ld.FFNFixed) + tensorsBytes(ld.Predictor) + kvBytes(d, positions)
 }
 
 // wholeBytes is layer l's footprint in layer-split mode: attention,
@@ -214,6 +212,7 @@ func solveHybrid(d *Desc, o Options, p *Plan, hot []int) ([][]int32, error) {
 	}
 	for l := range k {
 		p.Layers[l].Attn = true
+		p.Layers[l].Predictor = len(d.Layers[l].Predictor) > 0
 	}
 	if h := headBytes(d, o.Batch); used+h <= o.Budget {
 		p.Output = true
@@ -422,7 +421,7 @@ func fillHot(d *Desc, o Options, k int, space int64, hot []int) [][]int32 {
 				act += f
 			}
 			nb := float64(ld.NeuronBytes())
-			q.imb = (act*nb+float64(rawBytes(ld.Predictor)))/cpuBW - float64(rawBytes(ld.Attn)+rawBytes(ld.FFNFixed))/devBW
+			q.imb = act*nb/cpuBW - float64(rawBytes(ld.Attn)+rawBytes(ld.FFNFixed)+rawBytes(ld.Predictor))/devBW
 		}
 		h.q = append(h.q, q)
 		fills = append(fills, q)

@@ -127,13 +127,16 @@ func (lp *LayerPredictor) Predict(pool *cpu.Pool, x []float32, sc *Scratch) []in
 	}
 	s := sc.S[:lp.FFN]
 	lp.scores(pool, x, sc.H[:lp.Rank], s, sc)
-	return threshold(sc.Idx, s, lp.Threshold)
+	return lp.Select(s, sc.Idx)
 }
 
-// threshold writes the i with s[i] ≥ thr into idx, in order, and returns
-// them. Every i is written and the count advanced by the comparison, with
-// no branch to mispredict: scores fall on both sides at random.
-func threshold(idx []int32, s []float32, thr float32) []int32 {
+// Select writes the neurons whose score s[i] reaches the threshold into
+// idx (at least len(s) entries), in order, and returns them: Predict's
+// last step, for scores computed elsewhere (on a device). Every i is
+// written and the count advanced by the comparison, with no branch to
+// mispredict: scores fall on both sides at random.
+func (lp *LayerPredictor) Select(s []float32, idx []int32) []int32 {
+	thr := lp.Threshold
 	idx = idx[:len(s)]
 	k := 0
 	for i, v := range s {

@@ -68,6 +68,13 @@ func cmdBenchSweep(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
+	if pf.given() {
+		// the sparse modes compute another predictor than the file's, on
+		// the host: the file's would only take VRAM
+		for l := range desc.Layers {
+			desc.Layers[l].Predictor = nil
+		}
+	}
 	points, err := bench.ParseBudgets(*vram, desc.WeightBytes())
 	if err != nil {
 		return usageError{err.Error()}

@@ -22,6 +22,11 @@ type offloadFlags struct {
 	layers  *int
 	profile *string
 
+	// devicePredictor: the run computes the file's own predictor (sparse,
+	// no --predictor or --predictor-type), which the plan may then put on
+	// the device; otherwise its weights would only take VRAM there.
+	devicePredictor bool
+
 	probed bool            // the GPU was looked for (usesDevice)
 	gpu    kernels.Backend // the GPU found, until setup takes it
 	gpuWhy string          // why none was found
@@ -113,6 +118,11 @@ func (o *offloadFlags) setup(m *engine.Model, ctx, seqs, batch int, kvt dtype.Ty
 		return nil, none, err
 	}
 	desc.KVType = kvt.TypeSize()
+	if !o.devicePredictor {
+		for l := range desc.Layers {
+			desc.Layers[l].Predictor = nil
+		}
+	}
 	var dev kernels.Backend
 	var budget int64
 	switch *o.device {
@@ -162,9 +172,13 @@ func (o *offloadFlags) setup(m *engine.Model, ctx, seqs, batch int, kvt dtype.Ty
 		return nil, none, err
 	}
 	attn := 0
+	preds := 0
 	for _, lp := range plan.Layers {
 		if lp.Attn {
 			attn++
+		}
+		if lp.Predictor {
+			preds++
 		}
 	}
 	setup := func(r *engine.Runner) error {
@@ -177,8 +191,8 @@ func (o *offloadFlags) setup(m *engine.Model, ctx, seqs, batch int, kvt dtype.Ty
 	if dev != nil {
 		name = dev.Name()
 	}
-	fmt.Fprintf(stderr, "stoke: %s plan on %s: %s of %s budget, attention of %d/%d layers, expected hit rate %.1f%%\n",
-		plan.Mode, name, offload.FormatBytes(plan.TotalBytes), offload.FormatBytes(budget), attn, len(plan.Layers), 100*plan.HitRate)
+	fmt.Fprintf(stderr, "stoke: %s plan on %s: %s of %s budget, attention of %d/%d layers, predictor of %d, expected hit rate %.1f%%\n",
+		plan.Mode, name, offload.FormatBytes(plan.TotalBytes), offload.FormatBytes(budget), attn, len(plan.Layers), preds, 100*plan.HitRate)
 	return setup, func() {
 		if dev != nil {
 			dev.Close()

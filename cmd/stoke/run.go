@@ -96,6 +96,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer s.Close()
+	off.devicePredictor = *sparse && !pf.given()
 	setup, closeDev, err := off.setup(m, s.Context(), 1, planBatch(engine.DefaultBatch, 1), kvt, stderr)
 	if err != nil {
 		return err
@@ -166,6 +167,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if st := s.Runner().OffloadStats(); st.Active > 0 {
 		fmt.Fprintf(stdout, "offload: %.1f%% of computed neurons on the device; device half %s, host half %s\n",
 			100*st.HitRate(), st.DeviceTime.Round(time.Millisecond), st.HostTime.Round(time.Millisecond))
+	}
+	if n := s.Runner().DevicePredictions(); n > 0 {
+		fmt.Fprintf(stdout, "predictor: %d layer predictions on the device\n", n)
 	}
 	return err
 }

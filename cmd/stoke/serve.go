@@ -108,6 +108,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if slotCtx == 0 {
 		slotCtx = min(m.Config.Context, engine.DefaultContext)
 	}
+	off.devicePredictor = *sparse && !pf.given()
 	setup, closeDev, err := off.setup(m, slotCtx, *parallel, planBatch(*batch, *parallel), kvt, stderr)
 	if err != nil {
 		return err

@@ -82,3 +82,24 @@ func TestServeSparse(t *testing.T) {
 		t.Errorf("--predictor-type without --sparse: exit %d, %s", code, e)
 	}
 }
+
+// TestRunDevicePredictor: stoke run --sparse with a device (the capped
+// CPU standing in) puts the file's predictor there and computes it
+// there; a predictor re-encoded at load runs on the host, and the plan
+// then leaves the file's predictor off the device.
+func TestRunDevicePredictor(t *testing.T) {
+	model, _ := benchModel(t)
+	args := []string{"run", "-m", model, "--sparse", "--vram", "64MiB", "--ctx", "64", "--device", "cpu-capped", "-p", "The fox ran", "-n", "8", "--temp", "0", "--threads", "1"}
+	out, e, code := stoke(t, args...)
+	if code != 0 || !strings.Contains(e, "attention of 2/2 layers, predictor of 2,") || !strings.Contains(out, "layer predictions on the device") {
+		t.Fatalf("run --sparse on a device: exit %d:\n%s%s", code, out, e)
+	}
+	out, e, code = stoke(t, append(args, "--predictor-type", "q8_0")...)
+	if code != 0 || !strings.Contains(e, "predictor of 0,") || strings.Contains(out, "layer predictions on the device") {
+		t.Fatalf("run --sparse --predictor-type q8_0 on a device: exit %d:\n%s%s", code, out, e)
+	}
+	out, e, code = stoke(t, "run", "-m", model, "--vram", "64MiB", "--ctx", "64", "--device", "cpu-capped", "-p", "The fox ran", "-n", "4", "--temp", "0", "--threads", "1")
+	if code != 0 || !strings.Contains(e, "predictor of 0,") {
+		t.Fatalf("dense run on a device: exit %d:\n%s%s", code, out, e)
+	}
+}
