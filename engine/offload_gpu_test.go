@@ -62,3 +62,67 @@ func TestHybridOnGPU(t *testing.T) {
 		}
 	}
 }
+
+// TestDevicePredictorOnGPU is TestDevicePredictor with CUDA as the device
+// (STOKE_GPU=1): the plan holds every layer's predictor, the GPU computes
+// it for every single-token step, and the decode stays close to the
+// host predictor's: within 1% of the same active share and the same
+// greedy token at 3 of 4 positions or more (the GPU sums the scores in
+// another order, and one flipped neuron can change a later token).
+func TestDevicePredictorOnGPU(t *testing.T) {
+	if os.Getenv("STOKE_GPU") != "1" {
+		t.Skip("GPU tests run with STOKE_GPU=1 on a machine with an NVIDIA GPU")
+	}
+	g, err := cuda.Open(cuda.Config{})
+	if err != nil {
+		t.Fatalf("STOKE_GPU=1 but no GPU: %v", err)
+	}
+	defer g.Close()
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q4_0, Params: 20e6, Seed: 4}))
+	fp, err := m.FilePredictor()
+	if err != nil || fp == nil {
+		t.Fatalf("the file's predictor: %v", err)
+	}
+	c := &m.Config
+	prompt := m.Tok.Encode("The GPU predicts the active neurons.", true, true)
+	const steps = 32
+	run := func(plan *offload.Plan) ([]int32, float64, int64, int64) {
+		s := session(t, m, engine.Options{Context: 128, Batch: 8})
+		r := s.Runner()
+		if plan != nil {
+			if err := r.EnableOffload(g, plan); err != nil {
+				t.Fatal(err)
+			}
+			defer r.DisableOffload()
+		}
+		if err := r.EnableSparse(engine.Sparsity{Predictor: fp, OnResidual: true}); err != nil {
+			t.Fatal(err)
+		}
+		toks := greedy(t, s, prompt, steps)
+		a, n := r.SparseStats()
+		return toks, float64(a) / float64(n), r.DevicePredictions(), n / int64(c.Layers*c.FFN)
+	}
+	host, hostShare, _, _ := run(nil)
+	desc, err := m.OffloadDesc(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := offload.Solve(desc, offload.Options{Mode: offload.ModeHybrid, Budget: 2 * desc.WeightBytes(), Context: 128, Seqs: 1, Batch: 8, Layers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, share, preds, single := run(plan)
+	if want := single * int64(c.Layers); preds != want {
+		t.Errorf("%d predictions on the GPU, want %d (%d steps × %d layers)", preds, want, single, c.Layers)
+	}
+	same := 0
+	for i := range min(len(toks), len(host)) {
+		if toks[i] == host[i] {
+			same++
+		}
+	}
+	t.Logf("GPU predictor: %.4f of neurons computed (host %.4f), %d/%d greedy tokens as the host's", share, hostShare, same, len(host))
+	if d := share - hostShare; d > 0.01 || d < -0.01 || 4*same < 3*len(host) {
+		t.Errorf("GPU predictor: %.4f of neurons computed (host %.4f), %d/%d greedy tokens as the host's", share, hostShare, same, len(host))
+	}
+}

@@ -7,7 +7,12 @@
 #
 # then, on the GPU machine, from the repository root (or anywhere):
 #
-#	sh kernels/cuda/devrun.sh [path/to/cuda.test]
+#	sh kernels/cuda/devrun.sh [path/to/cuda.test [path/to/engine.test]]
+#
+# With an engine test binary (CGO_ENABLED=0 go test -c -o engine.test
+# ./engine), it also runs the engine's GPU tests (TestHybridOnGPU,
+# TestDevicePredictorOnGPU: the hybrid FFN and the device predictor
+# against the CPU) into $OUT/engine-gpu-tests.txt.
 #
 # It runs, with STOKE_GPU=1: the GPU op suite (every op against the CPU
 # backend), then the benchmarks (read bandwidth, dense and gathered GEMV
@@ -32,6 +37,15 @@ STOKE_GPU=1 "$bin" -test.count=1 -test.timeout=15m -test.v \
 	-test.run 'TestGPU|TestOpen|TestPTX|TestChoosePTX' >"$out/cuda-tests.txt" 2>&1
 status=$?
 grep -E '^(=== RUN|---|PASS|FAIL|ok)|_test.go' "$out/cuda-tests.txt" | grep -v '=== RUN' | tail -n 200
+
+if [ $# -ge 2 ]; then
+	eng=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+	echo "== engine GPU tests"
+	STOKE_GPU=1 "$eng" -test.count=1 -test.timeout=10m -test.v -test.run 'OnGPU' >"$out/engine-gpu-tests.txt" 2>&1
+	estatus=$?
+	grep -E '^(---|PASS|FAIL|ok)|_test.go' "$out/engine-gpu-tests.txt" | tail -n 50
+	[ "$estatus" -ne 0 ] && status=$estatus
+fi
 
 echo "== benchmarks"
 STOKE_GPU=1 "$bin" -test.run '^$' -test.bench "${BENCH:-.}" -test.benchtime "${BENCHTIME:-200x}" \
