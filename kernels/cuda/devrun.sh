@@ -28,6 +28,10 @@ if [ ! -x "$bin" ]; then
 	echo "devrun.sh: no test binary at $bin (build it with: CGO_ENABLED=0 go test -c -o kernels/cuda/cuda.test ./kernels/cuda)" >&2
 	exit 2
 fi
+eng=
+if [ $# -ge 2 ]; then # resolved before the cd below
+	eng=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+fi
 out=${OUT:-$(mktemp -d)}
 cd "$here" # the emulator tests look for the sources here
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
@@ -38,8 +42,7 @@ STOKE_GPU=1 "$bin" -test.count=1 -test.timeout=15m -test.v \
 status=$?
 grep -E '^(=== RUN|---|PASS|FAIL|ok)|_test.go' "$out/cuda-tests.txt" | grep -v '=== RUN' | tail -n 200
 
-if [ $# -ge 2 ]; then
-	eng=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+if [ -n "$eng" ]; then
 	echo "== engine GPU tests"
 	STOKE_GPU=1 "$eng" -test.count=1 -test.timeout=10m -test.v -test.run 'OnGPU' >"$out/engine-gpu-tests.txt" 2>&1
 	estatus=$?
