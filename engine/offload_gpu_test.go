@@ -11,12 +11,10 @@ import (
 	"github.com/stokehq/stoke/offload"
 )
 
-// TestHybridOnGPU runs the hybrid end to end with CUDA as the device
-// (STOKE_GPU=1 on a machine with an NVIDIA GPU; skipped otherwise): for
-// hybrid plans at half and all of the model and a layer split, the logits
-// of a prefill and greedy decode stay within 1e-2 relative of the CPU's
-// (the GPU sums in other orders and does not quantize activations).
-func TestHybridOnGPU(t *testing.T) {
+// openGPU returns the GPU for a GPU test (closed when it ends), skipping
+// it unless STOKE_GPU=1.
+func openGPU(t *testing.T) *cuda.Backend {
+	t.Helper()
 	if os.Getenv("STOKE_GPU") != "1" {
 		t.Skip("GPU tests run with STOKE_GPU=1 on a machine with an NVIDIA GPU")
 	}
@@ -24,7 +22,17 @@ func TestHybridOnGPU(t *testing.T) {
 	if err != nil {
 		t.Fatalf("STOKE_GPU=1 but no GPU: %v", err)
 	}
-	defer g.Close()
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
+// TestHybridOnGPU runs the hybrid end to end with CUDA as the device
+// (STOKE_GPU=1 on a machine with an NVIDIA GPU; skipped otherwise): for
+// hybrid plans at half and all of the model and a layer split, the logits
+// of a prefill and greedy decode stay within 1e-2 relative of the CPU's
+// (the GPU sums in other orders and does not quantize activations).
+func TestHybridOnGPU(t *testing.T) {
+	g := openGPU(t)
 	for _, c := range []synth.Config{
 		{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q4_0},
 		{Arch: "llama", Type: dtype.F16},
@@ -70,14 +78,7 @@ func TestHybridOnGPU(t *testing.T) {
 // greedy token at 3 of 4 positions or more (the GPU sums the scores in
 // another order, and one flipped neuron can change a later token).
 func TestDevicePredictorOnGPU(t *testing.T) {
-	if os.Getenv("STOKE_GPU") != "1" {
-		t.Skip("GPU tests run with STOKE_GPU=1 on a machine with an NVIDIA GPU")
-	}
-	g, err := cuda.Open(cuda.Config{})
-	if err != nil {
-		t.Fatalf("STOKE_GPU=1 but no GPU: %v", err)
-	}
-	defer g.Close()
+	g := openGPU(t)
 	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q4_0, Params: 20e6, Seed: 4}))
 	fp, err := m.FilePredictor()
 	if err != nil || fp == nil {

@@ -2,6 +2,7 @@ package predictor_test
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/stokehq/stoke/kernels/cpu"
@@ -78,7 +79,7 @@ func TestRankMajor(t *testing.T) {
 		want := append([]int32(nil), l.Predict(pool, x, sc)...)
 		noW2 := *l
 		noW2.W2 = make([]byte, len(l.W2))
-		if got := noW2.Predict(pool, x, sc); !equalInts(got, want) {
+		if got := noW2.Predict(pool, x, sc); !slices.Equal(got, want) {
 			t.Fatalf("%s: Predict read W2 when W2T was there", typ)
 		}
 		noW2T := *l
@@ -122,18 +123,6 @@ func TestRankMajor(t *testing.T) {
 	if _, err := (&predictor.Predictor{Layers: []predictor.LayerPredictor{bad}}).RankMajor(); err == nil {
 		t.Fatal("RankMajor accepted a layer with a short W2")
 	}
-}
-
-func equalInts(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestQuantized: Quantized re-encodes float and stored predictors in

@@ -114,29 +114,7 @@ func TestPredictMatchesReference(t *testing.T) {
 	// the reference on the dequantized weights.
 	for _, typ := range []dtype.Type{dtype.F16, dtype.Q4_0} {
 		tol := map[dtype.Type]float64{dtype.F16: 2e-3, dtype.Q4_0: 3e-2}[typ]
-		lq := randomLayer(64, 32, 200, 4, false)
-		w1 := make([]byte, lq.Rank*rowBytes(typ, lq.Dim))
-		w2 := make([]byte, lq.FFN*rowBytes(typ, lq.Rank))
-		if err := dtype.Quantize(typ, lq.FC1, w1); err != nil {
-			t.Fatal(err)
-		}
-		if err := dtype.Quantize(typ, lq.FC2, w2); err != nil {
-			t.Fatal(err)
-		}
-		st, err := predictor.LayerFromTensors(
-			predictor.Tensor{Type: typ, Shape: []uint64{64, 32}, Data: w1},
-			predictor.Tensor{Type: typ, Shape: []uint64{32, 200}, Data: w2}, 0.1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st.B1, st.B2 = lq.B1, lq.B2
-		d1, d2 := make([]float32, len(lq.FC1)), make([]float32, len(lq.FC2))
-		if err := dtype.Dequantize(typ, w1, d1); err != nil {
-			t.Fatal(err)
-		}
-		if err := dtype.Dequantize(typ, w2, d2); err != nil {
-			t.Fatal(err)
-		}
+		st, d1, d2 := storedLayer(t, randomLayer(64, 32, 200, 4, false), typ)
 		checkPredict(t, &st, d1, d2, pool, 5, tol)
 	}
 }
