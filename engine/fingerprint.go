@@ -97,9 +97,10 @@ func (s *Session) feed(tokens []int32, h HiddenRecorder, logits bool) ([]float32
 	if s.pos+len(tokens) > s.ctx {
 		return nil, fmt.Errorf("%w: %d cached + %d new tokens > context %d", ErrContextFull, s.pos, len(tokens), s.ctx)
 	}
+	decode := len(tokens) == 1
 	for len(tokens) > 0 {
 		n := min(len(tokens), s.r.batch)
-		s.seq[0] = Seq{KV: s.KVCache, Tokens: tokens[:n], Hidden: h}
+		s.seq[0] = Seq{KV: s.KVCache, Tokens: tokens[:n], Hidden: h, Decode: decode}
 		if logits && n == len(tokens) {
 			s.seq[0].Logits = s.logits
 		}

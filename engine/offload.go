@@ -292,9 +292,10 @@ func (r *Runner) deviceMatmul(dst []float32, w *arch.Tensor, x []float32, n int)
 }
 
 // deviceFFN runs layer l's FFN for n tokens through the hybrid executor
-// (xb normalised input, out the block output before the down bias); it
-// reports false when the layer has no neurons on the device.
-func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int) bool {
+// (xb normalised input, out the block output before the down bias), the
+// predicted neurons only for a decode step (one token); it reports false
+// when the layer has no neurons on the device.
+func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int, decode bool) bool {
 	d := r.dev
 	if d == nil || !d.exec.HasHot(l) || r.recorder != nil {
 		return false
@@ -307,7 +308,7 @@ func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int) bool {
 	}
 	for i := range n {
 		var active []int32
-		if st := r.sparse; st != nil && n == 1 && st.cfg.Predictor != nil {
+		if st := r.sparse; st != nil && decode && st.cfg.Predictor != nil {
 			in := xb[:dim]
 			if st.cfg.OnResidual {
 				in = resid[:dim]

@@ -387,7 +387,7 @@ func (s *Scheduler) step() bool {
 		if sl.job == nil || sl.fed < len(sl.job.prompt) {
 			continue
 		}
-		sq := Seq{KV: sl.kv, Tokens: sl.hist[len(sl.hist)-1:], Logits: sl.logits, Hidden: sl.g.hidden()}
+		sq := Seq{KV: sl.kv, Tokens: sl.hist[len(sl.hist)-1:], Logits: sl.logits, Hidden: sl.g.hidden(), Decode: true}
 		if sl.final {
 			sq.Logits = nil
 		}
@@ -404,7 +404,8 @@ func (s *Scheduler) step() bool {
 		}
 		n := min(len(sl.job.prompt)-sl.fed, budget)
 		chunk := sl.job.prompt[sl.fed : sl.fed+n]
-		sq := Seq{KV: sl.kv, Tokens: chunk, Hidden: sl.g.hidden()}
+		// a one-token prompt is a decode step, as Session.Eval feeds it
+		sq := Seq{KV: sl.kv, Tokens: chunk, Hidden: sl.g.hidden(), Decode: len(sl.job.prompt) == 1}
 		if sl.fed+n == len(sl.job.prompt) {
 			sq.Logits = sl.logits
 		}

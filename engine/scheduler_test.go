@@ -13,6 +13,7 @@ import (
 	"github.com/stokehq/stoke/engine"
 	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/models/synth"
+	"github.com/stokehq/stoke/predictor"
 )
 
 func greedyParams(n int) engine.GenerateParams {
@@ -166,5 +167,82 @@ func TestSchedulerCancelFreesSlot(t *testing.T) {
 	}
 	if _, err := sc.Generate(context.Background(), make([]int32, 600), greedyParams(1), nil); !errors.Is(err, engine.ErrContextFull) {
 		t.Errorf("over-long prompt: %v", err)
+	}
+}
+
+// TestSchedulerSparseMatchesSequential: with the sparse FFN on, every
+// decode step of a batched pass, alone or beside other sequences' prompt
+// chunks, computes its own predicted neurons, so each of many concurrent
+// requests gets exactly the tokens a lone sparse session produces. The
+// predictor is a PowerInfer file's with its threshold raised until it
+// misses many firing neurons, so that sparse and dense decoding part
+// ways (checked): a batched pass that fell back to the dense FFN would
+// show.
+func TestSchedulerSparseMatchesSequential(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q8_0, Params: 3e6, Seed: 6}))
+	fp, err := m.FilePredictor()
+	if err != nil || fp == nil {
+		t.Fatalf("the file's predictor: %v", err)
+	}
+	weak := &predictor.Predictor{ActThreshold: fp.ActThreshold}
+	for _, lp := range fp.Layers {
+		lp.Threshold = 2
+		weak.Layers = append(weak.Layers, lp)
+	}
+	sp := engine.Sparsity{Predictor: weak, OnResidual: true}
+	const clients = 12
+	prompts := make([][]int32, clients)
+	want := make([][]int32, clients)
+	differ := 0
+	for i := range prompts {
+		prompts[i] = m.Tok.Encode(fmt.Sprintf("Request %d: %s", i, strings.Repeat("tell me a story ", i%4+1)), true, true)
+		s := session(t, m, engine.Options{Context: 256})
+		dense, err := s.Generate(context.Background(), prompts[i], greedyParams(12+i%5), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = session(t, m, engine.Options{Context: 256})
+		if err := s.Runner().EnableSparse(sp); err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.Generate(context.Background(), prompts[i], greedyParams(12+i%5), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = res.Tokens
+		if !slices.Equal(res.Tokens, dense.Tokens) {
+			differ++
+		}
+	}
+	if differ < clients/2 {
+		t.Fatalf("only %d of %d requests decode differently sparse and dense: the check could not tell them apart", differ, clients)
+	}
+	sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: 4, Context: 256, Queue: clients, Batch: 16,
+		Setup: func(r *engine.Runner) error { return r.EnableSparse(sp) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	for i := range clients {
+		wg.Go(func() {
+			res, err := sc.Generate(context.Background(), prompts[i], greedyParams(12+i%5), nil)
+			switch {
+			case err != nil:
+				errs[i] = err
+			case !slices.Equal(res.Tokens, want[i]):
+				errs[i] = fmt.Errorf("client %d: got %v, want %v", i, res.Tokens, want[i])
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if st := sc.Stats(); st.SparsePossible == 0 || st.Steps >= st.GenTokens {
+		t.Errorf("stats %+v: want sparse steps, and passes that decoded several sequences at once", st)
 	}
 }

@@ -125,6 +125,11 @@ type Seq struct {
 	// Hidden, if non-nil, receives every token's final-norm output, in
 	// order (the fingerprint's input; see fingerprint.go).
 	Hidden HiddenRecorder
+	// Decode marks a decode step: one token, fed on its own (a sampled
+	// token, or a whole one-token input). With the sparse FFN enabled,
+	// decode steps compute only their predicted neurons, in any pass;
+	// prompt chunks, even of one token, stay dense.
+	Decode bool
 }
 
 // Runner runs forward passes: it owns the worker pool and the scratch
@@ -325,9 +330,10 @@ func (s *Session) Eval(tokens []int32) ([]float32, error) {
 	if len(tokens) == 0 {
 		return nil, errors.New("engine: no tokens to evaluate")
 	}
+	decode := len(tokens) == 1
 	for len(tokens) > 0 {
 		n := min(len(tokens), s.r.batch)
-		s.seq[0] = Seq{KV: s.KVCache, Tokens: tokens[:n]}
+		s.seq[0] = Seq{KV: s.KVCache, Tokens: tokens[:n], Decode: decode}
 		if n == len(tokens) {
 			s.seq[0].Logits = s.logits
 		}
@@ -353,7 +359,7 @@ func (s *Session) EvalAll(tokens []int32) ([]float32, error) {
 	out := s.all[:len(tokens)*v]
 	for i := 0; i < len(tokens); {
 		n := min(len(tokens)-i, s.r.batch)
-		s.seq[0] = Seq{KV: s.KVCache, Tokens: tokens[i : i+n], All: out[i*v : (i+n)*v]}
+		s.seq[0] = Seq{KV: s.KVCache, Tokens: tokens[i : i+n], All: out[i*v : (i+n)*v], Decode: len(tokens) == 1}
 		if err := s.r.Forward(s.seq[:]); err != nil {
 			return nil, err
 		}
@@ -428,6 +434,18 @@ func addBias(x, b []float32, n, width int) {
 // forward runs n tokens, the concatenation of seqs' tokens, through the
 // model. Matrix products run once over all n tokens; RoPE, the cache and
 // attention are per sequence.
+// decodeSteps counts the sequences of a pass that take a decode step
+// (Seq.Decode), which the sparse FFN computes.
+func decodeSteps(seqs []Seq) int {
+	k := 0
+	for _, sq := range seqs {
+		if sq.Decode && len(sq.Tokens) == 1 {
+			k++
+		}
+	}
+	return k
+}
+
 func (r *Runner) forward(seqs []Seq, n int) {
 	m := r.m
 	c := &m.Config
@@ -495,13 +513,21 @@ func (r *Runner) forward(seqs []Seq, n int) {
 
 		// feed-forward, after the residual add
 		r.normTokens(n, true, x, xb, xb2, lv.ffnNorm, lv.ffnNormB)
-		if r.deviceFFN(l, x, xb, xb2, n) {
+		if r.deviceFFN(l, x, xb, xb2, n, n == 1 && seqs[0].Decode) {
 			addBias(xb2, lv.downB, n, dim)
 			cpu.AddInPlace(x, xb2)
 			continue
 		}
-		if r.sparse != nil && n == 1 && r.recorder == nil {
-			r.sparseFFN(l, x, xb, xb2)
+		decodes := 0 // decode steps, for the sparse FFN
+		if r.sparse != nil && r.recorder == nil {
+			decodes = decodeSteps(seqs)
+		}
+		if decodes == n {
+			// every token is a decode step: each its own sparse FFN, the
+			// rows tokens share read from cache after the first
+			for i := range n {
+				r.sparseFFN(l, x[i*dim:(i+1)*dim], xb[i*dim:(i+1)*dim], xb2[i*dim:(i+1)*dim])
+			}
 			cpu.AddInPlace(x, xb2)
 			continue
 		}
@@ -540,6 +566,17 @@ func (r *Runner) forward(seqs []Seq, n int) {
 			}
 		}
 		addBias(xb2, lv.downB, n, dim)
+		if decodes > 0 {
+			// a pass that mixes prompt chunks with decode steps: the
+			// decode tokens get the sparse FFN they would get alone
+			off := 0
+			for _, sq := range seqs {
+				if sq.Decode && len(sq.Tokens) == 1 {
+					r.sparseFFN(l, x[off*dim:(off+1)*dim], xb[off*dim:(off+1)*dim], xb2[off*dim:(off+1)*dim])
+				}
+				off += len(sq.Tokens)
+			}
+		}
 		cpu.AddInPlace(x, xb2)
 	}
 	for _, sq := range seqs {

@@ -60,10 +60,13 @@ type sparseState struct {
 	possible int64
 }
 
-// EnableSparse switches the runner's single-token steps to the sparse FFN
-// (prefill and batched steps stay dense, with the same thresholds applied,
-// so their results are those of the sparse semantics). It builds
-// neuron-major down matrices once when the file has none.
+// EnableSparse switches the runner's decode steps (Seq.Decode: one token
+// fed on its own) to the sparse FFN, each step computing its own
+// predicted neurons also in a pass that decodes several sequences or
+// mixes them with prompt chunks, so a sequence decodes the same tokens
+// batched as alone. Prompt chunks stay dense, with the same thresholds
+// applied. It builds neuron-major down matrices once when the file has
+// none.
 func (r *Runner) EnableSparse(sp Sparsity) error {
 	if r.m.ffnPacked {
 		return errPacked
