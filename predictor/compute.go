@@ -23,9 +23,10 @@ import (
 // round W2's values a second time (on a random Q4_0 layer it moved scores
 // by a tenth of the largest, enough to change a PowerInfer predictor's
 // choices at its threshold 0), so those layers keep W2 alone unless
-// Quantized built their W2T from the original values. Layers already rank-major, or held as floats only (FC1/FC2, as
-// Train works), are left as they are. W1 and W2 are shared with p, which
-// is unchanged; W2T adds FC2's bytes again.
+// Quantized built their W2T from the original values. Layers already
+// rank-major, or held as floats only (FC1/FC2, as Train works), are left
+// as they are. W1 and W2 are shared with p, which is unchanged; W2T adds
+// FC2's bytes again (and nothing more: the elements are moved as bytes).
 func (p *Predictor) RankMajor() (*Predictor, error) {
 	q := &Predictor{Layers: make([]LayerPredictor, len(p.Layers)), ActThreshold: p.ActThreshold}
 	err := eachLayer(len(p.Layers), func(l int) error {
@@ -34,13 +35,7 @@ func (p *Predictor) RankMajor() (*Predictor, error) {
 			return err
 		}
 		if lp.W1 != nil && lp.W2T == nil && lp.Type.BlockSize() == 1 {
-			_, fc2, err := lp.floats()
-			if err != nil {
-				return err
-			}
-			if lp.W2T, err = encode(lp.Type, transposed(fc2, lp.FFN, lp.Rank)); err != nil {
-				return err
-			}
+			lp.W2T = transposedBytes(lp.W2, lp.FFN, lp.Rank, lp.Type.TypeSize())
 		}
 		q.Layers[l] = lp
 		return nil
@@ -188,6 +183,24 @@ func transposed(x []float32, rows, cols int) []float32 {
 	for r := range rows {
 		for c := range cols {
 			out[c*rows+r] = x[r*cols+c]
+		}
+	}
+	return out
+}
+
+// transposedBytes returns the rows×cols matrix of es-byte elements in b
+// transposed (cols×rows), moved in square tiles so that both sides stay
+// in cache.
+func transposedBytes(b []byte, rows, cols, es int) []byte {
+	const tile = 64
+	out := make([]byte, len(b))
+	for r0 := 0; r0 < rows; r0 += tile {
+		for c0 := 0; c0 < cols; c0 += tile {
+			for r := r0; r < min(r0+tile, rows); r++ {
+				for c := c0; c < min(c0+tile, cols); c++ {
+					copy(out[(c*rows+r)*es:(c*rows+r+1)*es], b[(r*cols+c)*es:(r*cols+c+1)*es])
+				}
+			}
 		}
 	}
 	return out
