@@ -431,9 +431,6 @@ func addBias(x, b []float32, n, width int) {
 	}
 }
 
-// forward runs n tokens, the concatenation of seqs' tokens, through the
-// model. Matrix products run once over all n tokens; RoPE, the cache and
-// attention are per sequence.
 // decodeSteps counts the sequences of a pass that take a decode step
 // (Seq.Decode), which the sparse FFN computes.
 func decodeSteps(seqs []Seq) int {
@@ -446,6 +443,9 @@ func decodeSteps(seqs []Seq) int {
 	return k
 }
 
+// forward runs n tokens, the concatenation of seqs' tokens, through the
+// model. Matrix products run once over all n tokens; RoPE, the cache and
+// attention are per sequence.
 func (r *Runner) forward(seqs []Seq, n int) {
 	m := r.m
 	c := &m.Config
