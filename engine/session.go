@@ -177,6 +177,14 @@ type FFNRecorder interface {
 // SetRecorder installs (or, with nil, removes) an FFN recorder.
 func (r *Runner) SetRecorder(rec FFNRecorder) { r.recorder = rec }
 
+// OnResidual returns rec seeing, as each token's x, the residual stream
+// entering the FFN block (before its norm) instead of the normalised
+// input: what a PowerInfer file's predictor reads (Sparsity.OnResidual),
+// so that such a predictor can be scored on the samples rec keeps.
+func OnResidual(rec FFNRecorder) FFNRecorder { return residualRecorder{rec} }
+
+type residualRecorder struct{ FFNRecorder }
+
 // SetActThreshold makes dense FFNs zero activations with |a| ≤ tau[layer]:
 // the quality of threshold sparsity, measured without a predictor.
 // nil restores exact dense computation.
@@ -547,8 +555,12 @@ func (r *Runner) forward(seqs []Seq, n int) {
 		r.tok = tokenTask{r: r, step: stepFFNAct, hb: hb, hb2: hb2, mul: mulNow}
 		r.eachToken(n)
 		if r.recorder != nil {
+			in := xb
+			if _, ok := r.recorder.(residualRecorder); ok {
+				in = x // the residual, which the norm read
+			}
 			for i := range n {
-				r.recorder.Record(l, xb[i*dim:(i+1)*dim], hb[i*ffn:(i+1)*ffn])
+				r.recorder.Record(l, in[i*dim:(i+1)*dim], hb[i*ffn:(i+1)*ffn])
 			}
 		}
 		if r.actThreshold != nil {

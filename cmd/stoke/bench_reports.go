@@ -164,7 +164,7 @@ func cmdBenchPredictor(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	if *profile == "" || *predPath == "" {
-		return usagef("--profile and --predictor are required (a PowerInfer file's own predictor reads the residual stream, which profiles do not record: measure it with stoke run --sparse)")
+		return usagef("--profile and --predictor are required (a PowerInfer file's own predictor reads the residual stream, which profiles do not record: measure it with stoke eval-predictor)")
 	}
 	if err := checkFormat(*format); err != nil {
 		return err

@@ -251,6 +251,22 @@ func TestBenchSparse(t *testing.T) {
 	if _, e, code := stoke(t, "bench", "-m", model, "--predictor", model, "-n", "4"); code != 2 || !strings.Contains(e, "--sparse") {
 		t.Errorf("--predictor without --sparse: exit %d, %s", code, e)
 	}
+	// eval-predictor scores the file's own predictor, on the residual
+	// stream it reads: the planted model's recall
+	text := filepath.Join(t.TempDir(), "text.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("The fox ran to the river and saw the fish. ", 20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, e, code = stoke(t, "eval-predictor", "-m", model, "--text", text, "--ctx", "64", "--json")
+	var ev struct {
+		Recall float64 `json:"recall"`
+		Layers []struct {
+			Sparsity float64 `json:"sparsity"`
+		} `json:"layers"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &ev) != nil || ev.Recall < 0.95 || len(ev.Layers) == 0 || ev.Layers[0].Sparsity < 0.5 {
+		t.Errorf("eval-predictor of the file's predictor: exit %d, %+v: %s%s", code, ev, out, e)
+	}
 	// the file's F16 predictor re-encoded at load
 	if out, e, code := stoke(t, "bench", "-m", model, "--sparse", "--predictor-type", "q8_0", "-p", "0", "-n", "4", "-r", "1", "--threads", "1"); code != 0 ||
 		!strings.Contains(e, "the file's PowerInfer predictor in Q8_0") || !strings.Contains(out, "of FFN neurons computed") {

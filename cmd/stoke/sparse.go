@@ -252,9 +252,6 @@ func cmdEvalPredictor(ctx context.Context, args []string, stdout, stderr io.Writ
 	if sp.Predictor == nil {
 		return usagef("no predictor: give --predictor (the model has none of its own)")
 	}
-	if sp.OnResidual {
-		return fmt.Errorf("%s reads the residual stream, which profiles do not record; evaluate it end to end with stoke run --sparse", how)
-	}
 	c := &m.Config
 	ids := m.Tok.Encode(string(b), true, false)
 	if *maxTok > 0 && len(ids) > *maxTok {
@@ -268,8 +265,12 @@ func cmdEvalPredictor(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	defer s.Close()
+	var rec engine.FFNRecorder = prof
+	if sp.OnResidual {
+		rec = engine.OnResidual(prof) // the input a PowerInfer predictor reads
+	}
 	bar := newProgress(stderr, "eval")
-	err = s.Profile(ctx, ids, m.Tok.BOS(), prof, bar.update)
+	err = s.Profile(ctx, ids, m.Tok.BOS(), rec, bar.update)
 	bar.done()
 	if err != nil {
 		return err
