@@ -333,12 +333,27 @@ func TestDecodeStepAllocatesNothing(t *testing.T) {
 	m := load(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Seed: 3}))
 	packed := loadPacked(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_0, Seed: 3}))
 	packedK := loadPacked(t, synthModel(t, synth.Config{Arch: "llama", Params: 3e6, Type: dtype.Q4_K, Seed: 3}))
+	// the sparse FFN with a PowerInfer file's predictor (rank-major fc2)
+	pi := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Params: 3e6, Type: dtype.Q4_0, Seed: 3}))
 	for _, c := range []struct {
-		m  *engine.Model
-		kv dtype.Type
-	}{{m, dtype.F32}, {m, dtype.F16}, {packed, dtype.F16}, {packedK, dtype.F16}} {
+		m      *engine.Model
+		kv     dtype.Type
+		sparse bool
+	}{{m, dtype.F32, false}, {m, dtype.F16, false}, {packed, dtype.F16, false}, {packedK, dtype.F16, false}, {pi, dtype.F32, true}} {
 		kv := c.kv
 		s := session(t, c.m, engine.Options{KVType: kv, Context: 256})
+		if c.sparse {
+			p, err := c.m.FilePredictor()
+			if err != nil || p == nil {
+				t.Fatalf("the file's predictor: %v", err)
+			}
+			if err := s.Runner().EnableSparse(engine.Sparsity{Predictor: p, OnResidual: true}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Eval([]int32{7}); err != nil { // sizes the sparse scratch once
+				t.Fatal(err)
+			}
+		}
 		if _, err := s.Eval([]int32{1, 2, 3}); err != nil {
 			t.Fatal(err)
 		}
@@ -349,7 +364,7 @@ func TestDecodeStepAllocatesNothing(t *testing.T) {
 			}
 		})
 		if allocs != 0 {
-			t.Errorf("%s, kv %s: a decode step allocates %.1f times", c.m.W.Layers[0].Q.Type, kv, allocs)
+			t.Errorf("%s, kv %s, sparse %v: a decode step allocates %.1f times", c.m.W.Layers[0].Q.Type, kv, c.sparse, allocs)
 		}
 	}
 }

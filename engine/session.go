@@ -482,6 +482,10 @@ func (r *Runner) forward(seqs []Seq, n int) {
 			i++
 		}
 	}
+	decodes := 0 // decode steps, for the sparse FFN
+	if r.sparse != nil && r.recorder == nil {
+		decodes = decodeSteps(seqs)
+	}
 	xb, xb2 := r.xb[:n*dim], r.xb2[:n*dim]
 	q, att := r.q[:n*qd], r.att[:n*qd]
 	kx, vx := r.kx[:n*kvd], r.vx[:n*kvd]
@@ -521,14 +525,10 @@ func (r *Runner) forward(seqs []Seq, n int) {
 
 		// feed-forward, after the residual add
 		r.normTokens(n, true, x, xb, xb2, lv.ffnNorm, lv.ffnNormB)
-		if r.deviceFFN(l, x, xb, xb2, n, n == 1 && seqs[0].Decode) {
+		if r.deviceFFN(l, x, xb, xb2, n, n == 1 && decodes == 1) {
 			addBias(xb2, lv.downB, n, dim)
 			cpu.AddInPlace(x, xb2)
 			continue
-		}
-		decodes := 0 // decode steps, for the sparse FFN
-		if r.sparse != nil && r.recorder == nil {
-			decodes = decodeSteps(seqs)
 		}
 		if decodes == n {
 			// every token is a decode step: each its own sparse FFN, the

@@ -154,7 +154,9 @@ func (lp *LayerPredictor) quantized(t dtype.Type) (LayerPredictor, error) {
 	// W2T from the same values, when its rows (FFN elements) are whole
 	// blocks: rounded once, in its own blocks.
 	if lp.FFN%bs == 0 {
-		if q.W2T, err = encode(t, transposed(w2, lp.FFN, rank)); err != nil {
+		w2t := make([]float32, len(w2))
+		transpose(w2t, w2, lp.FFN, rank)
+		if q.W2T, err = encode(t, w2t); err != nil {
 			return LayerPredictor{}, err
 		}
 	}
@@ -175,17 +177,6 @@ func (lp *LayerPredictor) floats() (fc1, fc2 []float32, err error) {
 		return nil, nil, err
 	}
 	return fc1, fc2, nil
-}
-
-// transposed returns the rows×cols matrix x transposed (cols×rows).
-func transposed(x []float32, rows, cols int) []float32 {
-	out := make([]float32, len(x))
-	for r := range rows {
-		for c := range cols {
-			out[c*rows+r] = x[r*cols+c]
-		}
-	}
-	return out
 }
 
 // transposedBytes returns the rows×cols matrix of es-byte elements in b

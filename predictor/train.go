@@ -628,19 +628,6 @@ func confusionOf(hs *sampleSet, s []float32, thr float32) Metrics {
 	return c.metrics()
 }
 
-// quantized returns x (whole blocks of t per row) in type t.
-func quantized(t dtype.Type, x []float32) []byte {
-	rb, err := t.RowBytes(uint64(len(x)))
-	if err != nil {
-		panic("predictor: " + err.Error())
-	}
-	b := make([]byte, rb)
-	if err := dtype.Quantize(t, x, b); err != nil {
-		panic("predictor: " + err.Error())
-	}
-	return b
-}
-
 // fitRank trains one rank and returns the finished predictor, its report,
 // its validation sparsity and whether that reaches the target.
 func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPredictor, LayerReport, float64, bool) {
@@ -705,7 +692,12 @@ func fitRank(pool *cpu.Pool, ld *layerData, l, r int, o *TrainOptions) (LayerPre
 	switch {
 	case quant:
 		// FC1 and FC2 keep the stored values, for readers of the floats.
-		lp.Type, lp.W1, lp.W2 = o.Quant, quantized(o.Quant, bfc1), quantized(o.Quant, bfc2)
+		w1, err1 := encode(o.Quant, bfc1)
+		w2, err2 := encode(o.Quant, bfc2)
+		if err := errors.Join(err1, err2); err != nil {
+			panic("predictor: " + err.Error()) // whole blocks: checked above
+		}
+		lp.Type, lp.W1, lp.W2 = o.Quant, w1, w2
 		_ = dtype.Dequantize(o.Quant, lp.W1, bfc1)
 		_ = dtype.Dequantize(o.Quant, lp.W2, bfc2)
 	case !o.KeepF32:

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/stokehq/stoke/engine"
@@ -157,15 +156,12 @@ func cmdTrainPredictor(ctx context.Context, args []string, stdout, stderr io.Wri
 	if *model == "" || *profPath == "" || *out == "" {
 		return usagef("-m, --profile and --out are required")
 	}
-	var quant dtype.Type // F32: none
-	switch strings.ToLower(*typ) {
-	case "f16":
-	case "q8_0":
-		quant = dtype.Q8_0
-	case "q4_0":
-		quant = dtype.Q4_0
-	default:
-		return usagef("--type %q: want f16, q8_0 or q4_0", *typ)
+	quant, err := predictor.ParseType(*typ)
+	if err != nil {
+		return usagef("--type: %v", err)
+	}
+	if quant == dtype.F16 {
+		quant = dtype.F32 // no re-encoding: Train rounds to F16 by default
 	}
 	m, err := engine.Load(*model)
 	if err != nil {
