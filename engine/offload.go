@@ -292,10 +292,12 @@ func (r *Runner) deviceMatmul(dst []float32, w *arch.Tensor, x []float32, n int)
 }
 
 // deviceFFN runs layer l's FFN for n tokens through the hybrid executor
-// (xb normalised input, out the block output before the down bias), the
-// predicted neurons only for a decode step (one token); it reports false
+// (xb normalised input, resid the residual before the norm, out the block
+// output before the down bias): for each decode step (dec[i]; dec nil
+// for none), with the sparse FFN on, only its own predicted neurons, as
+// the step would compute alone; for other tokens, all. It reports false
 // when the layer has no neurons on the device.
-func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int, decode bool) bool {
+func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int, dec []bool) bool {
 	d := r.dev
 	if d == nil || !d.exec.HasHot(l) || r.recorder != nil {
 		return false
@@ -308,10 +310,10 @@ func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int, decode bool) 
 	}
 	for i := range n {
 		var active []int32
-		if st := r.sparse; st != nil && decode && st.cfg.Predictor != nil {
-			in := xb[:dim]
+		if st := r.sparse; st != nil && dec != nil && dec[i] && st.cfg.Predictor != nil {
+			in := xb[i*dim : (i+1)*dim]
 			if st.cfg.OnResidual {
-				in = resid[:dim]
+				in = resid[i*dim : (i+1)*dim]
 			}
 			active = r.predict(l, in)
 			st.active += int64(len(active))

@@ -1,8 +1,11 @@
 package engine_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stokehq/stoke/engine"
@@ -208,5 +211,120 @@ func TestDevicePredictor(t *testing.T) {
 	}
 	if _, _, preds := run(fp, plan); preds != 0 {
 		t.Errorf("%d device predictions with no predictor in the plan", preds)
+	}
+}
+
+// TestOffloadSparseBatchMatchesAlone: with a hybrid plan, a pass that
+// decodes several sequences gives each decode step its own predicted
+// neurons on the device and the CPU alike, so concurrent requests on the
+// scheduler get exactly the tokens of lone sparse sessions with the same
+// plan. The predictor is the file's with its threshold raised until
+// sparse and dense decoding part ways (checked): a batched pass that ran
+// every neuron would show. Device predictions count one per decode step
+// and layer whose predictor the plan holds.
+func TestOffloadSparseBatchMatchesAlone(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q8_0, Params: 3e6, Seed: 6}))
+	fp, err := m.FilePredictor()
+	if err != nil || fp == nil {
+		t.Fatalf("the file's predictor: %v", err)
+	}
+	weak := &predictor.Predictor{ActThreshold: fp.ActThreshold}
+	for _, lp := range fp.Layers {
+		lp.Threshold = 2
+		weak.Layers = append(weak.Layers, lp)
+	}
+	desc, err := m.OffloadDesc(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const clients, parallel, batch, ctx = 8, 4, 16, 256
+	plan, err := offload.Solve(desc, offload.Options{Mode: offload.ModeHybrid, Budget: 2 * desc.WeightBytes(), // layer 0 mostly on the device, 1 partly, 2 not
+
+		Context: ctx, Seqs: parallel, Batch: batch, Layers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hot, preds := 0, 0
+	for _, lp := range plan.Layers {
+		if len(lp.Hot) > 0 {
+			hot++
+		}
+		if lp.Predictor {
+			preds++
+		}
+	}
+	if hot == 0 || preds == 0 {
+		t.Fatalf("the plan has %d layers with hot neurons and %d predictors: nothing to check", hot, preds)
+	}
+	setup := func(sparse bool) func(r *engine.Runner) error {
+		return func(r *engine.Runner) error {
+			if err := r.EnableOffload(cpu.NewBackend(r.Pool(), plan.TotalBytes), plan); err != nil {
+				return err
+			}
+			if !sparse {
+				return nil
+			}
+			return r.EnableSparse(engine.Sparsity{Predictor: weak, OnResidual: true})
+		}
+	}
+	prompts := make([][]int32, clients)
+	want := make([][]int32, clients)
+	differ := 0
+	for i := range prompts {
+		prompts[i] = m.Tok.Encode(fmt.Sprintf("Request %d: %s", i, strings.Repeat("tell me a story ", i%4+1)), true, true)
+		var got [2][]int32
+		for k, sparse := range []bool{false, true} {
+			s := session(t, m, engine.Options{Context: ctx, Batch: batch})
+			if err := setup(sparse)(s.Runner()); err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.Generate(context.Background(), prompts[i], greedyParams(12+i%5), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[k] = res.Tokens
+		}
+		want[i] = got[1]
+		if !slices.Equal(got[0], got[1]) {
+			differ++
+		}
+	}
+	if differ < clients/2 {
+		t.Fatalf("only %d of %d requests decode differently sparse and dense: the check could not tell them apart", differ, clients)
+	}
+	var runner *engine.Runner
+	sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: parallel, Context: ctx, Queue: clients, Batch: batch,
+		Setup: func(r *engine.Runner) error { runner = r; return setup(true)(r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	for i := range clients {
+		wg.Go(func() {
+			res, err := sc.Generate(context.Background(), prompts[i], greedyParams(12+i%5), nil)
+			switch {
+			case err != nil:
+				errs[i] = err
+			case !slices.Equal(res.Tokens, want[i]):
+				errs[i] = fmt.Errorf("client %d: got %v, want %v", i, res.Tokens, want[i])
+			}
+		})
+	}
+	wg.Wait()
+	st, devPreds := sc.Stats(), runner.DevicePredictions() // the loop is idle: every request has its answer
+	sc.Close()
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if st.Steps >= st.GenTokens {
+		t.Errorf("stats %+v: want passes that decoded several sequences at once", st)
+	}
+	// every generated token but each request's first is a decode step
+	steps := st.GenTokens - int64(clients)
+	if got, want := devPreds, steps*int64(preds); got != want {
+		t.Errorf("%d device predictions, want %d (%d decode steps × %d layers)", got, want, steps, preds)
 	}
 }

@@ -161,6 +161,7 @@ type Runner struct {
 	recorder     FFNRecorder
 	sparse       *sparseState
 	allIdx       []int32      // 0..ffn-1, for dense use of a neuron-major down
+	decode       []bool       // per token of the pass, whether it is a decode step (markDecodes)
 	axpy         cpu.AxpyRows // state of the neuron-major down product
 
 	dev    *deviceState // offload to a device (nil: all on the host)
@@ -439,13 +440,22 @@ func addBias(x, b []float32, n, width int) {
 	}
 }
 
-// decodeSteps counts the sequences of a pass that take a decode step
-// (Seq.Decode), which the sparse FFN computes.
-func decodeSteps(seqs []Seq) int {
-	k := 0
+// markDecodes sets r.decode[i], for the n tokens of seqs (their
+// concatenation), to whether token i is a decode step (Seq.Decode), which
+// the sparse FFN computes, and returns how many are.
+func (r *Runner) markDecodes(seqs []Seq, n int) int {
+	if len(r.decode) < n {
+		r.decode = make([]bool, max(n, r.batch))
+	}
+	k, i := 0, 0
 	for _, sq := range seqs {
-		if sq.Decode && len(sq.Tokens) == 1 {
+		dec := sq.Decode && len(sq.Tokens) == 1
+		if dec {
 			k++
+		}
+		for range sq.Tokens {
+			r.decode[i] = dec
+			i++
 		}
 	}
 	return k
@@ -482,9 +492,9 @@ func (r *Runner) forward(seqs []Seq, n int) {
 			i++
 		}
 	}
-	decodes := 0 // decode steps, for the sparse FFN
+	decodes := 0 // decode steps (r.decode), for the sparse FFN
 	if r.sparse != nil && r.recorder == nil {
-		decodes = decodeSteps(seqs)
+		decodes = r.markDecodes(seqs, n)
 	}
 	xb, xb2 := r.xb[:n*dim], r.xb2[:n*dim]
 	q, att := r.q[:n*qd], r.att[:n*qd]
@@ -525,7 +535,11 @@ func (r *Runner) forward(seqs []Seq, n int) {
 
 		// feed-forward, after the residual add
 		r.normTokens(n, true, x, xb, xb2, lv.ffnNorm, lv.ffnNormB)
-		if r.deviceFFN(l, x, xb, xb2, n, n == 1 && decodes == 1) {
+		var dec []bool // the decode steps, when there are any
+		if decodes > 0 {
+			dec = r.decode[:n]
+		}
+		if r.deviceFFN(l, x, xb, xb2, n, dec) {
 			addBias(xb2, lv.downB, n, dim)
 			cpu.AddInPlace(x, xb2)
 			continue
@@ -581,12 +595,10 @@ func (r *Runner) forward(seqs []Seq, n int) {
 		if decodes > 0 {
 			// a pass that mixes prompt chunks with decode steps: the
 			// decode tokens get the sparse FFN they would get alone
-			off := 0
-			for _, sq := range seqs {
-				if sq.Decode && len(sq.Tokens) == 1 {
-					r.sparseFFN(l, x[off*dim:(off+1)*dim], xb[off*dim:(off+1)*dim], xb2[off*dim:(off+1)*dim])
+			for i, d := range r.decode[:n] {
+				if d {
+					r.sparseFFN(l, x[i*dim:(i+1)*dim], xb[i*dim:(i+1)*dim], xb2[i*dim:(i+1)*dim])
 				}
-				off += len(sq.Tokens)
 			}
 		}
 		cpu.AddInPlace(x, xb2)
