@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stokehq/stoke/engine"
+	"github.com/stokehq/stoke/kernels"
 	"github.com/stokehq/stoke/kernels/cuda"
 	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/models/synth"
@@ -126,4 +127,13 @@ func TestDevicePredictorOnGPU(t *testing.T) {
 	if d := share - hostShare; d > 0.01 || d < -0.01 || 4*same < 3*len(host) {
 		t.Errorf("GPU predictor: %.4f of neurons computed (host %.4f), %d/%d greedy tokens as the host's", share, hostShare, same, len(host))
 	}
+}
+
+// TestOffloadSparseBatchOnGPU is TestOffloadSparseBatchMatchesAlone with
+// CUDA as the device (STOKE_GPU=1): concurrent requests on the scheduler
+// decode the tokens of lone sparse sessions, each decode step of a
+// batched pass predicting on the GPU from its own input.
+func TestOffloadSparseBatchOnGPU(t *testing.T) {
+	g := openGPU(t)
+	offloadBatchMatchesAlone(t, func(*engine.Runner, int64) kernels.Backend { return g })
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stokehq/stoke/engine"
+	"github.com/stokehq/stoke/kernels"
 	"github.com/stokehq/stoke/kernels/cpu"
 	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/models/synth"
@@ -223,6 +224,12 @@ func TestDevicePredictor(t *testing.T) {
 // every neuron would show. Device predictions count one per decode step
 // and layer whose predictor the plan holds.
 func TestOffloadSparseBatchMatchesAlone(t *testing.T) {
+	offloadBatchMatchesAlone(t, func(r *engine.Runner, budget int64) kernels.Backend { return cpu.NewBackend(r.Pool(), budget) })
+}
+
+// offloadBatchMatchesAlone is TestOffloadSparseBatchMatchesAlone with the
+// device dev gives a runner (for a plan of budget bytes).
+func offloadBatchMatchesAlone(t *testing.T, dev func(r *engine.Runner, budget int64) kernels.Backend) {
 	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q8_0, Params: 3e6, Seed: 6}))
 	fp, err := m.FilePredictor()
 	if err != nil || fp == nil {
@@ -238,8 +245,8 @@ func TestOffloadSparseBatchMatchesAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	const clients, parallel, batch, ctx = 8, 4, 16, 256
-	plan, err := offload.Solve(desc, offload.Options{Mode: offload.ModeHybrid, Budget: 2 * desc.WeightBytes(), // layer 0 mostly on the device, 1 partly, 2 not
-
+	// layer 0 mostly on the device, layer 1 partly, layer 2 not
+	plan, err := offload.Solve(desc, offload.Options{Mode: offload.ModeHybrid, Budget: 2 * desc.WeightBytes(),
 		Context: ctx, Seqs: parallel, Batch: batch, Layers: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +265,7 @@ func TestOffloadSparseBatchMatchesAlone(t *testing.T) {
 	}
 	setup := func(sparse bool) func(r *engine.Runner) error {
 		return func(r *engine.Runner) error {
-			if err := r.EnableOffload(cpu.NewBackend(r.Pool(), plan.TotalBytes), plan); err != nil {
+			if err := r.EnableOffload(dev(r, plan.TotalBytes), plan); err != nil {
 				return err
 			}
 			if !sparse {
@@ -282,6 +289,7 @@ func TestOffloadSparseBatchMatchesAlone(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			s.Runner().DisableOffload() // the device's memory back for the next
 			got[k] = res.Tokens
 		}
 		want[i] = got[1]

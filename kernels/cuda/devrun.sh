@@ -11,8 +11,9 @@
 #
 # With an engine test binary (CGO_ENABLED=0 go test -c -o engine.test
 # ./engine), it also runs the engine's GPU tests (TestHybridOnGPU,
-# TestDevicePredictorOnGPU: the hybrid FFN and the device predictor
-# against the CPU) into $OUT/engine-gpu-tests.txt.
+# TestDevicePredictorOnGPU, TestOffloadSparseBatchOnGPU: the hybrid FFN
+# and the device predictor against the CPU, batched decode steps against
+# lone ones) into $OUT/engine-gpu-tests.txt.
 #
 # It runs, with STOKE_GPU=1: the GPU op suite (every op against the CPU
 # backend), then the benchmarks (read bandwidth, dense and gathered GEMV
