@@ -19,6 +19,7 @@ import (
 	"github.com/stokehq/stoke/models/dtype"
 	"github.com/stokehq/stoke/models/gguf"
 	"github.com/stokehq/stoke/models/synth"
+	"github.com/stokehq/stoke/offload"
 	"github.com/stokehq/stoke/predictor"
 )
 
@@ -307,6 +308,65 @@ func BenchmarkSchedulerStreams(b *testing.B) {
 			}
 			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tok/s")
 		})
+	}
+}
+
+// BenchmarkOffloadStreams measures aggregate decode tokens/s of 1 and 4
+// concurrent streams on the scheduler with a hybrid plan of 400 MiB on the
+// byte-capped CPU backend standing in for the device (--device
+// cpu-capped), dense and with the sparse FFN (the file's predictor), on
+// sparseBenchModel's 1B ReLU Q4_0 model: what `stoke serve --vram 400MiB
+// --device cpu-capped --parallel 4 [--sparse]` runs. The stand-in computes
+// its half on the same two cores, so the figures say how the host's work
+// changes, not what a GPU gives.
+//
+//	go test ./engine -run '^$' -bench OffloadStreams -benchtime 4x
+func BenchmarkOffloadStreams(b *testing.B) {
+	m, err := engine.LoadWith(sparseBenchModel(b, dtype.Q4_0), engine.LoadOptions{NoMmap: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	desc, err := m.OffloadDesc(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	plan, err := offload.Solve(desc, offload.Options{Mode: offload.ModeHybrid, Budget: 400 << 20, Context: 128, Seqs: 4, Batch: 64, Layers: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sparse := range []bool{false, true} {
+		for _, streams := range []int{1, 4} {
+			name := "dense"
+			if sparse {
+				name = "sparse"
+			}
+			b.Run(fmt.Sprintf("%s/streams=%d", name, streams), func(b *testing.B) {
+				sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: 4, Context: 128, Batch: 64,
+					Setup: func(r *engine.Runner) error {
+						if err := r.EnableOffload(cpu.NewBackend(r.Pool(), plan.TotalBytes), plan); err != nil {
+							return err
+						}
+						if !sparse {
+							return nil
+						}
+						p, err := m.FilePredictor()
+						if err != nil {
+							return err
+						}
+						return r.EnableSparse(engine.Sparsity{Predictor: p, OnResidual: true})
+					}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sc.Close()
+				total := 0
+				for b.Loop() {
+					total += runStreams(b, sc, streams)
+				}
+				b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tok/s")
+			})
+		}
 	}
 }
 
