@@ -336,3 +336,73 @@ func offloadBatchMatchesAlone(t *testing.T, dev func(r *engine.Runner, budget in
 		t.Errorf("%d device predictions, want %d (%d decode steps × %d layers)", got, want, steps, preds)
 	}
 }
+
+// TestHybridPromptPath: prompt tokens of a layer whose cold neurons are a
+// large share run on the CPU's dense FFN, the whole pass at once, and
+// only those of a layer almost all on the device go through the hybrid
+// executor, token by token; decode steps always go through it. Counted
+// by the executor's neurons.
+func TestHybridPromptPath(t *testing.T) {
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q8_0, Params: 3e6, Seed: 6}))
+	c := &m.Config
+	desc, err := m.OffloadDesc(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := offload.Solve(desc, offload.Options{Mode: offload.ModeHybrid, Budget: 2 * desc.WeightBytes(), Context: 256, Seqs: 4, Batch: 16, Layers: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDevice, hot := 0, 0 // layers whose prompt tokens take the executor; layers with hot neurons
+	for _, lp := range plan.Layers {
+		if len(lp.Hot) > 0 {
+			hot++
+			if cold := c.FFN - len(lp.Hot); 5*cold < c.FFN {
+				onDevice++
+			}
+		}
+	}
+	if onDevice == 0 || onDevice == hot {
+		t.Fatalf("the plan has %d layers with hot neurons, %d of them mostly hot: want both kinds", hot, onDevice)
+	}
+	r := m.NewRunner(16, 2, nil)
+	defer r.Close()
+	if err := r.EnableOffload(cpu.NewBackend(r.Pool(), plan.TotalBytes), plan); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := m.NewKVCache(64, dtype.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := m.Tok.Encode("Prompt tokens take the dense FFN.", true, true)[:12] // within the batch
+	if err := r.Forward([]engine.Seq{{KV: kv, Tokens: prompt}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.OffloadStats().Active, int64(len(prompt)*onDevice*c.FFN); got != want {
+		t.Errorf("prompt of %d tokens: the executor computed %d neurons, want %d (%d layers mostly on the device × %d)", len(prompt), got, want, onDevice, c.FFN)
+	}
+	r.DisableOffload()
+	if err := r.EnableOffload(cpu.NewBackend(r.Pool(), plan.TotalBytes), plan); err != nil {
+		t.Fatal(err)
+	}
+	logits := make([]float32, c.Vocab)
+	if err := r.Forward([]engine.Seq{{KV: kv, Tokens: []int32{prompt[1]}, Logits: logits, Decode: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.OffloadStats().Active, int64(hot*c.FFN); got != want {
+		t.Errorf("decode step: the executor computed %d neurons, want %d (%d layers with hot neurons × %d)", got, want, hot, c.FFN)
+	}
+
+	// a pass that mixes a prompt with a decode step: each as alone
+	kv2, err := m.NewKVCache(64, dtype.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := r.OffloadStats().Active
+	if err := r.Forward([]engine.Seq{{KV: kv2, Tokens: prompt}, {KV: kv, Tokens: []int32{prompt[2]}, Logits: logits, Decode: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.OffloadStats().Active-before, int64((len(prompt)*onDevice+hot)*c.FFN); got != want {
+		t.Errorf("prompt and decode step in one pass: the executor computed %d neurons, want %d", got, want)
+	}
+}

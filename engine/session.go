@@ -492,8 +492,8 @@ func (r *Runner) forward(seqs []Seq, n int) {
 			i++
 		}
 	}
-	decodes := 0 // decode steps (r.decode), for the sparse FFN
-	if r.sparse != nil && r.recorder == nil {
+	decodes := 0 // decode steps (r.decode): the sparse FFN's, the executor's
+	if (r.sparse != nil || r.dev != nil) && r.recorder == nil {
 		decodes = r.markDecodes(seqs, n)
 	}
 	xb, xb2 := r.xb[:n*dim], r.xb2[:n*dim]
@@ -539,12 +539,13 @@ func (r *Runner) forward(seqs []Seq, n int) {
 		if decodes > 0 {
 			dec = r.decode[:n]
 		}
-		if r.deviceFFN(l, x, xb, xb2, n, dec) {
+		hybrid := r.dev != nil && r.dev.exec.HasHot(l) && r.recorder == nil
+		if hybrid && (decodes == n || r.promptsOnDevice(l)) && r.deviceFFN(l, x, xb, xb2, n, dec) {
 			addBias(xb2, lv.downB, n, dim)
 			cpu.AddInPlace(x, xb2)
 			continue
 		}
-		if decodes == n {
+		if decodes == n && r.sparse != nil {
 			// every token is a decode step: each its own sparse FFN, the
 			// rows tokens share read from cache after the first
 			for i := range n {
@@ -596,8 +597,16 @@ func (r *Runner) forward(seqs []Seq, n int) {
 			// a pass that mixes prompt chunks with decode steps: the
 			// decode tokens get the sparse FFN they would get alone
 			for i, d := range r.decode[:n] {
-				if d {
-					r.sparseFFN(l, x[i*dim:(i+1)*dim], xb[i*dim:(i+1)*dim], xb2[i*dim:(i+1)*dim])
+				xi, xbi, oi := x[i*dim:(i+1)*dim], xb[i*dim:(i+1)*dim], xb2[i*dim:(i+1)*dim]
+				switch {
+				case !d:
+				case hybrid:
+					r.deviceFFN(l, xi, xbi, oi, 1, r.decode[i:i+1])
+					if lv.downB != nil {
+						cpu.AddInPlace(oi, lv.downB)
+					}
+				case r.sparse != nil:
+					r.sparseFFN(l, xi, xbi, oi)
 				}
 			}
 		}

@@ -239,6 +239,10 @@ func NewExecutor(dev kernels.Backend, pool *cpu.Pool, plan *Plan, ffns []FFN, di
 // none, the caller's own CPU path is as good).
 func (e *Executor) HasHot(l int) bool { return len(e.layers[l].hot) > 0 }
 
+// Cold returns how many of layer l's neurons the host holds (the neurons
+// the host half computes for a token that runs them all).
+func (e *Executor) Cold(l int) int { return len(e.layers[l].cold) }
+
 // Stats returns the counters.
 func (e *Executor) Stats() Stats { return e.stats }
 
