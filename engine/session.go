@@ -162,6 +162,7 @@ type Runner struct {
 	sparse       *sparseState
 	allIdx       []int32      // 0..ffn-1, for dense use of a neuron-major down
 	decode       []bool       // per token of the pass, whether it is a decode step (markDecodes)
+	xc, xo       []float32    // mixedFFN's gathered inputs and outputs
 	axpy         cpu.AxpyRows // state of the neuron-major down product
 
 	dev    *deviceState // offload to a device (nil: all on the host)
@@ -440,6 +441,97 @@ func addBias(x, b []float32, n, width int) {
 	}
 }
 
+// denseFFN computes layer l's FFN of n tokens (xb: their normalised
+// inputs, rows of dim; x: their residuals, which only a recorder reads)
+// into out, every neuron (with the activation thresholds, when set), the
+// products over all n tokens at once.
+func (r *Runner) denseFFN(l, n int, x, xb, out []float32) {
+	m := r.m
+	c := &m.Config
+	lw := &m.W.Layers[l]
+	lv := &m.layers[l]
+	dim, ffn := c.Dim, c.FFN
+	hb, hb2, xb2 := r.hb[:n*ffn], r.hb2[:n*ffn], out[:n*dim]
+	if c.Gated {
+		r.matmulShared(xb, n, lw.Up, hb2, lw.Gate, hb, nil, nil)
+	} else {
+		r.matmul(hb2, lw.Up, xb, n)
+	}
+	addBias(hb2, lv.upB, n, ffn)
+	// hb becomes the activation a the profiler and thresholds see:
+	// act(gate), act(gate)⊙act(up) for dReLU, act(up) when not gated;
+	// with neither looking, the gated product follows at once
+	if c.Gated {
+		addBias(hb, lv.gateB, n, ffn)
+	}
+	mulNow := c.Gated && !c.DReLU && r.recorder == nil && r.actThreshold == nil
+	r.tok = tokenTask{r: r, step: stepFFNAct, hb: hb, hb2: hb2, mul: mulNow}
+	r.eachToken(n)
+	if r.recorder != nil {
+		in := xb
+		if _, ok := r.recorder.(residualRecorder); ok {
+			in = x // the residual, which the norm read
+		}
+		for i := range n {
+			r.recorder.Record(l, in[i*dim:(i+1)*dim], hb[i*ffn:(i+1)*ffn])
+		}
+	}
+	if r.actThreshold != nil {
+		threshold(hb, r.actThreshold[l])
+	}
+	if c.Gated && !c.DReLU && !mulNow {
+		cpu.Mul(hb, hb, hb2)
+	}
+	if lw.Down != nil {
+		r.matmul(xb2, lw.Down, hb, n)
+	} else {
+		dt := lw.DownT
+		for i := range n {
+			r.axpy.Do(r.pool, xb2[i*dim:(i+1)*dim], dt.Data, dt.Type, dim, r.allIdx, hb[i*ffn:(i+1)*ffn])
+		}
+	}
+	addBias(xb2, lv.downB, n, dim)
+}
+
+// mixedFFN computes layer l's FFN for a pass that mixes decode steps
+// (r.decode) with other tokens: the dense FFN for the others, gathered
+// into rows of their own so that no decode step is computed twice, and
+// for each decode step its own neurons, through the hybrid executor
+// (hybrid) or the sparse FFN, as it would alone.
+func (r *Runner) mixedFFN(l, n int, x, xb, out []float32, hybrid bool) {
+	dim := r.m.Config.Dim
+	lv := &r.m.layers[l]
+	if len(r.xc) < r.batch*dim {
+		r.xc, r.xo = make([]float32, r.batch*dim), make([]float32, r.batch*dim)
+	}
+	k := 0
+	for i, d := range r.decode[:n] {
+		if !d {
+			copy(r.xc[k*dim:(k+1)*dim], xb[i*dim:(i+1)*dim])
+			k++
+		}
+	}
+	if k > 0 {
+		r.denseFFN(l, k, nil, r.xc[:k*dim], r.xo[:k*dim])
+	}
+	k = 0
+	for i, d := range r.decode[:n] {
+		xi, xbi, oi := x[i*dim:(i+1)*dim], xb[i*dim:(i+1)*dim], out[i*dim:(i+1)*dim]
+		switch {
+		case !d:
+			copy(oi, r.xo[k*dim:(k+1)*dim])
+			k++
+		case hybrid:
+			r.deviceFFN(l, xi, xbi, oi, 1, r.decode[i:i+1])
+			if lv.downB != nil {
+				cpu.AddInPlace(oi, lv.downB)
+			}
+		default:
+			r.sparseFFN(l, xi, xbi, oi)
+		}
+	}
+}
+
 // markDecodes sets r.decode[i], for the n tokens of seqs (their
 // concatenation), to whether token i is a decode step (Seq.Decode), which
 // the sparse FFN computes, and returns how many are.
@@ -468,7 +560,7 @@ func (r *Runner) forward(seqs []Seq, n int) {
 	m := r.m
 	c := &m.Config
 	w := m.W
-	dim, qd, kvd, ffn := c.Dim, c.QDim(), c.KVDim(), c.FFN
+	dim, qd, kvd := c.Dim, c.QDim(), c.KVDim()
 
 	x := r.x[:n*dim]
 	e := w.TokenEmbd
@@ -499,7 +591,6 @@ func (r *Runner) forward(seqs []Seq, n int) {
 	xb, xb2 := r.xb[:n*dim], r.xb2[:n*dim]
 	q, att := r.q[:n*qd], r.att[:n*qd]
 	kx, vx := r.kx[:n*kvd], r.vx[:n*kvd]
-	hb, hb2 := r.hb[:n*ffn], r.hb2[:n*ffn]
 	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
 
 	for l := range c.Layers {
@@ -554,61 +645,10 @@ func (r *Runner) forward(seqs []Seq, n int) {
 			cpu.AddInPlace(x, xb2)
 			continue
 		}
-		if c.Gated {
-			r.matmulShared(xb, n, lw.Up, hb2, lw.Gate, hb, nil, nil)
+		if decodes > 0 && (hybrid || r.sparse != nil) {
+			r.mixedFFN(l, n, x, xb, xb2, hybrid)
 		} else {
-			r.matmul(hb2, lw.Up, xb, n)
-		}
-		addBias(hb2, lv.upB, n, ffn)
-		// hb becomes the activation a the profiler and thresholds see:
-		// act(gate), act(gate)⊙act(up) for dReLU, act(up) when not gated;
-		// with neither looking, the gated product follows at once
-		if c.Gated {
-			addBias(hb, lv.gateB, n, ffn)
-		}
-		mulNow := c.Gated && !c.DReLU && r.recorder == nil && r.actThreshold == nil
-		r.tok = tokenTask{r: r, step: stepFFNAct, hb: hb, hb2: hb2, mul: mulNow}
-		r.eachToken(n)
-		if r.recorder != nil {
-			in := xb
-			if _, ok := r.recorder.(residualRecorder); ok {
-				in = x // the residual, which the norm read
-			}
-			for i := range n {
-				r.recorder.Record(l, in[i*dim:(i+1)*dim], hb[i*ffn:(i+1)*ffn])
-			}
-		}
-		if r.actThreshold != nil {
-			threshold(hb, r.actThreshold[l])
-		}
-		if c.Gated && !c.DReLU && !mulNow {
-			cpu.Mul(hb, hb, hb2)
-		}
-		if lw.Down != nil {
-			r.matmul(xb2, lw.Down, hb, n)
-		} else {
-			dt := lw.DownT
-			for i := range n {
-				r.axpy.Do(r.pool, xb2[i*dim:(i+1)*dim], dt.Data, dt.Type, dim, r.allIdx, hb[i*ffn:(i+1)*ffn])
-			}
-		}
-		addBias(xb2, lv.downB, n, dim)
-		if decodes > 0 {
-			// a pass that mixes prompt chunks with decode steps: the
-			// decode tokens get the sparse FFN they would get alone
-			for i, d := range r.decode[:n] {
-				xi, xbi, oi := x[i*dim:(i+1)*dim], xb[i*dim:(i+1)*dim], xb2[i*dim:(i+1)*dim]
-				switch {
-				case !d:
-				case hybrid:
-					r.deviceFFN(l, xi, xbi, oi, 1, r.decode[i:i+1])
-					if lv.downB != nil {
-						cpu.AddInPlace(oi, lv.downB)
-					}
-				case r.sparse != nil:
-					r.sparseFFN(l, xi, xbi, oi)
-				}
-			}
+			r.denseFFN(l, n, x, xb, xb2)
 		}
 		cpu.AddInPlace(x, xb2)
 	}
