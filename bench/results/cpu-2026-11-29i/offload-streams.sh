@@ -5,7 +5,9 @@
 # and of this tree (each decode step its own predicted neurons), three
 # alternating rounds, on the planted 1B ReLU Q4_0 model in PowerInfer's
 # layout (written to the user cache on first use). The benchmark file is
-# this tree's in both builds. Writes offload-streams.txt here.
+# this tree's in both builds. Writes offload-streams.txt here (the runs
+# kept: offload-streams-1.txt at 77ee616, offload-streams-2.txt at
+# b9e272a, a busier hour).
 #
 #	bench/results/cpu-2026-11-29i/offload-streams.sh
 set -euo pipefail
