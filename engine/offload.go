@@ -318,8 +318,9 @@ const promptColdShare = 0.2
 // (xb normalised input, resid the residual before the norm, out the block
 // output before the down bias): for each decode step (dec[i]; dec nil
 // for none), with the sparse FFN on, only its own predicted neurons, as
-// the step would compute alone; for other tokens, all. It reports false
-// when the layer has no neurons on the device.
+// the step would compute alone; for the other tokens every neuron, all of
+// them in one RunAll (whose results are Run's bits on the CPU backend).
+// It reports false when the layer has no neurons on the device.
 func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int, dec []bool) bool {
 	d := r.dev
 	if d == nil || !d.exec.HasHot(l) || r.recorder != nil {
@@ -331,17 +332,57 @@ func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int, dec []bool) b
 	if r.actThreshold != nil {
 		th = offload.Threshold{On: true, Tau: r.actThreshold[l]}
 	}
-	for i := range n {
-		var active []int32
-		if st := r.sparse; st != nil && dec != nil && dec[i] && st.cfg.Predictor != nil {
-			in := xb[i*dim : (i+1)*dim]
-			if st.cfg.OnResidual {
-				in = resid[i*dim : (i+1)*dim]
-			}
-			active = r.predict(l, in)
-			st.active += int64(len(active))
-			st.possible += int64(c.FFN)
+	// the tokens that run every neuron (prompt tokens; every token
+	// without a predictor) together: the device reads its rows once for
+	// several of them (RunAll)
+	st := r.sparse
+	predicts := st != nil && st.cfg.Predictor != nil && dec != nil
+	if !predicts {
+		if err := d.exec.RunAll(l, xb[:n*dim], n, th, out[:n*dim]); err != nil {
+			r.devErr = errors.Join(r.devErr, err)
 		}
+		return true
+	}
+	k := 0
+	for i := range n {
+		if !dec[i] {
+			k++
+		}
+	}
+	if k > 0 {
+		if len(r.xc) < r.batch*dim {
+			r.xc, r.xo = make([]float32, r.batch*dim), make([]float32, r.batch*dim)
+		}
+		j := 0
+		for i := range n {
+			if !dec[i] {
+				copy(r.xc[j*dim:(j+1)*dim], xb[i*dim:(i+1)*dim])
+				j++
+			}
+		}
+		if err := d.exec.RunAll(l, r.xc[:k*dim], k, th, r.xo[:k*dim]); err != nil {
+			r.devErr = errors.Join(r.devErr, err)
+		}
+		j = 0
+		for i := range n {
+			if !dec[i] {
+				copy(out[i*dim:(i+1)*dim], r.xo[j*dim:(j+1)*dim])
+				j++
+			}
+		}
+	}
+	// each decode step its own predicted neurons
+	for i := range n {
+		if !dec[i] {
+			continue
+		}
+		in := xb[i*dim : (i+1)*dim]
+		if st.cfg.OnResidual {
+			in = resid[i*dim : (i+1)*dim]
+		}
+		active := r.predict(l, in)
+		st.active += int64(len(active))
+		st.possible += int64(c.FFN)
 		if err := d.exec.Run(l, xb[i*dim:(i+1)*dim], active, th, out[i*dim:(i+1)*dim]); err != nil {
 			r.devErr = errors.Join(r.devErr, err)
 		}

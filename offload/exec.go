@@ -87,6 +87,7 @@ type Executor struct {
 	xb, out, h1, h2, idx kernels.Buffer
 	// host staging
 	part  []float32 // device partial, downloaded
+	parts []float32 // RunAll's device partials, a trip's tokens
 	hidx  []int32   // device-local active indices
 	cidx  []int32   // host (cold) active indices
 	allL  []int32   // 0..max hot−1
@@ -333,6 +334,115 @@ func (e *Executor) Run(l int, x []float32, active []int32, th Threshold, out []f
 		}
 		e.stats.DeviceTime += time.Since(t0)
 		cpu.AddInPlace(out, e.part)
+	}
+	return nil
+}
+
+// RunAll computes layer l's FFN over every neuron for n tokens (x: n
+// normalised rows of dim, out: n rows), as n calls of Run with every
+// neuron active would, for the tokens of a prompt. The device half runs
+// for all the tokens at once, up to the scratch's tokens a trip: its hot
+// gate and up rows in one MatMul, which reads them once for a group of
+// tokens where Run reads them once per token (on a GPU, the most of a
+// prompt's time when the device holds most of the layer), and one
+// AxpyRows per token for the down rows. The host half runs token by token
+// meanwhile, over the cold neurons.
+func (e *Executor) RunAll(l int, x []float32, n int, th Threshold, out []float32) error {
+	el := &e.layers[l]
+	f := &el.ffn
+	dim, nh, nc := e.dim, len(el.hot), len(el.cold)
+	if len(x) < n*dim || len(out) < n*dim {
+		return fmt.Errorf("offload: RunAll of %d tokens with %d inputs and %d outputs of %d", n, len(x), len(out), dim)
+	}
+	if nh == 0 {
+		for i := range n {
+			if err := e.Run(l, x[i*dim:(i+1)*dim], nil, th, out[i*dim:(i+1)*dim]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	step := n // tokens a trip: as many as the scratch holds
+	for _, b := range []struct {
+		buf   kernels.Buffer
+		width int
+	}{{e.xb, dim}, {e.out, dim}, {e.h1, nh}, {e.h2, nh}} {
+		step = min(step, int(b.buf.Len()/(4*int64(b.width))))
+	}
+	if step < 1 {
+		return fmt.Errorf("offload: layer %d: the device scratch holds no token of %d hot neurons", l, nh)
+	}
+	if len(e.parts) < step*dim {
+		e.parts = make([]float32, step*dim)
+	}
+	dev := e.dev
+	for i0 := 0; i0 < n; i0 += step {
+		k := min(step, n-i0)
+		xs, outs := x[i0*dim:(i0+k)*dim], out[i0*dim:(i0+k)*dim]
+		e.stats.Active += int64(k * (nh + nc))
+		e.stats.Hot += int64(k * nh)
+		t0 := time.Now()
+		dev.Upload(e.xb, f32Bytes(xs))
+		dev.Upload(e.idx, i32Bytes(e.allL[:nh]))
+		e.stats.BytesUp += int64(4*len(xs) + 4*nh)
+		h := e.h1
+		if f.gated() {
+			dev.MatMul(e.h1, el.gate, f.Gate.Type, nh, f.Gate.Cols, e.xb, k)
+			if el.gateB != nil {
+				dev.AddBias(e.h1, el.gateB, nh, k)
+			}
+			dev.Activate(e.h1, k*nh, f.Act)
+			if th.On && !f.DReLU {
+				dev.Threshold(e.h1, k*nh, th.Tau)
+			}
+			dev.MatMul(e.h2, el.up, f.Up.Type, nh, f.Up.Cols, e.xb, k)
+			if el.upB != nil {
+				dev.AddBias(e.h2, el.upB, nh, k)
+			}
+			if f.DReLU {
+				dev.Activate(e.h2, k*nh, f.Act)
+			}
+			dev.Mul(e.h1, e.h1, e.h2, k*nh)
+		} else {
+			dev.MatMul(e.h1, el.up, f.Up.Type, nh, f.Up.Cols, e.xb, k)
+			if el.upB != nil {
+				dev.AddBias(e.h1, el.upB, nh, k)
+			}
+			dev.Activate(e.h1, k*nh, f.Act)
+			if th.On {
+				dev.Threshold(e.h1, k*nh, th.Tau)
+			}
+		}
+		if th.On && f.DReLU {
+			dev.Threshold(h, k*nh, th.Tau)
+		}
+		for i := range k {
+			dev.AxpyRows(e.out.Slice(4*int64(i*dim), 4*int64(dim)), el.down, f.DownT.Type, f.DownT.Cols, e.idx, nh,
+				h.Slice(4*int64(i*nh), 4*int64(nh)))
+		}
+		part := e.parts[:k*dim]
+		dev.Download(f32Bytes(part), e.out)
+		e.stats.BytesDown += int64(4 * len(part))
+		e.stats.DeviceBytes += int64(nh) * int64(f.Up.rowBytes()+f.Gate.rowBytesIf()+k*f.DownT.rowBytes())
+
+		// host half, concurrently with the device's
+		t1 := time.Now()
+		for i := range k {
+			o := outs[i*dim : (i+1)*dim]
+			if nc == 0 {
+				clear(o)
+				continue
+			}
+			copy(e.cidx, el.cold) // hostHalf compacts its list
+			read := e.hostHalf(el, xs[i*dim:(i+1)*dim], e.cidx[:nc], th, o)
+			e.stats.HostBytes += int64(nc)*int64(f.Gate.rowBytesIf()) + int64(read)*int64(f.Up.rowBytes()+f.DownT.rowBytes())
+		}
+		e.stats.HostTime += time.Since(t1)
+		if err := dev.Sync(); err != nil {
+			return fmt.Errorf("offload: layer %d device half: %w", l, err)
+		}
+		e.stats.DeviceTime += time.Since(t0)
+		cpu.AddInPlace(outs, part)
 	}
 	return nil
 }

@@ -31,8 +31,11 @@ func randMatrix(t *testing.T, rng *rand.Rand, typ dtype.Type, rows, cols int) Ma
 
 // layoutFor lays out the executor's regions for hot sets, as a planner
 // would (the planner's own layout is tested in its package).
-func layoutFor(ffns []FFN, hot [][]int32, dim int) *Plan {
-	p := &Plan{Mode: ModeHybrid, Layers: make([]LayerPlan, len(ffns)), Batch: 1}
+func layoutFor(ffns []FFN, hot [][]int32, dim int) *Plan { return layoutBatch(ffns, hot, dim, 1) }
+
+// layoutBatch is layoutFor with scratch for batch tokens.
+func layoutBatch(ffns []FFN, hot [][]int32, dim, batch int) *Plan {
+	p := &Plan{Mode: ModeHybrid, Layers: make([]LayerPlan, len(ffns)), Batch: batch}
 	add := func(name string, n int64) {
 		off := p.TotalBytes
 		p.Regions = append(p.Regions, Region{Name: name, Offset: off, Bytes: n})
@@ -59,7 +62,7 @@ func layoutFor(ffns []FFN, hot [][]int32, dim int) *Plan {
 		add(HotName(l, "down"), h*int64(f.DownT.rowBytes()))
 	}
 	d := &Desc{Dim: dim, FFN: maxFFN, QDim: dim, KVDim: dim, Vocab: 1}
-	for _, s := range Scratch(d, 1, false) {
+	for _, s := range Scratch(d, batch, false) {
 		add(s.Name, s.Bytes)
 	}
 	return p
@@ -301,6 +304,90 @@ func sortInt32(a []int32) {
 	for i := 1; i < len(a); i++ {
 		for j := i; j > 0 && a[j] < a[j-1]; j-- {
 			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// TestExecutorRunAll: RunAll over n tokens gives each token the bits of
+// Run with every neuron active, for every FFN shape and hot share, in one
+// trip to the device and in several (scratch for fewer tokens than n),
+// with the device a capped CPU backend holding exactly the plan's bytes.
+func TestExecutorRunAll(t *testing.T) {
+	pool := cpu.NewPool(2)
+	defer pool.Close()
+	rng := rand.New(rand.NewPCG(8, 12))
+	const dim, ffn, n = 64, 96, 5
+	shapes := []struct {
+		name         string
+		gated, dRelu bool
+		act          kernels.Act
+		bias         bool
+		th           Threshold
+	}{
+		{"swiglu", true, false, kernels.ActSiLU, false, Threshold{}},
+		{"relu-llama", true, false, kernels.ActReLU, false, Threshold{On: true}},
+		{"drelu", true, true, kernels.ActReLU, false, Threshold{On: true}},
+		{"opt", false, false, kernels.ActReLU, true, Threshold{On: true}},
+		{"swiglu-teal", true, false, kernels.ActSiLU, true, Threshold{On: true, Tau: 0.05}},
+	}
+	for _, typ := range []dtype.Type{dtype.F16, dtype.Q4_0, dtype.Q8_0} {
+		for _, sh := range shapes {
+			for _, share := range []float64{0, 0.5, 1} {
+				for _, batch := range []int{2, n} {
+					t.Run(fmt.Sprintf("%v/%s/%.0f%%/batch%d", typ, sh.name, share*100, batch), func(t *testing.T) {
+						f := FFN{Up: randMatrix(t, rng, typ, ffn, dim), DownT: randMatrix(t, rng, dtype.F16, ffn, dim), Act: sh.act, DReLU: sh.dRelu}
+						if sh.gated {
+							f.Gate = randMatrix(t, rng, typ, ffn, dim)
+						}
+						if sh.bias {
+							f.UpB = make([]float32, ffn)
+							for i := range f.UpB {
+								f.UpB[i] = float32(rng.NormFloat64()) * 0.1
+							}
+							if sh.gated {
+								f.GateB = append([]float32(nil), f.UpB...)
+							}
+						}
+						var hot []int32
+						for _, i := range rng.Perm(ffn)[:int(share*ffn)] {
+							hot = append(hot, int32(i))
+						}
+						sortInt32(hot)
+						plan := layoutBatch([]FFN{f}, [][]int32{hot}, dim, batch)
+						dev := cpu.NewBackend(pool, plan.TotalBytes)
+						e, err := NewExecutor(dev, pool, plan, []FFN{f}, dim, mustAlloc(t, plan.TotalBytes))
+						if err != nil {
+							t.Fatal(err)
+						}
+						x := make([]float32, n*dim)
+						for i := range x {
+							x[i] = float32(rng.NormFloat64())
+						}
+						want := make([]float32, n*dim)
+						for i := range n {
+							if err := e.Run(0, x[i*dim:(i+1)*dim], nil, sh.th, want[i*dim:(i+1)*dim]); err != nil {
+								t.Fatal(err)
+							}
+						}
+						e.ResetStats()
+						got := make([]float32, n*dim)
+						if err := e.RunAll(0, x, n, sh.th, got); err != nil {
+							t.Fatal(err)
+						}
+						for i := range got {
+							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+								t.Fatalf("token %d, out[%d] = %g, Run gives %g (must be the same bits)", i/dim, i%dim, got[i], want[i])
+							}
+						}
+						if st := e.Stats(); st.Active != n*ffn || st.Hot != int64(n*len(hot)) {
+							t.Fatalf("stats: %d active, %d hot; want %d, %d", st.Active, st.Hot, n*ffn, n*len(hot))
+						}
+						if dev.Peak() > plan.TotalBytes {
+							t.Fatalf("device used %d bytes, plan %d", dev.Peak(), plan.TotalBytes)
+						}
+					})
+				}
+			}
 		}
 	}
 }
