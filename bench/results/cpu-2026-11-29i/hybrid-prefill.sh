@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # stoke bench sweep --modes hybrid on the byte-capped CPU backend (the
 # stand-in for a device: it computes its half on the same two cores), at
-# budgets of 0, 25%, 50% and 90% of the weights, pp64 and tg16, with
+# budgets of 0, 25%, 50%, 90% and 120% of the weights, pp64 and tg16, with
 # builds of 52cd695 (prompt tokens through the hybrid executor one by
 # one) and of this tree (prompt tokens of a layer with 20% or more of its
 # neurons on the host on the CPU's dense FFN), two alternating rounds, on
@@ -21,7 +21,7 @@ go build -o "$tmp/stoke.new" ./cmd/stoke
 : > "$out"
 for round in 1 2; do
 	for v in old new; do
-		"$tmp/stoke.$v" bench sweep -m "$m" --device cpu-capped --modes hybrid --vram 0,25%,50%,90% \
+		"$tmp/stoke.$v" bench sweep -m "$m" --device cpu-capped --modes hybrid --vram 0,25%,50%,90%,120% \
 			--prompt-len 64 --gen-len 16 --repeat 3 --out "$tmp/sweep-$v" >/dev/null 2>&1
 		echo "round $round $v (mode | vram | budget | status | plan | hot share | hit rate | pp tok/s | tg tok/s | ± sd | roofline tg)" >>"$out"
 		grep '^| hybrid' "$tmp/sweep-$v/summary.md" >>"$out"
