@@ -297,16 +297,7 @@ func BenchmarkSchedulerStreams(b *testing.B) {
 	defer m.Close()
 	for _, streams := range streamCounts {
 		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
-			sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: streams, Context: 128, Batch: 64})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer sc.Close()
-			total := 0
-			for b.Loop() {
-				total += runStreams(b, sc, streams)
-			}
-			b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tok/s")
+			benchScheduler(b, m, engine.SchedulerOptions{Parallel: streams, Context: 128, Batch: 64}, streams)
 		})
 	}
 }
@@ -342,7 +333,7 @@ func BenchmarkOffloadStreams(b *testing.B) {
 				name = "sparse"
 			}
 			b.Run(fmt.Sprintf("%s/streams=%d", name, streams), func(b *testing.B) {
-				sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: 4, Context: 128, Batch: 64,
+				benchScheduler(b, m, engine.SchedulerOptions{Parallel: 4, Context: 128, Batch: 64,
 					Setup: func(r *engine.Runner) error {
 						if err := r.EnableOffload(cpu.NewBackend(r.Pool(), plan.TotalBytes), plan); err != nil {
 							return err
@@ -355,16 +346,7 @@ func BenchmarkOffloadStreams(b *testing.B) {
 							return err
 						}
 						return r.EnableSparse(engine.Sparsity{Predictor: p, OnResidual: true})
-					}})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer sc.Close()
-				total := 0
-				for b.Loop() {
-					total += runStreams(b, sc, streams)
-				}
-				b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tok/s")
+					}}, streams)
 			})
 		}
 	}
@@ -390,6 +372,21 @@ func BenchmarkSchedulerStreamsQ4K(b *testing.B) {
 	b.Run("Q5_K_M", func(b *testing.B) { benchStreamsPacked(b, benchModelMix(b, synth.MixQ5KM)) })
 }
 
+// benchScheduler reports the aggregate decode tokens/s of streams
+// concurrent clients (runStreams) on a scheduler of m with options o.
+func benchScheduler(b *testing.B, m *engine.Model, o engine.SchedulerOptions, streams int) {
+	sc, err := engine.NewScheduler(m, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sc.Close()
+	total := 0
+	for b.Loop() {
+		total += runStreams(b, sc, streams)
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tok/s")
+}
+
 // benchModelMix is benchModel in one of llama.cpp's mixes (synth.MixQ4KM,
 // synth.MixQ5KM).
 func benchModelMix(b testing.TB, mix string) string {
@@ -408,16 +405,7 @@ func benchStreamsPacked(b *testing.B, path string) {
 		}
 		for _, streams := range []int{1, 8} {
 			b.Run(fmt.Sprintf("packed=%v/streams=%d", pack, streams), func(b *testing.B) {
-				sc, err := engine.NewScheduler(m, engine.SchedulerOptions{Parallel: streams, Context: 128, Batch: 64})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer sc.Close()
-				total := 0
-				for b.Loop() {
-					total += runStreams(b, sc, streams)
-				}
-				b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "tok/s")
+				benchScheduler(b, m, engine.SchedulerOptions{Parallel: streams, Context: 128, Batch: 64}, streams)
 			})
 		}
 		m.Close()

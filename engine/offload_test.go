@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stokehq/stoke/engine"
@@ -230,16 +229,7 @@ func TestOffloadSparseBatchMatchesAlone(t *testing.T) {
 // offloadBatchMatchesAlone is TestOffloadSparseBatchMatchesAlone with the
 // device dev gives a runner (for a plan of budget bytes).
 func offloadBatchMatchesAlone(t *testing.T, dev func(r *engine.Runner, budget int64) kernels.Backend) {
-	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q8_0, Params: 3e6, Seed: 6}))
-	fp, err := m.FilePredictor()
-	if err != nil || fp == nil {
-		t.Fatalf("the file's predictor: %v", err)
-	}
-	weak := &predictor.Predictor{ActThreshold: fp.ActThreshold}
-	for _, lp := range fp.Layers {
-		lp.Threshold = 2
-		weak.Layers = append(weak.Layers, lp)
-	}
+	m, weak := weakPredictorModel(t)
 	desc, err := m.OffloadDesc(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -306,27 +296,9 @@ func offloadBatchMatchesAlone(t *testing.T, dev func(r *engine.Runner, budget in
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, clients)
-	for i := range clients {
-		wg.Go(func() {
-			res, err := sc.Generate(context.Background(), prompts[i], greedyParams(12+i%5), nil)
-			switch {
-			case err != nil:
-				errs[i] = err
-			case !slices.Equal(res.Tokens, want[i]):
-				errs[i] = fmt.Errorf("client %d: got %v, want %v", i, res.Tokens, want[i])
-			}
-		})
-	}
-	wg.Wait()
+	generateConcurrently(t, sc, prompts, want)
 	st, devPreds := sc.Stats(), runner.DevicePredictions() // the loop is idle: every request has its answer
 	sc.Close()
-	for _, err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
-	}
 	if st.Steps >= st.GenTokens {
 		t.Errorf("stats %+v: want passes that decoded several sequences at once", st)
 	}

@@ -179,16 +179,7 @@ func TestSchedulerCancelFreesSlot(t *testing.T) {
 // ways (checked): a batched pass that fell back to the dense FFN would
 // show.
 func TestSchedulerSparseMatchesSequential(t *testing.T) {
-	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q8_0, Params: 3e6, Seed: 6}))
-	fp, err := m.FilePredictor()
-	if err != nil || fp == nil {
-		t.Fatalf("the file's predictor: %v", err)
-	}
-	weak := &predictor.Predictor{ActThreshold: fp.ActThreshold}
-	for _, lp := range fp.Layers {
-		lp.Threshold = 2
-		weak.Layers = append(weak.Layers, lp)
-	}
+	m, weak := weakPredictorModel(t)
 	sp := engine.Sparsity{Predictor: weak, OnResidual: true}
 	const clients = 12
 	prompts := make([][]int32, clients)
@@ -223,9 +214,20 @@ func TestSchedulerSparseMatchesSequential(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sc.Close()
+	generateConcurrently(t, sc, prompts, want)
+	if st := sc.Stats(); st.SparsePossible == 0 || st.Steps >= st.GenTokens {
+		t.Errorf("stats %+v: want sparse steps, and passes that decoded several sequences at once", st)
+	}
+}
+
+// generateConcurrently has one client per prompt generate at once on sc,
+// greedily, 12 + i%5 tokens for prompt i, and reports each client whose
+// tokens are not want[i].
+func generateConcurrently(t *testing.T, sc *engine.Scheduler, prompts, want [][]int32) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make([]error, clients)
-	for i := range clients {
+	errs := make([]error, len(prompts))
+	for i := range prompts {
 		wg.Go(func() {
 			res, err := sc.Generate(context.Background(), prompts[i], greedyParams(12+i%5), nil)
 			switch {
@@ -242,7 +244,24 @@ func TestSchedulerSparseMatchesSequential(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if st := sc.Stats(); st.SparsePossible == 0 || st.Steps >= st.GenTokens {
-		t.Errorf("stats %+v: want sparse steps, and passes that decoded several sequences at once", st)
+}
+
+// weakPredictorModel loads a small PowerInfer-layout ReLU model and
+// returns it with its file's predictor, the threshold raised to 2 so that
+// it misses many firing neurons: sparse decoding then parts ways with
+// dense, and a pass that fell back to every neuron would show. Its
+// weights are the file's, which a device holding them computes.
+func weakPredictorModel(t *testing.T) (*engine.Model, *predictor.Predictor) {
+	t.Helper()
+	m := load(t, synthModel(t, synth.Config{Arch: "llama", Act: "relu", PowerInfer: true, Type: dtype.Q8_0, Params: 3e6, Seed: 6}))
+	fp, err := m.FilePredictor()
+	if err != nil || fp == nil {
+		t.Fatalf("the file's predictor: %v", err)
 	}
+	weak := &predictor.Predictor{ActThreshold: fp.ActThreshold}
+	for _, lp := range fp.Layers {
+		lp.Threshold = 2
+		weak.Layers = append(weak.Layers, lp)
+	}
+	return m, weak
 }

@@ -127,6 +127,48 @@ func reference(f *FFN, x []float32, th Threshold) []float64 {
 	return out
 }
 
+// execShape is an FFN family for the executor's tests.
+type execShape struct {
+	name         string
+	gated, dRelu bool
+	act          kernels.Act
+	bias         bool
+	th           Threshold
+}
+
+var execShapes = []execShape{
+	{"swiglu", true, false, kernels.ActSiLU, false, Threshold{}},
+	{"relu-llama", true, false, kernels.ActReLU, false, Threshold{On: true}},
+	{"drelu", true, true, kernels.ActReLU, false, Threshold{On: true}},
+	{"opt", false, false, kernels.ActReLU, true, Threshold{On: true}},
+	{"swiglu-teal", true, false, kernels.ActSiLU, true, Threshold{On: true, Tau: 0.05}},
+}
+
+// randFFN returns a random FFN of shape sh (ffn neurons of dim, weights
+// of type typ, an F16 neuron-major down) and a random hot set of share of
+// its neurons, ascending.
+func randFFN(t *testing.T, rng *rand.Rand, typ dtype.Type, sh execShape, dim, ffn int, share float64) (FFN, []int32) {
+	f := FFN{Up: randMatrix(t, rng, typ, ffn, dim), DownT: randMatrix(t, rng, dtype.F16, ffn, dim), Act: sh.act, DReLU: sh.dRelu}
+	if sh.gated {
+		f.Gate = randMatrix(t, rng, typ, ffn, dim)
+	}
+	if sh.bias {
+		f.UpB = make([]float32, ffn)
+		for i := range f.UpB {
+			f.UpB[i] = float32(rng.NormFloat64()) * 0.1
+		}
+		if sh.gated {
+			f.GateB = append([]float32(nil), f.UpB...)
+		}
+	}
+	var hot []int32
+	for _, i := range rng.Perm(ffn)[:int(share*float64(ffn))] {
+		hot = append(hot, int32(i))
+	}
+	sortInt32(hot)
+	return f, hot
+}
+
 // TestExecutorSplitEqualsWhole: for every weight type, FFN shape and hot
 // share, the hybrid sum (device half + host half) equals the FFN over all
 // neurons, with the device a capped CPU backend that holds exactly the
@@ -137,42 +179,12 @@ func TestExecutorSplitEqualsWhole(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	const dim, ffn = 64, 96
 	types := []dtype.Type{dtype.F32, dtype.F16, dtype.BF16, dtype.Q4_0, dtype.Q4_1, dtype.Q5_0, dtype.Q5_1, dtype.Q8_0}
-	shapes := []struct {
-		name         string
-		gated, dRelu bool
-		act          kernels.Act
-		bias         bool
-		th           Threshold
-	}{
-		{"swiglu", true, false, kernels.ActSiLU, false, Threshold{}},
-		{"relu-llama", true, false, kernels.ActReLU, false, Threshold{On: true}},
-		{"drelu", true, true, kernels.ActReLU, false, Threshold{On: true}},
-		{"opt", false, false, kernels.ActReLU, true, Threshold{On: true}},
-		{"swiglu-teal", true, false, kernels.ActSiLU, true, Threshold{On: true, Tau: 0.05}},
-	}
 	for _, typ := range types {
-		for _, sh := range shapes {
+		for _, sh := range execShapes {
 			for _, share := range []float64{0, 0.1, 0.5, 1} {
 				name := fmt.Sprintf("%v/%s/%.0f%%", typ, sh.name, share*100)
 				t.Run(name, func(t *testing.T) {
-					f := FFN{Up: randMatrix(t, rng, typ, ffn, dim), DownT: randMatrix(t, rng, dtype.F16, ffn, dim), Act: sh.act, DReLU: sh.dRelu}
-					if sh.gated {
-						f.Gate = randMatrix(t, rng, typ, ffn, dim)
-					}
-					if sh.bias {
-						f.UpB = make([]float32, ffn)
-						for i := range f.UpB {
-							f.UpB[i] = float32(rng.NormFloat64()) * 0.1
-						}
-						if sh.gated {
-							f.GateB = append([]float32(nil), f.UpB...)
-						}
-					}
-					var hot []int32
-					for _, i := range rng.Perm(ffn)[:int(share*ffn)] {
-						hot = append(hot, int32(i))
-					}
-					sortInt32(hot)
+					f, hot := randFFN(t, rng, typ, sh, dim, ffn, share)
 					plan := layoutFor([]FFN{f}, [][]int32{hot}, dim)
 					dev := cpu.NewBackend(pool, plan.TotalBytes)
 					arena, err := dev.Alloc(plan.TotalBytes)
@@ -317,42 +329,12 @@ func TestExecutorRunAll(t *testing.T) {
 	defer pool.Close()
 	rng := rand.New(rand.NewPCG(8, 12))
 	const dim, ffn, n = 64, 96, 5
-	shapes := []struct {
-		name         string
-		gated, dRelu bool
-		act          kernels.Act
-		bias         bool
-		th           Threshold
-	}{
-		{"swiglu", true, false, kernels.ActSiLU, false, Threshold{}},
-		{"relu-llama", true, false, kernels.ActReLU, false, Threshold{On: true}},
-		{"drelu", true, true, kernels.ActReLU, false, Threshold{On: true}},
-		{"opt", false, false, kernels.ActReLU, true, Threshold{On: true}},
-		{"swiglu-teal", true, false, kernels.ActSiLU, true, Threshold{On: true, Tau: 0.05}},
-	}
 	for _, typ := range []dtype.Type{dtype.F16, dtype.Q4_0, dtype.Q8_0} {
-		for _, sh := range shapes {
+		for _, sh := range execShapes {
 			for _, share := range []float64{0, 0.5, 1} {
 				for _, batch := range []int{2, n} {
 					t.Run(fmt.Sprintf("%v/%s/%.0f%%/batch%d", typ, sh.name, share*100, batch), func(t *testing.T) {
-						f := FFN{Up: randMatrix(t, rng, typ, ffn, dim), DownT: randMatrix(t, rng, dtype.F16, ffn, dim), Act: sh.act, DReLU: sh.dRelu}
-						if sh.gated {
-							f.Gate = randMatrix(t, rng, typ, ffn, dim)
-						}
-						if sh.bias {
-							f.UpB = make([]float32, ffn)
-							for i := range f.UpB {
-								f.UpB[i] = float32(rng.NormFloat64()) * 0.1
-							}
-							if sh.gated {
-								f.GateB = append([]float32(nil), f.UpB...)
-							}
-						}
-						var hot []int32
-						for _, i := range rng.Perm(ffn)[:int(share*ffn)] {
-							hot = append(hot, int32(i))
-						}
-						sortInt32(hot)
+						f, hot := randFFN(t, rng, typ, sh, dim, ffn, share)
 						plan := layoutBatch([]FFN{f}, [][]int32{hot}, dim, batch)
 						dev := cpu.NewBackend(pool, plan.TotalBytes)
 						e, err := NewExecutor(dev, pool, plan, []FFN{f}, dim, mustAlloc(t, plan.TotalBytes))
