@@ -291,19 +291,19 @@ func (r *Runner) deviceMatmul(dst []float32, w *arch.Tensor, x []float32, n int)
 	return true
 }
 
-// promptsOnDevice reports whether tokens that compute all of layer l's
-// neurons (prompt tokens; with the sparse FFN off, every token) in a pass
-// that also holds other kinds of token or several of them go through the
-// hybrid executor, one by one, rather than the CPU's dense FFN for the
-// whole pass: when the host holds under promptColdShare of the layer's
-// neurons. The executor's host half reads its cold rows once per token,
-// where the dense FFN reads every row once for the pass and computes the
-// tokens together with the multi-input kernels: with a hybrid plan that
-// left most neurons on the host, a 64-token prompt on the 1B model
-// prefilled at half the CPU's dense rate, token by token. (A pass of
-// decode steps alone always takes the executor, which puts the device's
-// neurons to use.) The choice depends only on the plan, not on the pass,
-// so a token's result is the same whichever tokens share its pass.
+// promptsOnDevice reports whether the tokens of a pass that compute
+// every neuron of layer l (prompt tokens, and every token when there is
+// no predictor) go through the hybrid executor, all of them together
+// (Executor.RunAll), rather than through the CPU's dense FFN: when the
+// host holds under promptColdShare of the layer's neurons. The executor's
+// host half reads its cold rows once per token, where the dense FFN reads
+// every row once for the pass and computes the tokens together with the
+// multi-input kernels. Token by token through the executor, a 64-token
+// prompt on the 1B model with a plan that left most neurons on the host
+// prefilled at half the CPU's dense rate. (A pass of decode steps alone
+// always takes the executor, which puts the device's neurons to use.) The
+// choice depends only on the plan, not on the pass, so a token's result
+// is the same whichever tokens share its pass.
 func (r *Runner) promptsOnDevice(l int) bool {
 	return float64(r.dev.exec.Cold(l)) < promptColdShare*float64(r.m.Config.FFN)
 }

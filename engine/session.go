@@ -534,7 +534,8 @@ func (r *Runner) mixedFFN(l, n int, x, xb, out []float32, hybrid bool) {
 
 // markDecodes sets r.decode[i], for the n tokens of seqs (their
 // concatenation), to whether token i is a decode step (Seq.Decode), which
-// the sparse FFN computes, and returns how many are.
+// the sparse FFN or the hybrid executor computes on its own, and returns
+// how many are.
 func (r *Runner) markDecodes(seqs []Seq, n int) int {
 	if len(r.decode) < n {
 		r.decode = make([]bool, max(n, r.batch))
