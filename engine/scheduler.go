@@ -41,7 +41,7 @@ type SchedulerStats struct {
 	Cancelled               int64 // requests cancelled by their client
 	// FFN neurons the sparse FFN computed and could have (Runner.
 	// SparseStats), both 0 without one: their ratio is the share of the
-	// FFN a single-sequence decode reads.
+	// FFN a decode step reads.
 	SparseActive, SparsePossible int64
 }
 

@@ -141,7 +141,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	writeMetric(&b, "stoke_scheduler_steps_total", "counter", "Forward passes run by the scheduler.", float64(st.Steps))
 	writeMetric(&b, "stoke_scheduler_cancelled_total", "counter", "Sequences the scheduler dropped because their requester went away.", float64(st.Cancelled))
 	if st.SparsePossible > 0 {
-		writeMetric(&b, "stoke_sparse_ffn_neurons_total", "counter", "FFN neurons the sparse FFN could have computed (serve --sparse: single-sequence decode steps).", float64(st.SparsePossible))
+		writeMetric(&b, "stoke_sparse_ffn_neurons_total", "counter", "FFN neurons the sparse FFN could have computed (serve --sparse: every decode step).", float64(st.SparsePossible))
 		writeMetric(&b, "stoke_sparse_ffn_neurons_computed_total", "counter", "FFN neurons the sparse FFN computed; over stoke_sparse_ffn_neurons_total, the share of the FFN read.", float64(st.SparseActive))
 	}
 	writeMetric(&b, "stoke_uptime_seconds", "gauge", "Seconds since the server started.", time.Since(s.start).Seconds())
