@@ -343,33 +343,11 @@ func (r *Runner) deviceFFN(l int, resid, xb, out []float32, n int, dec []bool) b
 		}
 		return true
 	}
-	k := 0
-	for i := range n {
-		if !dec[i] {
-			k++
-		}
-	}
-	if k > 0 {
-		if len(r.xc) < r.batch*dim {
-			r.xc, r.xo = make([]float32, r.batch*dim), make([]float32, r.batch*dim)
-		}
-		j := 0
-		for i := range n {
-			if !dec[i] {
-				copy(r.xc[j*dim:(j+1)*dim], xb[i*dim:(i+1)*dim])
-				j++
-			}
-		}
+	if k := r.gatherOthers(xb, dec[:n]); k > 0 {
 		if err := d.exec.RunAll(l, r.xc[:k*dim], k, th, r.xo[:k*dim]); err != nil {
 			r.devErr = errors.Join(r.devErr, err)
 		}
-		j = 0
-		for i := range n {
-			if !dec[i] {
-				copy(out[i*dim:(i+1)*dim], r.xo[j*dim:(j+1)*dim])
-				j++
-			}
-		}
+		r.scatterOthers(out, dec)
 	}
 	// each decode step its own predicted neurons
 	for i := range n {

@@ -162,7 +162,7 @@ type Runner struct {
 	sparse       *sparseState
 	allIdx       []int32      // 0..ffn-1, for dense use of a neuron-major down
 	decode       []bool       // per token of the pass, whether it is a decode step (markDecodes)
-	xc, xo       []float32    // mixedFFN's gathered inputs and outputs
+	xc, xo       []float32    // gatherOthers' rows and their results
 	axpy         cpu.AxpyRows // state of the neuron-major down product
 
 	dev    *deviceState // offload to a device (nil: all on the host)
@@ -501,26 +501,15 @@ func (r *Runner) denseFFN(l, n int, x, xb, out []float32) {
 func (r *Runner) mixedFFN(l, n int, x, xb, out []float32, hybrid bool) {
 	dim := r.m.Config.Dim
 	lv := &r.m.layers[l]
-	if len(r.xc) < r.batch*dim {
-		r.xc, r.xo = make([]float32, r.batch*dim), make([]float32, r.batch*dim)
-	}
-	k := 0
-	for i, d := range r.decode[:n] {
-		if !d {
-			copy(r.xc[k*dim:(k+1)*dim], xb[i*dim:(i+1)*dim])
-			k++
-		}
-	}
-	if k > 0 {
+	dec := r.decode[:n]
+	if k := r.gatherOthers(xb, dec); k > 0 {
 		r.denseFFN(l, k, nil, r.xc[:k*dim], r.xo[:k*dim])
+		r.scatterOthers(out, dec)
 	}
-	k = 0
-	for i, d := range r.decode[:n] {
+	for i, d := range dec {
 		xi, xbi, oi := x[i*dim:(i+1)*dim], xb[i*dim:(i+1)*dim], out[i*dim:(i+1)*dim]
 		switch {
 		case !d:
-			copy(oi, r.xo[k*dim:(k+1)*dim])
-			k++
 		case hybrid:
 			r.deviceFFN(l, xi, xbi, oi, 1, r.decode[i:i+1])
 			if lv.downB != nil {
@@ -528,6 +517,38 @@ func (r *Runner) mixedFFN(l, n int, x, xb, out []float32, hybrid bool) {
 			}
 		default:
 			r.sparseFFN(l, xi, xbi, oi)
+		}
+	}
+}
+
+// gatherOthers copies the rows of xb (rows of dim) that are not decode
+// steps (dec[i] false) into r.xc, in order, and returns how many there
+// are: the tokens of a mixed pass that compute every neuron, for one
+// product over them alone.
+func (r *Runner) gatherOthers(xb []float32, dec []bool) int {
+	dim := r.m.Config.Dim
+	k := 0
+	for i, d := range dec {
+		if !d {
+			if len(r.xc) < r.batch*dim { // on the first such pass
+				r.xc, r.xo = make([]float32, r.batch*dim), make([]float32, r.batch*dim)
+			}
+			copy(r.xc[k*dim:(k+1)*dim], xb[i*dim:(i+1)*dim])
+			k++
+		}
+	}
+	return k
+}
+
+// scatterOthers copies r.xo's rows, the results for gatherOthers' rows,
+// back to those rows of out.
+func (r *Runner) scatterOthers(out []float32, dec []bool) {
+	dim := r.m.Config.Dim
+	k := 0
+	for i, d := range dec {
+		if !d {
+			copy(out[i*dim:(i+1)*dim], r.xo[k*dim:(k+1)*dim])
+			k++
 		}
 	}
 }
